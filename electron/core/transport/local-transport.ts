@@ -1,0 +1,146 @@
+import { spawn as spawnChild } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import path from 'node:path';
+import { FerryException } from '../../../shared/errors';
+import type { ExecOptions, ExecResult, HostTransport, SpawnedProcess, TransportStateChange } from './host-transport';
+
+/** This machine. Commands go straight to execve: no shell, no quoting needed. */
+export class LocalTransport implements HostTransport {
+  readonly kind = 'local' as const;
+  readonly label = 'local';
+  readonly state = 'connected' as const;
+
+  async connect(): Promise<void> {}
+  async close(): Promise<void> {}
+  onStateChange(_listener: (change: TransportStateChange) => void): () => void {
+    return () => {};
+  }
+
+  exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    checkArgv(argv);
+    return new Promise((resolve, reject) => {
+      const child = spawnChild(argv[0]!, argv.slice(1), {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: options.env ? { ...process.env, ...options.env } : process.env,
+      });
+      const out: Buffer[] = [];
+      const errOut: Buffer[] = [];
+      child.stdout.on('data', (c: Buffer) => out.push(c));
+      child.stderr.on('data', (c: Buffer) => errOut.push(c));
+      let timedOut = false;
+      const timer = options.timeoutMs
+        ? setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+          }, options.timeoutMs)
+        : undefined;
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        if (timer) clearTimeout(timer);
+        reject(new FerryException('EXEC_FAILED', `cannot run ${argv[0]}: ${e.message}`, { argv0: argv[0], errno: e.code }));
+      });
+      child.on('close', (code, signal) => {
+        if (timer) clearTimeout(timer);
+        if (timedOut) {
+          reject(new FerryException('EXEC_FAILED', `${argv[0]} timed out after ${options.timeoutMs} ms`, { argv0: argv[0] }));
+          return;
+        }
+        resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') });
+      });
+      child.stdin.on('error', () => {}); // EPIPE when the program does not read its stdin
+      child.stdin.end(options.stdin ?? undefined);
+    });
+  }
+
+  spawn(argv: readonly string[]): Promise<SpawnedProcess> {
+    checkArgv(argv);
+    return new Promise((resolve, reject) => {
+      const child = spawnChild(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+      child.stdin.on('error', () => {});
+      const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
+        child.on('close', (code, signal) => res({ code, signal }));
+      });
+      child.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new FerryException('EXEC_FAILED', `cannot run ${argv[0]}: ${e.message}`, { argv0: argv[0], errno: e.code })));
+      child.once('spawn', () =>
+        resolve({
+          stdin: child.stdin,
+          stdout: child.stdout,
+          stderr: child.stderr,
+          exited,
+          kill: (signal = 'SIGTERM') => {
+            child.kill(signal);
+          },
+        }));
+    });
+  }
+
+  openUnix(socketPath: string): Promise<Duplex> {
+    return connectSocket(() => netConnect({ path: socketPath }), `unix socket ${socketPath}`);
+  }
+
+  openTcp(host: string, port: number): Promise<Duplex> {
+    return connectSocket(() => netConnect({ host, port }), `${host}:${port}`).then((s) => {
+      (s as Socket).setNoDelay(true);
+      return s;
+    });
+  }
+
+  async readFile(filePath: string): Promise<Buffer> {
+    try {
+      return await fs.readFile(filePath);
+    } catch (e) {
+      throw ioError('read', filePath, e);
+    }
+  }
+
+  async writeFile(filePath: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+    await writeFileAtomic(filePath, data, mode);
+  }
+}
+
+/** Writes a file so that a reader sees the old or the new content, never a half-written one. */
+export async function writeFileAtomic(filePath: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = path.join(path.dirname(filePath), `.${path.basename(filePath)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const fh = await fs.open(tmp, 'wx', mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, filePath);
+  } catch (e) {
+    await fs.rm(tmp, { force: true }).catch(() => {});
+    throw ioError('write', filePath, e);
+  }
+}
+
+function ioError(verb: string, filePath: string, e: unknown): FerryException {
+  const err = e as NodeJS.ErrnoException;
+  const code = err.code === 'ENOENT' && verb === 'read' ? 'NOT_FOUND' : 'IO_ERROR';
+  return new FerryException(code, `cannot ${verb} ${filePath}: ${err.message}`, { path: filePath, errno: err.code });
+}
+
+function checkArgv(argv: readonly string[]): void {
+  if (argv.length === 0 || !argv[0]) throw new FerryException('INVALID_REQUEST', 'empty command');
+  const bad = argv.findIndex((a) => a.includes('\0'));
+  if (bad >= 0) throw new FerryException('INVALID_REQUEST', `argument ${bad} contains a NUL byte`);
+}
+
+function connectSocket(make: () => Socket, what: string): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const s = make();
+    const onError = (e: NodeJS.ErrnoException) =>
+      reject(new FerryException(e.code === 'ENOENT' ? 'NOT_FOUND' : 'IO_ERROR', `cannot connect to ${what}: ${e.message}`, { errno: e.code }));
+    s.once('error', onError);
+    s.once('connect', () => {
+      s.off('error', onError);
+      resolve(s);
+    });
+  });
+}
