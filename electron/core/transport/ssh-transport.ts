@@ -1,0 +1,562 @@
+/**
+ * The SSH host transport (ssh2). Honours ~/.ssh/config (Host patterns, HostName, User, Port,
+ * IdentityFile, ProxyJump), SSH_AUTH_SOCK, encrypted keys (passphrase asked through a
+ * callback, held only for the parse), and known_hosts; the host key check is a pure function
+ * that fails closed. The TCP socket is ours, with Nagle off: ssh2's own socket measured a
+ * 44 ms stall per QMP round trip here (../shared/LAB-NOTES.md).
+ */
+import { Client, utils as sshUtils } from 'ssh2';
+import type { ClientChannel, ConnectConfig, ParsedKey, SFTPWrapper, AnyAuthMethod, AuthenticationType } from 'ssh2';
+import { connect as netConnect } from 'node:net';
+import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir, userInfo } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { FerryException } from '../../../shared/errors';
+import type { ExecOptions, ExecResult, HostTransport, SpawnedProcess, TransportState, TransportStateChange } from './host-transport';
+import { quoteArgv } from './shell-quote';
+import { loadSshConfig, resolveSshHost, parseJumpSpec } from './ssh-config';
+import type { JumpSpec, ResolvedSshHost } from './ssh-config';
+import { checkHostKey, loadKnownHosts } from './known-hosts';
+import type { HostKeyVerdict } from './known-hosts';
+
+export interface SshTarget {
+  /** An ssh_config alias, a host name or an address. */
+  host: string;
+  /** Explicit settings win over ~/.ssh/config. */
+  user?: string;
+  port?: number;
+  identityFile?: string;
+  /** `[user@]host[:port]`, comma-separated for several hops. */
+  proxyJump?: string;
+}
+
+export interface SshTransportOptions {
+  /** Home directory for `~` (default: the OS user's). */
+  homeDir?: string;
+  /** Default `~/.ssh/config`; `null` to ignore every config file. */
+  sshConfigPath?: string | null;
+  /** Files checked for host keys besides the config's UserKnownHostsFile list (e.g. Ferry's own). */
+  extraKnownHostsFiles?: string[];
+  /** Agent socket; default `SSH_AUTH_SOCK`; `false` to not use an agent. */
+  agent?: string | false;
+  /** Asked for a key's passphrase; return undefined to skip the key. Never stored. */
+  askPassphrase?: (keyPath: string) => Promise<string | undefined>;
+  keepaliveIntervalMs?: number;
+  keepaliveCountMax?: number;
+  readyTimeoutMs?: number;
+  /** Use `socat` through exec when the server refuses streamlocal forwarding. Default true. */
+  socatFallback?: boolean;
+}
+
+export interface PresentedHostKey {
+  host: string;
+  port: number;
+  keyBlob: Buffer;
+  fingerprint: string;
+}
+
+interface Hop {
+  spec: ResolvedSshHost;
+  client: Client;
+}
+
+export class SshTransport implements HostTransport {
+  readonly kind = 'ssh' as const;
+  private hops: Hop[] = [];
+  private _state: TransportState = 'disconnected';
+  private readonly stateListeners = new Set<(c: TransportStateChange) => void>();
+  private readonly openStreams = new Set<Duplex | ClientChannel>();
+  private streamLocalRefused = false;
+  private sftpPromise: Promise<SFTPWrapper> | undefined;
+  private resolved: ResolvedSshHost | undefined;
+  private connecting: Promise<void> | undefined;
+  private presented: PresentedHostKey[] = [];
+
+  constructor(readonly target: SshTarget, private readonly options: SshTransportOptions = {}) {}
+
+  get label(): string {
+    const r = this.resolved;
+    return r ? `${r.user}@${r.hostName}:${r.port}` : this.target.host;
+  }
+
+  /** Host keys seen during the last connect attempt (every hop), for trust-on-confirmation. */
+  get presentedHostKeys(): readonly PresentedHostKey[] {
+    return this.presented;
+  }
+
+  get state(): TransportState {
+    return this._state;
+  }
+
+  /** The settings in force after ~/.ssh/config and the explicit overrides. */
+  resolve(): ResolvedSshHost {
+    const base = this.resolveName(this.target.host);
+    const r: ResolvedSshHost = { ...base };
+    if (this.target.user) r.user = this.target.user;
+    if (this.target.port) r.port = this.target.port;
+    if (this.target.identityFile) r.identityFiles = [expandHome(this.target.identityFile, this.home)];
+    if (this.target.proxyJump) {
+      r.proxyJump = this.target.proxyJump.toLowerCase() === 'none' ? [] : this.target.proxyJump.split(',').map((s) => parseJumpSpec(s.trim()));
+    }
+    return r;
+  }
+
+  private get home(): string {
+    return this.options.homeDir ?? homedir();
+  }
+
+  private resolveName(alias: string): ResolvedSshHost {
+    const configPath = this.options.sshConfigPath === undefined ? path.join(this.home, '.ssh', 'config') : this.options.sshConfigPath;
+    const config = configPath === null ? { source: 'none', items: [] } : loadSshConfig(configPath, this.home);
+    return resolveSshHost(config, alias, { homeDir: this.home, localUser: safeUser(), env: process.env });
+  }
+
+  connect(): Promise<void> {
+    if (this._state === 'connected') return Promise.resolve();
+    if (!this.connecting) {
+      this.connecting = this.doConnect().finally(() => {
+        this.connecting = undefined;
+      });
+    }
+    return this.connecting;
+  }
+
+  private async doConnect(): Promise<void> {
+    const target = this.resolve();
+    this.resolved = target;
+    this.presented = [];
+    if (target.proxyCommand) {
+      throw new FerryException('SSH_CONFIG_INVALID', `${target.alias}: ProxyCommand is not supported; use ProxyJump`, { host: target.alias });
+    }
+    this.setState('connecting');
+    const hops: Hop[] = [];
+    try {
+      // Jump hosts are resolved through ~/.ssh/config too, as OpenSSH does.
+      const chain: ResolvedSshHost[] = target.proxyJump.map((j) => this.resolveJump(j));
+      chain.push(target);
+      let sock: Readable | undefined;
+      for (const spec of chain) {
+        sock = sock === undefined ? await tcpConnect(spec.hostName, spec.port, this.options.readyTimeoutMs ?? 15_000) : sock;
+        const client = await this.handshake(spec, sock);
+        hops.push({ spec, client });
+        const next = chain[hops.length];
+        if (next) sock = await forwardOut(client, next.hostName, next.port);
+      }
+    } catch (e) {
+      for (const h of hops.reverse()) h.client.end();
+      this.setState('disconnected', e instanceof Error ? e.message : String(e));
+      throw e;
+    }
+    this.hops = hops;
+    this.streamLocalRefused = false;
+    this.sftpPromise = undefined;
+    const last = hops[hops.length - 1]!.client;
+    let gone = false;
+    const onGone = (reason: string) => {
+      if (gone) return;
+      gone = true;
+      this.onDisconnected(reason);
+    };
+    for (const h of hops) {
+      h.client.on('error', (e: Error) => onGone(`${h.spec.hostName}: ${e.message}`));
+      h.client.on('close', () => onGone(h.client === last ? 'connection closed' : `jump host ${h.spec.hostName} closed`));
+    }
+    this.setState('connected');
+  }
+
+  private resolveJump(j: JumpSpec): ResolvedSshHost {
+    const r = this.resolveName(j.host);
+    if (j.user) r.user = j.user;
+    if (j.port) r.port = j.port;
+    // A jump host's own ProxyJump is ignored: the chain is the target's.
+    r.proxyJump = [];
+    return r;
+  }
+
+  private async handshake(spec: ResolvedSshHost, sock: Readable): Promise<Client> {
+    const knownHosts = await loadKnownHosts([...spec.userKnownHostsFiles, ...(this.options.extraKnownHostsFiles ?? [])]);
+    let verdict: HostKeyVerdict | undefined;
+    const keys = await this.loadKeys(spec);
+    const agent = this.options.agent === false ? undefined : (this.options.agent ?? process.env.SSH_AUTH_SOCK);
+    const methods: AnyAuthMethod[] = [];
+    if (agent && !spec.identitiesOnly) methods.push({ type: 'agent', username: spec.user, agent });
+    for (const k of keys.parsed) methods.push({ type: 'publickey', username: spec.user, key: k });
+    if (agent && spec.identitiesOnly) methods.push({ type: 'agent', username: spec.user, agent });
+
+    const client = new Client();
+    const config: ConnectConfig = {
+      sock,
+      username: spec.user,
+      readyTimeout: this.options.readyTimeoutMs ?? 15_000,
+      keepaliveInterval: this.options.keepaliveIntervalMs ?? (spec.serverAliveInterval ? spec.serverAliveInterval * 1000 : 5_000),
+      keepaliveCountMax: this.options.keepaliveCountMax ?? 3,
+      hostVerifier: (key: Buffer) => {
+        verdict = checkHostKey(knownHosts, spec.hostName, spec.port, key);
+        this.presented.push({ host: spec.hostName, port: spec.port, keyBlob: Buffer.from(key), fingerprint: verdict.fingerprint });
+        return verdict.status === 'trusted';
+      },
+      authHandler: (_left: AuthenticationType[], _partial: boolean, next: (m: AnyAuthMethod | false) => void) => {
+        next(methods.shift() ?? false);
+      },
+    } as ConnectConfig;
+    return new Promise<Client>((resolve, reject) => {
+      client.once('ready', () => {
+        client.removeAllListeners('error');
+        resolve(client);
+      });
+      client.once('error', (e: Error & { level?: string }) => {
+        client.end();
+        const where = `${spec.user}@${spec.hostName}:${spec.port}`;
+        if (verdict && verdict.status !== 'trusted') {
+          reject(hostKeyError(verdict, spec));
+        } else if (e.level === 'client-authentication') {
+          if (keys.needPassphrase.length > 0) {
+            reject(new FerryException('SSH_PASSPHRASE_REQUIRED', `${where}: authentication failed; key ${keys.needPassphrase.join(', ')} needs a passphrase`, { host: spec.hostName, keys: keys.needPassphrase }));
+          } else {
+            reject(new FerryException('SSH_AUTH_FAILED', `${where}: no key was accepted (tried ${keys.tried.length ? keys.tried.join(', ') : 'no key files'}${agent ? ' and the agent' : ''})`, { host: spec.hostName, user: spec.user }));
+          }
+        } else {
+          reject(new FerryException('SSH_CONNECT_FAILED', `${where}: ${e.message}`, { host: spec.hostName, port: spec.port }));
+        }
+      });
+      client.connect(config);
+    });
+  }
+
+  private async loadKeys(spec: ResolvedSshHost): Promise<{ parsed: ParsedKey[]; tried: string[]; needPassphrase: string[] }> {
+    const parsed: ParsedKey[] = [];
+    const tried: string[] = [];
+    const needPassphrase: string[] = [];
+    for (const file of spec.identityFiles) {
+      if (!existsSync(file)) continue;
+      tried.push(file);
+      let data: Buffer;
+      try {
+        data = readFileSync(file);
+      } catch (e) {
+        throw new FerryException('IO_ERROR', `cannot read key ${file}: ${(e as Error).message}`, { path: file });
+      }
+      let key = sshUtils.parseKey(data);
+      if (key instanceof Error && /passphrase/i.test(key.message)) {
+        const pass = this.options.askPassphrase ? await this.options.askPassphrase(file) : undefined;
+        if (pass === undefined) {
+          needPassphrase.push(file);
+          continue;
+        }
+        key = sshUtils.parseKey(data, pass);
+        if (key instanceof Error) {
+          throw new FerryException('SSH_PASSPHRASE_REQUIRED', `wrong passphrase for ${file}`, { keys: [file], wrong: true });
+        }
+      }
+      if (key instanceof Error) continue; // not a key ssh2 understands; OpenSSH would skip it too
+      parsed.push(...(Array.isArray(key) ? key : [key]));
+    }
+    return { parsed, tried, needPassphrase };
+  }
+
+  private onDisconnected(reason: string): void {
+    if (this._state === 'disconnected') return;
+    for (const h of this.hops) h.client.end();
+    this.hops = [];
+    this.sftpPromise = undefined;
+    const error = new FerryException('SSH_DISCONNECTED', `${this.label}: ${reason}`, { host: this.label });
+    for (const s of this.openStreams) endWithError(s as Duplex, error);
+    this.openStreams.clear();
+    this.setState('disconnected', reason);
+  }
+
+  async close(): Promise<void> {
+    if (this._state === 'disconnected' && this.hops.length === 0) return;
+    const closed = this.hops.length ? new Promise<void>((r) => this.hops[this.hops.length - 1]!.client.once('close', () => r())) : Promise.resolve();
+    this.onDisconnected('closed by Ferry');
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
+  }
+
+  onStateChange(listener: (change: TransportStateChange) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => {
+      this.stateListeners.delete(listener);
+    };
+  }
+
+  private setState(state: TransportState, reason?: string): void {
+    if (this._state === state) return;
+    this._state = state;
+    const change: TransportStateChange = reason === undefined ? { state } : { state, reason };
+    for (const l of [...this.stateListeners]) l(change);
+  }
+
+  private client(): Client {
+    const hop = this.hops[this.hops.length - 1];
+    if (!hop || this._state !== 'connected') {
+      throw new FerryException('TRANSPORT_CLOSED', `${this.label}: not connected`, { host: this.label });
+    }
+    return hop.client;
+  }
+
+  private track<T extends Duplex | ClientChannel>(s: T): T {
+    this.openStreams.add(s);
+    s.once('close', () => this.openStreams.delete(s));
+    return s;
+  }
+
+  private openExec(command: string): Promise<ClientChannel> {
+    const client = this.client();
+    return new Promise((resolve, reject) => {
+      const ok = client.exec(command, (e, ch) => {
+        if (e) reject(new FerryException('EXEC_FAILED', `${this.label}: exec refused: ${e.message}`, { host: this.label }));
+        else resolve(this.track(ch));
+      });
+      if (!ok) {
+        /* backpressure on the connection: the callback still fires */
+      }
+    });
+  }
+
+  async exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const r = await this.execRaw(argv, options);
+    return { ...r, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
+  }
+
+  private async execRaw(argv: readonly string[], options: ExecOptions = {}): Promise<{ code: number | null; signal: string | null; stdout: Buffer; stderr: Buffer }> {
+    const ch = await this.openExec(quoteArgv(argv));
+    return new Promise((resolve, reject) => {
+      const out: Buffer[] = [];
+      const errOut: Buffer[] = [];
+      let code: number | null = null;
+      let signal: string | null = null;
+      let timer: NodeJS.Timeout | undefined;
+      if (options.timeoutMs) {
+        timer = setTimeout(() => {
+          ch.close();
+          reject(new FerryException('EXEC_FAILED', `${argv[0]} on ${this.label} timed out after ${options.timeoutMs} ms`, { argv0: argv[0] }));
+        }, options.timeoutMs);
+      }
+      ch.on('data', (c: Buffer) => out.push(c));
+      ch.stderr.on('data', (c: Buffer) => errOut.push(c));
+      ch.on('exit', (c: number | null, sig?: string) => {
+        code = c ?? null;
+        signal = sig ?? null;
+      });
+      ch.on('error', (e: Error) => {
+        if (timer) clearTimeout(timer);
+        reject(e instanceof FerryException ? e : new FerryException('EXEC_FAILED', `${argv[0]} on ${this.label}: ${e.message}`));
+      });
+      ch.on('close', () => {
+        if (timer) clearTimeout(timer);
+        resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut) });
+      });
+      ch.end(options.stdin ?? undefined);
+    });
+  }
+
+  async spawn(argv: readonly string[]): Promise<SpawnedProcess> {
+    const ch = await this.openExec(quoteArgv(argv));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+      let code: number | null = null;
+      let signal: string | null = null;
+      ch.on('exit', (c: number | null, sig?: string) => {
+        code = c ?? null;
+        signal = sig ?? null;
+      });
+      ch.on('close', () => resolve({ code, signal }));
+      ch.on('error', () => {});
+    });
+    return {
+      stdin: ch,
+      stdout: ch,
+      stderr: ch.stderr,
+      exited,
+      kill: (sig = 'SIGTERM') => {
+        try {
+          ch.signal(sig.replace(/^SIG/, ''));
+        } catch {}
+        ch.close();
+      },
+    };
+  }
+
+  async openUnix(socketPath: string): Promise<Duplex> {
+    if (!this.streamLocalRefused) {
+      try {
+        return await this.openStreamLocal(socketPath);
+      } catch (e) {
+        if (!(e instanceof FerryException && e.code === 'SSH_CHANNEL_REFUSED') || this.options.socatFallback === false) throw e;
+        this.streamLocalRefused = true;
+      }
+    }
+    return this.openUnixViaSocat(socketPath);
+  }
+
+  private openStreamLocal(socketPath: string): Promise<Duplex> {
+    const client = this.client();
+    return new Promise<Duplex>((resolve, reject) => {
+      client.openssh_forwardOutStreamLocal(socketPath, (e, ch) => (e ? reject(e) : resolve(this.track(ch))));
+    }).catch(async (e: Error) => {
+      // OpenSSH answers "open failed" both when streamlocal is disabled and when nothing
+      // listens at the path: look at the path to tell the two apart.
+      const check = await this.exec(['test', '-S', socketPath]);
+      if (check.code !== 0) {
+        throw new FerryException('NOT_FOUND', `${this.label}: no unix socket at ${socketPath}`, { path: socketPath });
+      }
+      throw new FerryException('SSH_CHANNEL_REFUSED', `${this.label}: streamlocal forwarding to ${socketPath} refused: ${e.message}`, { path: socketPath });
+    });
+  }
+
+  private async openUnixViaSocat(socketPath: string): Promise<Duplex> {
+    // One round trip to give a clear error instead of a stream that just ends.
+    const check = await this.exec(['test', '-S', socketPath]);
+    if (check.code !== 0) {
+      throw new FerryException('NOT_FOUND', `${this.label}: no unix socket at ${socketPath}`, { path: socketPath });
+    }
+    const ch = await this.openExec(quoteArgv(['socat', '-', `UNIX-CONNECT:${socketPath}`]));
+    let stderr = '';
+    ch.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    ch.on('exit', (code: number | null) => {
+      if (code !== 0 && code !== null) {
+        endWithError(ch as unknown as Duplex, new FerryException(/not found/i.test(stderr) ? 'EXEC_FAILED' : 'IO_ERROR', `${this.label}: socat to ${socketPath} failed (${code}): ${stderr.trim()}`, { path: socketPath }));
+      }
+    });
+    return ch;
+  }
+
+  openTcp(host: string, port: number): Promise<Duplex> {
+    const client = this.client();
+    return forwardOut(client, host, port).then((ch) => this.track(ch));
+  }
+
+  private sftp(): Promise<SFTPWrapper> {
+    if (!this.sftpPromise) {
+      const client = this.client();
+      this.sftpPromise = new Promise<SFTPWrapper>((resolve, reject) => {
+        client.sftp((e, sftp) => (e ? reject(e) : resolve(sftp)));
+      });
+      this.sftpPromise.catch(() => {
+        this.sftpPromise = undefined;
+      });
+    }
+    return this.sftpPromise;
+  }
+
+  async readFile(filePath: string): Promise<Buffer> {
+    let sftp: SFTPWrapper | undefined;
+    try {
+      sftp = await this.sftp();
+    } catch {
+      // No sftp subsystem: fall back to cat.
+      const r = await this.execRaw(['cat', '--', filePath]);
+      if (r.code !== 0) throw new FerryException(/No such file/.test(r.stderr.toString()) ? 'NOT_FOUND' : 'IO_ERROR', `${this.label}: cannot read ${filePath}: ${r.stderr.toString().trim()}`, { path: filePath });
+      return r.stdout;
+    }
+    return new Promise((resolve, reject) => {
+      sftp.readFile(filePath, (e: Error | null | undefined, data: Buffer) => {
+        if (e) {
+          const code = (e as Error & { code?: number }).code === 2 ? 'NOT_FOUND' : 'IO_ERROR';
+          reject(new FerryException(code, `${this.label}: cannot read ${filePath}: ${e.message}`, { path: filePath }));
+        } else resolve(data);
+      });
+    });
+  }
+
+  async writeFile(filePath: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+    const tmp = `${path.posix.dirname(filePath)}/.${path.posix.basename(filePath)}.${randomBytes(6).toString('hex')}.tmp`;
+    const fail = (e: Error) => new FerryException('IO_ERROR', `${this.label}: cannot write ${filePath}: ${e.message}`, { path: filePath });
+    let sftp: SFTPWrapper | undefined;
+    try {
+      sftp = await this.sftp();
+    } catch {
+      sftp = undefined;
+    }
+    if (!sftp) {
+      const r = await this.execRaw(['sh', '-c', 'umask 022 && cat > "$1" && chmod "$3" "$1" && mv -f -- "$1" "$2"', 'ferry-write', tmp, filePath, mode.toString(8)], { stdin: data });
+      if (r.code !== 0) throw fail(new Error(r.stderr.toString().trim()));
+      return;
+    }
+    const s = sftp;
+    await new Promise<void>((resolve, reject) => {
+      s.writeFile(tmp, typeof data === 'string' ? data : Buffer.from(data), { mode }, (e) => (e ? reject(fail(e)) : resolve()));
+    });
+    await new Promise<void>((resolve, reject) => {
+      s.ext_openssh_rename(tmp, filePath, (e) => {
+        if (!e) return resolve();
+        s.unlink(tmp, () => reject(fail(e)));
+      });
+    });
+  }
+}
+
+/**
+ * ssh2 channels override destroy() and drop its error argument; use the stream's own so
+ * that every consumer listening for errors gets the typed one (and none crashes without).
+ */
+function endWithError(s: Duplex, error: Error): void {
+  if (s.listenerCount('error') > 0) Duplex.prototype.destroy.call(s, error);
+  else Duplex.prototype.destroy.call(s);
+}
+
+function hostKeyError(verdict: HostKeyVerdict, spec: ResolvedSshHost): FerryException {
+  const where = spec.port === 22 ? spec.hostName : `[${spec.hostName}]:${spec.port}`;
+  switch (verdict.status) {
+    case 'unknown':
+      return new FerryException('SSH_HOST_KEY_UNKNOWN', `${where}: unknown host key ${verdict.keyType} ${verdict.fingerprint}; confirm the fingerprint to trust it`, {
+        host: spec.hostName, port: spec.port, keyType: verdict.keyType, fingerprint: verdict.fingerprint,
+      });
+    case 'changed':
+      return new FerryException('SSH_HOST_KEY_CHANGED', `${where}: HOST KEY CHANGED: now ${verdict.keyType} ${verdict.fingerprint}, known as ${verdict.expected.map((x) => `${x.keyType} ${x.fingerprint}`).join(', ')}. Refusing to connect.`, {
+        host: spec.hostName, port: spec.port, keyType: verdict.keyType, fingerprint: verdict.fingerprint, expected: verdict.expected,
+      });
+    case 'revoked':
+      return new FerryException('SSH_HOST_KEY_CHANGED', `${where}: host key ${verdict.fingerprint} is marked @revoked. Refusing to connect.`, {
+        host: spec.hostName, port: spec.port, keyType: verdict.keyType, fingerprint: verdict.fingerprint, revoked: true,
+      });
+    default:
+      return new FerryException('INTERNAL', 'host key trusted but connection failed');
+  }
+}
+
+function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host, port });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new FerryException('SSH_CONNECT_FAILED', `${host}:${port}: connection timed out after ${timeoutMs} ms`, { host, port }));
+    }, timeoutMs);
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new FerryException('SSH_CONNECT_FAILED', `${host}:${port}: ${e.message}`, { host, port, errno: e.code }));
+    });
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.setNoDelay(true);
+      s.setKeepAlive(true, 10_000);
+      resolve(s);
+    });
+  });
+}
+
+function forwardOut(client: Client, host: string, port: number): Promise<ClientChannel> {
+  return new Promise((resolve, reject) => {
+    client.forwardOut('127.0.0.1', 0, host, port, (e, ch) => {
+      if (e) reject(new FerryException('SSH_CHANNEL_REFUSED', `cannot open a tunnel to ${host}:${port}: ${e.message}`, { host, port }));
+      else resolve(ch);
+    });
+  });
+}
+
+function expandHome(p: string, home: string): string {
+  return p === '~' ? home : p.startsWith('~/') ? path.join(home, p.slice(2)) : path.resolve(p);
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? 'root';
+  }
+}
