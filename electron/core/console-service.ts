@@ -1,0 +1,235 @@
+/**
+ * The console service implements shared/contract.ts once; the Electron IPC bridge and the
+ * browser-mode WebSocket server are two thin adapters over it. Every request is validated
+ * here against the contract's schema, and every answer is a Result: no stack trace ever
+ * crosses the boundary.
+ */
+import path from 'node:path';
+import { invoke as contract, events as eventSchemas, describeIssues, isInvokeChannel } from '../../shared/contract';
+import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeResponse } from '../../shared/contract';
+import { FerryException, toFerryError } from '../../shared/errors';
+import type { FerryError } from '../../shared/errors';
+import { err, ok } from '../../shared/result';
+import type { Result } from '../../shared/result';
+import type { HostConfig, HostConnectionState } from '../../shared/model/host';
+import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
+import { listVms } from './hosts/vm-discovery';
+import type { HostTransport } from './transport/host-transport';
+import { LocalTransport } from './transport/local-transport';
+import { SshTransport } from './transport/ssh-transport';
+import type { SshTransportOptions } from './transport/ssh-transport';
+import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
+
+export interface ConsoleServiceOptions {
+  /** Default `$XDG_CONFIG_HOME/ferry`. */
+  configDir?: string;
+  /** Hosts that always exist (the local lab). */
+  builtinHosts?: HostConfig[];
+  /** Passed to every SSH transport (tests point homeDir at a temp dir). */
+  ssh?: SshTransportOptions;
+  /** First delay before re-establishing a dropped connection; doubles up to 30 s. 0 = never. */
+  reconnectDelayMs?: number;
+}
+
+interface HostRuntime {
+  transport: HostTransport;
+  state: HostConnectionState;
+  lastError?: FerryError;
+  /** Set while the user has asked for the connection: a drop is then re-established. */
+  wanted: boolean;
+  reconnectTimer?: NodeJS.Timeout;
+  reconnectDelay: number;
+  offState: () => void;
+}
+
+type Handlers = { [C in InvokeChannel]: (req: never) => Promise<InvokeResponse<C>> };
+
+export class ConsoleService {
+  readonly registry: HostRegistry;
+  readonly configDir: string;
+  /** Ferry's own known_hosts: keys the user confirmed in the UI. */
+  readonly knownHostsFile: string;
+  private readonly runtimes = new Map<string, HostRuntime>();
+  private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
+  private disposed = false;
+
+  constructor(private readonly options: ConsoleServiceOptions = {}) {
+    this.configDir = options.configDir ?? defaultConfigDir();
+    this.registry = new HostRegistry(this.configDir, options.builtinHosts ?? []);
+    this.knownHostsFile = path.join(this.configDir, 'known_hosts');
+  }
+
+  /** Validates `request` against the contract, runs the handler, returns a Result. */
+  async invoke(channel: string, request: unknown): Promise<Result<unknown>> {
+    if (!isInvokeChannel(channel)) {
+      return err({ code: 'INVALID_REQUEST', message: `unknown channel ${JSON.stringify(channel)}` });
+    }
+    const parsed = contract[channel].request.safeParse(request ?? {});
+    if (!parsed.success) {
+      return err({ code: 'INVALID_REQUEST', message: `${channel}: ${describeIssues(parsed.error)}` });
+    }
+    try {
+      const handler = this.handlers[channel] as (req: unknown) => Promise<unknown>;
+      return ok(await handler(parsed.data));
+    } catch (e) {
+      return err(toFerryError(e));
+    }
+  }
+
+  on<C extends EventChannel>(channel: C, listener: (payload: EventPayload<C>) => void): () => void {
+    let set = this.listeners.get(channel);
+    if (!set) this.listeners.set(channel, (set = new Set()));
+    const l = listener as (p: unknown) => void;
+    set.add(l);
+    return () => set.delete(l);
+  }
+
+  private emit<C extends EventChannel>(channel: C, payload: EventPayload<C>): void {
+    const checked = eventSchemas[channel].parse(payload);
+    for (const l of [...(this.listeners.get(channel) ?? [])]) l(checked);
+  }
+
+  private readonly handlers: Handlers = {
+    'hosts:list': async () => Promise.all((await this.registry.list()).map((h) => this.info(h))),
+    'hosts:add': async (req: HostConfig) => this.info(await this.registry.add(req)),
+    'hosts:remove': async (req: { id: string }) => {
+      await this.registry.remove(req.id);
+      await this.drop(req.id);
+      return {};
+    },
+    'hosts:connect': async (req: { id: string; passphrase?: string }) => {
+      const host = await this.registry.get(req.id);
+      await this.connectHost(host, req.passphrase);
+      return this.info(host);
+    },
+    'hosts:trust-key': async (req: { id: string; fingerprint: string }) => {
+      const host = await this.registry.get(req.id);
+      const rt = this.runtime(host);
+      if (!(rt.transport instanceof SshTransport)) {
+        throw new FerryException('INVALID_REQUEST', `host "${host.id}" is local: it has no host key`);
+      }
+      const key = rt.transport.presentedHostKeys.find((k) => k.fingerprint === req.fingerprint);
+      if (!key) {
+        throw new FerryException('INVALID_REQUEST', `host "${host.id}" did not present the key ${req.fingerprint} on the last connection attempt; connect again and confirm the fingerprint shown`, { id: host.id });
+      }
+      await appendKnownHost(this.knownHostsFile, formatKnownHostsLine(key.host, key.port, key.keyBlob, { hashed: true }));
+      await this.connectHost(host);
+      return this.info(host);
+    },
+    'vms:list': async (req: { hostId: string }) => {
+      const host = await this.registry.get(req.hostId);
+      const rt = this.runtime(host);
+      if (rt.state !== 'connected') await this.connectHost(host);
+      return listVms(host, rt.transport);
+    },
+  };
+
+  /** The transport of a host (connected on demand by the callers that need it). */
+  async transportOf(id: string): Promise<HostTransport> {
+    const host = await this.registry.get(id);
+    const rt = this.runtime(host);
+    if (rt.state !== 'connected') await this.connectHost(host);
+    return rt.transport;
+  }
+
+  private runtime(host: HostConfig, askPassphrase?: (keyPath: string) => Promise<string | undefined>): HostRuntime {
+    const rt = this.runtimes.get(host.id);
+    if (rt) return rt;
+    const ssh = this.options.ssh ?? {};
+    const transport: HostTransport = host.transport.kind === 'local'
+      ? new LocalTransport()
+      : new SshTransport(host.transport.ssh, {
+          ...ssh,
+          extraKnownHostsFiles: [...(ssh.extraKnownHostsFiles ?? []), this.knownHostsFile],
+          ...(askPassphrase ? { askPassphrase } : {}),
+        });
+    const created: HostRuntime = {
+      transport,
+      state: transport.state === 'connected' ? 'connected' : 'disconnected',
+      wanted: false,
+      reconnectDelay: this.options.reconnectDelayMs ?? 1000,
+      offState: () => {},
+    };
+    created.offState = transport.onStateChange((change) => {
+      if (change.state === 'disconnected' && created.state === 'connected') {
+        const error: FerryError = { code: 'SSH_DISCONNECTED', message: `${transport.label}: ${change.reason ?? 'disconnected'}` };
+        this.setState(host.id, created, 'disconnected', error);
+        this.scheduleReconnect(host, created);
+      }
+    });
+    this.runtimes.set(host.id, created);
+    return created;
+  }
+
+  private async connectHost(host: HostConfig, passphrase?: string): Promise<void> {
+    const rt = this.runtime(host);
+    if (passphrase !== undefined && rt.transport instanceof SshTransport) {
+      // A fresh transport holding the passphrase in memory only (reconnects reuse it); never written.
+      await this.drop(host.id);
+      return this.connectRuntime(host, this.runtime(host, async () => passphrase));
+    }
+    return this.connectRuntime(host, rt);
+  }
+
+  private async connectRuntime(host: HostConfig, rt: HostRuntime): Promise<void> {
+    rt.wanted = true;
+    if (rt.reconnectTimer) clearTimeout(rt.reconnectTimer);
+    rt.reconnectTimer = undefined;
+    if (rt.transport.state === 'connected') {
+      this.setState(host.id, rt, 'connected');
+      return;
+    }
+    this.setState(host.id, rt, 'connecting');
+    try {
+      await rt.transport.connect();
+      rt.reconnectDelay = this.options.reconnectDelayMs ?? 1000;
+      this.setState(host.id, rt, 'connected');
+    } catch (e) {
+      this.setState(host.id, rt, 'failed', toFerryError(e));
+      throw e;
+    }
+  }
+
+  private scheduleReconnect(host: HostConfig, rt: HostRuntime): void {
+    const base = this.options.reconnectDelayMs ?? 1000;
+    if (!rt.wanted || base <= 0 || this.disposed || rt.reconnectTimer) return;
+    const delay = rt.reconnectDelay;
+    rt.reconnectDelay = Math.min(delay * 2, 30_000);
+    rt.reconnectTimer = setTimeout(() => {
+      rt.reconnectTimer = undefined;
+      if (this.disposed || this.runtimes.get(host.id) !== rt) return;
+      this.connectRuntime(host, rt).catch(() => this.scheduleReconnect(host, rt));
+    }, delay);
+    rt.reconnectTimer.unref?.();
+  }
+
+  private setState(id: string, rt: HostRuntime, state: HostConnectionState, error?: FerryError): void {
+    rt.state = state;
+    if (state === 'connected') delete rt.lastError;
+    if (error) rt.lastError = error;
+    this.emit('hosts:state', error ? { hostId: id, state, error, reason: error.message } : { hostId: id, state });
+  }
+
+  private async info(host: HostConfig): Promise<HostInfo> {
+    const rt = this.runtimes.get(host.id);
+    const state: HostConnectionState = host.transport.kind === 'local' ? 'connected' : (rt?.state ?? 'disconnected');
+    const label = rt?.transport.label ?? (host.transport.kind === 'local' ? 'local' : host.transport.ssh.host);
+    return rt?.lastError ? { config: host, state, label, lastError: rt.lastError } : { config: host, state, label };
+  }
+
+  private async drop(id: string): Promise<void> {
+    const rt = this.runtimes.get(id);
+    if (!rt) return;
+    rt.wanted = false;
+    if (rt.reconnectTimer) clearTimeout(rt.reconnectTimer);
+    rt.offState();
+    this.runtimes.delete(id);
+    await rt.transport.close();
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    await Promise.all([...this.runtimes.keys()].map((id) => this.drop(id)));
+    this.listeners.clear();
+  }
+}

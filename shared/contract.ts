@@ -1,0 +1,86 @@
+/**
+ * The single source of truth for what crosses the process boundary. Both adapters
+ * (Electron IPC and the browser-mode WebSocket) validate every request against `invoke`,
+ * and every event against `events`. Adding a feature = one entry here, one method on the
+ * console service, one place in the renderer that calls it.
+ */
+import { z } from 'zod';
+import { HostConfigSchema, HostConnectionStateSchema, HostIdSchema } from './model/host';
+import { VmInfoSchema } from './model/vm';
+import { ERROR_CODES } from './errors';
+import type { Result } from './result';
+
+export const FerryErrorSchema = z.object({
+  code: z.enum(ERROR_CODES),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const HostInfoSchema = z.object({
+  config: HostConfigSchema,
+  state: HostConnectionStateSchema,
+  /** Label of the transport in force, e.g. `root@hv1:22`. */
+  label: z.string(),
+  /** The last failure, kept until the next successful connect. */
+  lastError: FerryErrorSchema.optional(),
+});
+export type HostInfo = z.infer<typeof HostInfoSchema>;
+
+const Empty = z.object({}).strict();
+const HostRef = z.object({ id: HostIdSchema }).strict();
+
+export const invoke = {
+  'hosts:list': { request: Empty, response: z.array(HostInfoSchema) },
+  'hosts:add': { request: HostConfigSchema, response: HostInfoSchema },
+  'hosts:remove': { request: HostRef, response: Empty },
+  'hosts:connect': {
+    // The passphrase is held in memory for this one attempt and never written anywhere.
+    request: z.object({ id: HostIdSchema, passphrase: z.string().max(1024).optional() }).strict(),
+    response: HostInfoSchema,
+  },
+  'hosts:trust-key': {
+    // The fingerprint the user confirmed: trusted only if it is the one the host presented.
+    request: z.object({ id: HostIdSchema, fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'fingerprint: SHA256:<43 base64 characters>') }).strict(),
+    response: HostInfoSchema,
+  },
+  'vms:list': { request: z.object({ hostId: HostIdSchema }).strict(), response: z.array(VmInfoSchema) },
+} as const;
+
+export const events = {
+  'hosts:state': z.object({
+    hostId: z.string(),
+    state: HostConnectionStateSchema,
+    reason: z.string().optional(),
+    error: FerryErrorSchema.optional(),
+  }),
+} as const;
+
+export type InvokeMap = typeof invoke;
+export type InvokeChannel = keyof InvokeMap;
+export type InvokeRequest<C extends InvokeChannel> = z.input<InvokeMap[C]['request']>;
+export type InvokeResponse<C extends InvokeChannel> = z.output<InvokeMap[C]['response']>;
+export type EventMap = typeof events;
+export type EventChannel = keyof EventMap;
+export type EventPayload<C extends EventChannel> = z.output<EventMap[C]>;
+
+export const INVOKE_CHANNELS = Object.keys(invoke) as InvokeChannel[];
+export const EVENT_CHANNELS = Object.keys(events) as EventChannel[];
+
+export function isInvokeChannel(s: unknown): s is InvokeChannel {
+  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(invoke, s);
+}
+
+export function isEventChannel(s: unknown): s is EventChannel {
+  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(events, s);
+}
+
+/** What `window.ferry` offers the renderer, in Electron and in the browser alike. */
+export interface FerryApi {
+  invoke<C extends InvokeChannel>(channel: C, request: InvokeRequest<C>): Promise<Result<InvokeResponse<C>>>;
+  on<C extends EventChannel>(channel: C, listener: (payload: EventPayload<C>) => void): () => void;
+}
+
+/** Formats a zod failure as one line naming each bad field. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'request'}: ${i.message}`).join('; ');
+}

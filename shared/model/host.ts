@@ -1,0 +1,37 @@
+import { z } from 'zod';
+
+/** A host id is also a directory and file name: keep it boring. */
+export const HostIdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'host id: 1-63 characters of a-z, 0-9, ".", "_", "-", starting with a letter or digit');
+
+export const SshHostSettingsSchema = z.object({
+  /** An ssh_config alias, a host name or an address. */
+  host: z.string().min(1, 'SSH host is required').max(255).refine((s) => !/[\s\0]/.test(s) && !s.startsWith('-'), 'SSH host must not contain spaces or start with "-"'),
+  user: z.string().min(1).max(64).regex(/^[A-Za-z0-9._][A-Za-z0-9._-]*$/, 'user: letters, digits, ".", "_", "-"').optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  identityFile: z.string().min(1).max(4096).optional(),
+  /** `[user@]host[:port]`, comma-separated for several hops. */
+  proxyJump: z.string().min(1).max(1024).optional(),
+});
+export type SshHostSettings = z.infer<typeof SshHostSettingsSchema>;
+
+export const HostConfigSchema = z.object({
+  id: HostIdSchema,
+  /** Display name; defaults to the id. */
+  name: z.string().min(1).max(100).optional(),
+  transport: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('local') }),
+    z.object({ kind: z.literal('ssh'), ssh: SshHostSettingsSchema }),
+  ]),
+  /** Where Ferry keeps its per-VM runtime dirs (qmp.sock, serial.sock, pid, argv.json). */
+  runtimeDir: z.string().startsWith('/', 'runtimeDir must be an absolute path').optional(),
+  /** Extra globs of QMP sockets of VMs Ferry did not start. */
+  qmpSocketGlobs: z.array(z.string().startsWith('/')).optional(),
+});
+export type HostConfig = z.infer<typeof HostConfigSchema>;
+
+export const HostConnectionStateSchema = z.enum(['disconnected', 'connecting', 'connected', 'failed']);
+export type HostConnectionState = z.infer<typeof HostConnectionStateSchema>;
+
+export const DEFAULT_RUNTIME_DIR = '/run/ferry';
