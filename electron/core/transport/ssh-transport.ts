@@ -5,8 +5,8 @@
  * that fails closed. The TCP socket is ours, with Nagle off: ssh2's own socket measured a
  * 44 ms stall per QMP round trip here (../shared/LAB-NOTES.md).
  */
-import { Client, utils as sshUtils } from 'ssh2';
-import type { ClientChannel, ConnectConfig, ParsedKey, SFTPWrapper, AnyAuthMethod, AuthenticationType } from 'ssh2';
+import ssh2 from 'ssh2';
+import type { Client, ClientChannel, ConnectConfig, ParsedKey, SFTPWrapper, AnyAuthMethod, AuthenticationType } from 'ssh2';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
@@ -58,6 +58,9 @@ export interface PresentedHostKey {
   keyBlob: Buffer;
   fingerprint: string;
 }
+
+// ssh2 is CommonJS: Node's ESM loader cannot see its named exports.
+const { Client: SshClient, utils: sshUtils } = ssh2;
 
 interface Hop {
   spec: ResolvedSshHost;
@@ -187,7 +190,7 @@ export class SshTransport implements HostTransport {
     for (const k of keys.parsed) methods.push({ type: 'publickey', username: spec.user, key: k });
     if (agent && spec.identitiesOnly) methods.push({ type: 'agent', username: spec.user, agent });
 
-    const client = new Client();
+    const client = new SshClient();
     const config: ConnectConfig = {
       sock,
       username: spec.user,
