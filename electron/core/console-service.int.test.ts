@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConsoleService } from './console-service';
 import { makeClientHome, startSshd } from '../../test/support/sshd';
 import type { TestSshd } from '../../test/support/sshd';
-import { startTestVm } from '../../test/support/qemu';
-import type { TestVm } from '../../test/support/qemu';
+import { launchVm, stopVm } from './hosts/vm-launcher';
+import type { LaunchedVm } from './hosts/vm-launcher';
+import { LocalTransport } from './transport/local-transport';
 import { waitFor } from '../../test/support/processes';
 import type { EventPayload, HostInfo } from '../../shared/contract';
 import type { VmInfo } from '../../shared/model/vm';
@@ -14,7 +15,7 @@ import type { VmInfo } from '../../shared/model/vm';
 describe('ConsoleService: hosts and VMs over the contract', () => {
   let sshd: TestSshd;
   let client: ReturnType<typeof makeClientHome>;
-  let vm: TestVm;
+  let vm: LaunchedVm;
   let runtimeDir: string;
   let configDir: string;
   let service: ConsoleService;
@@ -24,9 +25,7 @@ describe('ConsoleService: hosts and VMs over the contract', () => {
     sshd = await startSshd();
     client = makeClientHome([sshd]); // the host key is NOT in known_hosts: the UI must confirm it
     runtimeDir = mkdtempSync(path.join(tmpdir(), 'ferry-run-'));
-    mkdirSync(path.join(runtimeDir, 'demo'));
-    vm = await startTestVm({ dir: path.join(runtimeDir, 'demo') });
-    writeFileSync(path.join(runtimeDir, 'demo', 'argv.json'), '[]');
+    vm = await launchVm(new LocalTransport(), runtimeDir, { name: 'demo', memoryKiB: 65_500, paused: true });
     configDir = mkdtempSync(path.join(tmpdir(), 'ferry-cfg-'));
     service = new ConsoleService({
       configDir,
@@ -39,7 +38,7 @@ describe('ConsoleService: hosts and VMs over the contract', () => {
 
   afterAll(async () => {
     await service?.dispose();
-    await vm?.stop();
+    if (vm) await stopVm(new LocalTransport(), runtimeDir, 'demo');
     await sshd?.stop();
     client?.cleanup();
     rmSync(runtimeDir, { recursive: true, force: true });
@@ -57,7 +56,7 @@ describe('ConsoleService: hosts and VMs over the contract', () => {
 
   it('lists the VMs of a local host with their QMP state', async () => {
     const r = await service.invoke('vms:list', { hostId: 'lab-a' });
-    expect(r).toEqual({ ok: true, value: [{ hostId: 'lab-a', name: 'demo', qmpSocket: vm.qmpPath, runState: 'prelaunch', managed: true }] satisfies VmInfo[] });
+    expect(r).toEqual({ ok: true, value: [{ hostId: 'lab-a', name: 'demo', qmpSocket: vm.qmpSocket, runState: 'prelaunch', managed: true, pid: vm.pid, memoryMiB: 63.96, vcpus: 1 }] satisfies VmInfo[] });
   });
 
   it('asks to confirm an unknown host key, trusts it only for the fingerprint shown, then connects', async () => {

@@ -21,11 +21,17 @@ export const HostConfigSchema = z.object({
   /** Display name; defaults to the id. */
   name: z.string().min(1).max(100).optional(),
   transport: z.discriminatedUnion('kind', [
-    z.object({ kind: z.literal('local') }),
+    z.object({
+      kind: z.literal('local'),
+      /** Run the host's commands inside this network namespace (the netns lab). */
+      netns: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,30}$/, 'netns: a-z, 0-9, "_", "-"').optional(),
+    }),
     z.object({ kind: z.literal('ssh'), ssh: SshHostSettingsSchema }),
   ]),
   /** Where Ferry keeps its per-VM runtime dirs (qmp.sock, serial.sock, pid, argv.json). */
   runtimeDir: z.string().startsWith('/', 'runtimeDir must be an absolute path').optional(),
+  /** Address of this host that the *other* host reaches for the migration stream. */
+  migrationAddress: z.string().min(1).max(255).regex(/^[A-Za-z0-9.:_-]+$/, 'migrationAddress: a host name or IP address').optional(),
   /** Extra globs of QMP sockets of VMs Ferry did not start. */
   qmpSocketGlobs: z.array(z.string().startsWith('/')).optional(),
 });

@@ -1,6 +1,6 @@
 /**
- * Finds the VMs on a host: Ferry's runtime dirs (`<runtimeDir>/<name>/qmp.sock`). The
- * launcher, argv read-back and foreign QMP socket globs come with the lab issue.
+ * Finds the VMs on a host: Ferry's runtime dirs (`<runtimeDir>/<name>/`) and, read-only,
+ * QMP sockets matching the host's configured globs (VMs Ferry did not start).
  */
 import path from 'node:path';
 import { DEFAULT_RUNTIME_DIR } from '../../../shared/model/host';
@@ -8,29 +8,94 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { VmInfo } from '../../../shared/model/vm';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
+import { processAlive, readArgvRecord, readPid, vmFiles } from './vm-launcher';
 
-export async function listVms(host: HostConfig, transport: HostTransport): Promise<VmInfo[]> {
-  const runtimeDir = host.runtimeDir ?? DEFAULT_RUNTIME_DIR;
-  const found = await transport.exec(['find', runtimeDir, '-mindepth', '2', '-maxdepth', '2', '-name', 'qmp.sock', '-type', 's'], { timeoutMs: 10_000 });
-  if (found.code !== 0 && !/No such file/.test(found.stderr)) {
-    return [];
-  }
-  const sockets = found.stdout.split('\n').filter(Boolean).sort();
-  return Promise.all(sockets.map(async (qmpSocket): Promise<VmInfo> => {
-    const dir = path.posix.dirname(qmpSocket);
-    const name = path.posix.basename(dir);
-    const managed = (await transport.exec(['test', '-f', path.posix.join(dir, 'argv.json')])).code === 0;
-    let runState = 'unreachable';
+export function runtimeDirOf(host: HostConfig): string {
+  return host.runtimeDir ?? DEFAULT_RUNTIME_DIR;
+}
+
+/** query-status through the first monitor that answers; 'busy' when each has a client. */
+async function runStateVia(transport: HostTransport, sockets: string[]): Promise<{ state: string; name?: string }> {
+  for (const sock of sockets) {
     try {
-      const qmp = await QmpClient.connect(await transport.openUnix(qmpSocket), { handshakeTimeoutMs: 3000, commandTimeoutMs: 3000 });
+      const qmp = await QmpClient.connect(await transport.openUnix(sock), { handshakeTimeoutMs: 1500, commandTimeoutMs: 3000 });
       try {
-        runState = (await qmp.execute<{ status: string }>('query-status')).status;
+        const status = await qmp.execute<{ status: string }>('query-status');
+        const name = await qmp.execute<{ name?: string }>('query-name').catch(() => ({ name: undefined }));
+        return name.name ? { state: status.status, name: name.name } : { state: status.status };
       } finally {
         qmp.close();
       }
     } catch {
-      // QMP busy (one client at a time) or the VM is gone: reported as unreachable
+      // next monitor
     }
-    return { hostId: host.id, name, qmpSocket, runState, managed };
+  }
+  return { state: 'busy' };
+}
+
+function argValue(argv: readonly string[], flag: string): string | undefined {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+export function memoryMiBFromArgv(argv: readonly string[]): number | undefined {
+  const m = argValue(argv, '-m');
+  if (!m) return undefined;
+  const size = /(?:^|,)(?:size=)?(\d+(?:\.\d+)?)([kKmMgGtT]?)(?:,|$)/.exec(m);
+  if (!size) return undefined;
+  const n = Number(size[1]);
+  const unit = (size[2] || 'M').toUpperCase();
+  const mib = unit === 'K' ? n / 1024 : unit === 'G' ? n * 1024 : unit === 'T' ? n * 1024 * 1024 : n;
+  return Math.round(mib * 100) / 100;
+}
+
+export function vcpusFromArgv(argv: readonly string[]): number | undefined {
+  const s = argValue(argv, '-smp');
+  if (!s) return 1;
+  const m = /(?:^|,)(?:cpus=)?(\d+)(?:,|$)/.exec(s);
+  return m ? Number(m[1]) : undefined;
+}
+
+export async function listVms(host: HostConfig, transport: HostTransport): Promise<VmInfo[]> {
+  const runtimeDir = runtimeDirOf(host);
+  const found = await transport.exec(['find', runtimeDir, '-mindepth', '2', '-maxdepth', '2', '-name', 'argv.json', '-type', 'f'], { timeoutMs: 10_000 });
+  const dirs = found.stdout.split('\n').filter(Boolean).map((f) => path.posix.dirname(f)).sort();
+  const managed = await Promise.all(dirs.map(async (dir): Promise<VmInfo | undefined> => {
+    const name = path.posix.basename(dir);
+    let files;
+    try {
+      files = vmFiles(runtimeDir, name);
+    } catch {
+      return undefined; // not a name Ferry would have created
+    }
+    const record = await readArgvRecord(transport, files.argvFile);
+    const pid = await readPid(transport, files.pidFile);
+    const alive = pid !== undefined && (await processAlive(transport, pid));
+    const info: VmInfo = { hostId: host.id, name, qmpSocket: files.qmpSocket, runState: 'stopped', managed: record !== undefined };
+    if (alive) {
+      info.pid = pid;
+      info.runState = (await runStateVia(transport, [files.qmpSocket, files.auxQmpSocket])).state;
+    }
+    if (record) {
+      const mem = memoryMiBFromArgv(record.argv);
+      const cpus = vcpusFromArgv(record.argv);
+      if (mem !== undefined) info.memoryMiB = mem;
+      if (cpus !== undefined) info.vcpus = cpus;
+    }
+    return info;
   }));
+  const result = managed.filter((v): v is VmInfo => v !== undefined);
+  const known = new Set(result.flatMap((v) => [v.qmpSocket, `${path.posix.dirname(v.qmpSocket)}/qmp-aux.sock`]));
+  for (const glob of host.qmpSocketGlobs ?? []) {
+    // The pattern is an argument, expanded by the shell's globbing of "$1" unquoted in `for`:
+    // parameter expansion never runs command substitution.
+    const r = await transport.exec(['sh', '-c', 'for f in $1; do [ -S "$f" ] && printf "%s\\n" "$f"; done; true', 'ferry-glob', glob]);
+    for (const sock of r.stdout.split('\n').filter(Boolean).sort()) {
+      if (known.has(sock)) continue;
+      known.add(sock);
+      const st = await runStateVia(transport, [sock]);
+      result.push({ hostId: host.id, name: st.name ?? path.posix.basename(path.posix.dirname(sock)), qmpSocket: sock, runState: st.state, managed: false });
+    }
+  }
+  return result;
 }

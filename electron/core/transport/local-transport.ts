@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import path from 'node:path';
 import { FerryException } from '../../../shared/errors';
 import type { ExecOptions, ExecResult, HostTransport, SpawnedProcess, TransportStateChange } from './host-transport';
@@ -11,7 +12,7 @@ import type { ExecOptions, ExecResult, HostTransport, SpawnedProcess, TransportS
 /** This machine. Commands go straight to execve: no shell, no quoting needed. */
 export class LocalTransport implements HostTransport {
   readonly kind = 'local' as const;
-  readonly label = 'local';
+  readonly label: string = 'local';
   readonly state = 'connected' as const;
 
   async connect(): Promise<void> {}
@@ -143,4 +144,33 @@ function connectSocket(make: () => Socket, what: string): Promise<Duplex> {
       resolve(s);
     });
   });
+}
+
+/**
+ * This machine, inside a network namespace (the netns lab): commands run through
+ * `ip netns exec`, TCP connections are made from inside the namespace by socat. Unix
+ * sockets live on the shared filesystem and are opened directly.
+ */
+export class NetnsTransport extends LocalTransport {
+  override readonly label: string;
+
+  constructor(readonly netns: string) {
+    super();
+    this.label = `netns:${netns}`;
+  }
+
+  override exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    checkArgv(argv);
+    return super.exec(['ip', 'netns', 'exec', this.netns, ...argv], options);
+  }
+
+  override spawn(argv: readonly string[]): Promise<SpawnedProcess> {
+    checkArgv(argv);
+    return super.spawn(['ip', 'netns', 'exec', this.netns, ...argv]);
+  }
+
+  override async openTcp(host: string, port: number): Promise<Duplex> {
+    const p = await this.spawn(['socat', '-', `TCP:${host}:${port}`]);
+    return Duplex.from({ readable: p.stdout as Readable, writable: p.stdin as Writable });
+  }
 }

@@ -1,0 +1,232 @@
+/**
+ * Starts, stops and inspects VMs on any host through its transport. A Ferry-launched VM
+ * lives in `<runtimeDir>/<name>/`: `qmp.sock` (Ferry's own QMP monitor — one client at a
+ * time), `qmp-aux.sock` (a second monitor for other tools and short CLI queries),
+ * `serial.sock`, `pid`, `argv.json`. Names are validated and every argument travels as argv.
+ */
+import path from 'node:path';
+import { FerryException } from '../../../shared/errors';
+import { VmNameSchema } from '../../../shared/model/vm';
+import type { HostTransport } from '../transport/host-transport';
+import { QmpClient } from '../qmp/qmp-client';
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
+
+export interface VmDiskSpec {
+  path: string;
+  format?: 'raw' | 'qcow2';
+}
+
+export interface VmSpec {
+  name: string;
+  /** Guest RAM, in KiB so that sizes like 524100k (not a multiple of 256 KiB) are expressible. */
+  memoryKiB: number;
+  vcpus?: number;
+  /** `auto` = KVM when /dev/kvm is usable on the host, else TCG. */
+  accel?: 'auto' | 'kvm' | 'tcg';
+  machine?: string;
+  cpu?: string;
+  kernel?: string;
+  append?: string;
+  disks?: VmDiskSpec[];
+  /** Firmware; default qboot when the host has it (fast under KVM and TCG). */
+  bios?: string;
+  extraArgs?: string[];
+  /** Start paused (-S). */
+  paused?: boolean;
+}
+
+export interface VmFiles {
+  dir: string;
+  qmpSocket: string;
+  auxQmpSocket: string;
+  serialSocket: string;
+  pidFile: string;
+  argvFile: string;
+}
+
+export interface LaunchedVm extends VmFiles {
+  name: string;
+  pid: number;
+  argv: string[];
+  accel: 'kvm' | 'tcg';
+}
+
+/** What argv.json holds: enough to start the same VM again elsewhere. */
+export interface ArgvRecord {
+  version: 1;
+  name: string;
+  argv: string[];
+  spec: VmSpec;
+  accel: 'kvm' | 'tcg';
+}
+
+export function validateVmName(name: string): string {
+  const r = VmNameSchema.safeParse(name);
+  if (!r.success) {
+    throw new FerryException('INVALID_REQUEST', `invalid VM name ${JSON.stringify(name)}: ${r.error.issues[0]?.message ?? 'invalid'}`, { name });
+  }
+  return r.data;
+}
+
+export function vmFiles(runtimeDir: string, name: string): VmFiles {
+  const dir = path.posix.join(runtimeDir, validateVmName(name));
+  return {
+    dir,
+    qmpSocket: `${dir}/qmp.sock`,
+    auxQmpSocket: `${dir}/qmp-aux.sock`,
+    serialSocket: `${dir}/serial.sock`,
+    pidFile: `${dir}/pid`,
+    argvFile: `${dir}/argv.json`,
+  };
+}
+
+/** KVM when /dev/kvm is readable and writable on the host, otherwise TCG. */
+export async function detectAccel(transport: HostTransport): Promise<'kvm' | 'tcg'> {
+  const r = await transport.exec(['test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm']);
+  return r.code === 0 ? 'kvm' : 'tcg';
+}
+
+async function fileExists(transport: HostTransport, p: string): Promise<boolean> {
+  return (await transport.exec(['test', '-e', p])).code === 0;
+}
+
+/** The argv that starts `spec` daemonized with its runtime files in `files`. */
+export function buildArgv(spec: VmSpec, files: VmFiles, accel: 'kvm' | 'tcg', bios: string | undefined): string[] {
+  if (!Number.isInteger(spec.memoryKiB) || spec.memoryKiB < 4096) {
+    throw new FerryException('INVALID_REQUEST', `memory must be at least 4 MiB, got ${spec.memoryKiB} KiB`);
+  }
+  const argv = [
+    QEMU_BINARY,
+    '-name', `${spec.name},process=ferry-${spec.name}`,
+    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-machine', spec.machine ?? 'pc',
+    '-accel', accel,
+    '-cpu', spec.cpu ?? 'qemu64,-pni',
+    '-m', `${spec.memoryKiB}k`,
+    '-smp', String(spec.vcpus ?? 1),
+  ];
+  if (bios) argv.push('-bios', bios);
+  if (spec.kernel) argv.push('-kernel', spec.kernel);
+  if (spec.append) argv.push('-append', spec.append);
+  for (const [i, d] of (spec.disks ?? []).entries()) {
+    argv.push('-drive', `file=${d.path.replace(/,/g, ',,')},format=${d.format ?? 'raw'},if=virtio,id=disk${i},cache=none`);
+  }
+  argv.push(
+    '-chardev', `socket,id=ser0,path=${files.serialSocket},server=on,wait=off`,
+    '-serial', 'chardev:ser0',
+    '-qmp', `unix:${files.qmpSocket},server=on,wait=off`,
+    '-qmp', `unix:${files.auxQmpSocket},server=on,wait=off`,
+    '-pidfile', files.pidFile,
+    '-daemonize',
+  );
+  if (spec.paused) argv.push('-S');
+  argv.push(...(spec.extraArgs ?? []));
+  return argv;
+}
+
+/** Reads a process's state letter from /proc/PID/stat; a zombie counts as gone. */
+export async function processAlive(transport: HostTransport, pid: number): Promise<boolean> {
+  const r = await transport.exec(['cat', `/proc/${pid}/stat`]);
+  if (r.code !== 0) return false;
+  const state = r.stdout.slice(r.stdout.lastIndexOf(')') + 2).charAt(0);
+  return state !== '' && state !== 'Z' && state !== 'X';
+}
+
+async function readPid(transport: HostTransport, pidFile: string): Promise<number | undefined> {
+  try {
+    const n = Number((await transport.readFile(pidFile)).toString().trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function launchVm(transport: HostTransport, runtimeDir: string, spec: VmSpec): Promise<LaunchedVm> {
+  const files = vmFiles(runtimeDir, spec.name);
+  const existing = await readPid(transport, files.pidFile);
+  if (existing && (await processAlive(transport, existing))) {
+    throw new FerryException('ALREADY_EXISTS', `VM "${spec.name}" is already running on ${transport.label} (pid ${existing})`, { name: spec.name, pid: existing });
+  }
+  const mk = await transport.exec(['mkdir', '-p', '-m', '0700', files.dir]);
+  if (mk.code !== 0) throw new FerryException('IO_ERROR', `cannot create ${files.dir} on ${transport.label}: ${mk.stderr.trim()}`);
+  // Leftovers of a VM that died without cleaning up.
+  await transport.exec(['rm', '-f', files.qmpSocket, files.auxQmpSocket, files.serialSocket, files.pidFile]);
+  const accel = !spec.accel || spec.accel === 'auto' ? await detectAccel(transport) : spec.accel;
+  if (accel === 'kvm' && spec.accel === 'kvm' && (await detectAccel(transport)) !== 'kvm') {
+    throw new FerryException('UNSUPPORTED', `KVM is not usable on ${transport.label} (/dev/kvm missing or not accessible)`);
+  }
+  const bios = spec.bios ?? ((await fileExists(transport, '/usr/share/qemu/qboot.rom')) ? '/usr/share/qemu/qboot.rom' : undefined);
+  const argv = buildArgv(spec, files, accel, bios);
+  const record: ArgvRecord = { version: 1, name: spec.name, argv, spec, accel };
+  await transport.writeFile(files.argvFile, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+  const r = await transport.exec(argv, { timeoutMs: 60_000 });
+  if (r.code !== 0) {
+    await transport.exec(['rm', '-f', files.argvFile]);
+    const why = r.stderr.trim() || `exit code ${r.code}`;
+    throw new FerryException('EXEC_FAILED', `QEMU did not start VM "${spec.name}" on ${transport.label}: ${why}`, { name: spec.name, stderr: r.stderr });
+  }
+  const pid = await readPid(transport, files.pidFile);
+  if (!pid) throw new FerryException('EXEC_FAILED', `QEMU started VM "${spec.name}" but wrote no pid file`, { name: spec.name });
+  return { name: spec.name, pid, argv, accel, ...files };
+}
+
+/** Stops a VM: QMP `quit`, then SIGTERM and SIGKILL by pid after `timeoutMs`. Removes its dir. */
+export async function stopVm(transport: HostTransport, runtimeDir: string, name: string, options: { timeoutMs?: number } = {}): Promise<{ wasRunning: boolean }> {
+  const files = vmFiles(runtimeDir, name);
+  const pid = await readPid(transport, files.pidFile);
+  const running = pid !== undefined && (await processAlive(transport, pid));
+  if (running) {
+    const timeoutMs = options.timeoutMs ?? 3000;
+    for (const sock of [files.qmpSocket, files.auxQmpSocket]) {
+      try {
+        const qmp = await QmpClient.connect(await transport.openUnix(sock), { handshakeTimeoutMs: 1000 });
+        await qmp.execute('quit', undefined, { timeoutMs: 1000 }).catch(() => undefined);
+        qmp.close();
+        break;
+      } catch {
+        // busy or gone: try the other monitor, then signals
+      }
+    }
+    if (!(await waitGone(transport, pid, timeoutMs))) {
+      await transport.exec(['kill', '-TERM', String(pid)]);
+      if (!(await waitGone(transport, pid, timeoutMs))) {
+        await transport.exec(['kill', '-KILL', String(pid)]);
+        await waitGone(transport, pid, timeoutMs);
+      }
+    }
+  }
+  await transport.exec(['rm', '-rf', '--', files.dir]);
+  return { wasRunning: running };
+}
+
+async function waitGone(transport: HostTransport, pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!(await processAlive(transport, pid))) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The argv a running process was started with, from /proc/PID/cmdline on its host. */
+export async function readProcessArgv(transport: HostTransport, pid: number): Promise<string[]> {
+  const buf = await transport.readFile(`/proc/${pid}/cmdline`).catch(() => {
+    throw new FerryException('NOT_FOUND', `no process ${pid} on ${transport.label}`, { pid });
+  });
+  const parts = buf.toString('utf8').split('\0');
+  if (parts.at(-1) === '') parts.pop();
+  return parts;
+}
+
+/** A Ferry-launched VM's record (argv.json), or undefined for a VM Ferry did not start. */
+export async function readArgvRecord(transport: HostTransport, argvFile: string): Promise<ArgvRecord | undefined> {
+  try {
+    const rec = JSON.parse((await transport.readFile(argvFile)).toString()) as ArgvRecord;
+    return rec.version === 1 && Array.isArray(rec.argv) ? rec : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export { readPid };
