@@ -19,6 +19,7 @@ import { LocalTransport, NetnsTransport } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
+import { MigrationEngine } from './migration/migration-engine';
 
 export interface ConsoleServiceOptions {
   /** Default `$XDG_CONFIG_HOME/ferry`. */
@@ -52,11 +53,16 @@ export class ConsoleService {
   private readonly runtimes = new Map<string, HostRuntime>();
   private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
   private disposed = false;
+  readonly engine: MigrationEngine;
 
   constructor(private readonly options: ConsoleServiceOptions = {}) {
     this.configDir = options.configDir ?? defaultConfigDir();
     this.registry = new HostRegistry(this.configDir, options.builtinHosts ?? []);
     this.knownHostsFile = path.join(this.configDir, 'known_hosts');
+    this.engine = new MigrationEngine(
+      { host: (id) => this.registry.get(id), transport: (id) => this.transportOf(id) },
+      { timelineDir: path.join(this.configDir, 'timelines') },
+    );
   }
 
   /** Validates `request` against the contract, runs the handler, returns a Result. */
@@ -229,6 +235,7 @@ export class ConsoleService {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    await this.engine.dispose();
     await Promise.all([...this.runtimes.keys()].map((id) => this.drop(id)));
     this.listeners.clear();
   }

@@ -1,0 +1,676 @@
+/**
+ * The migration engine: one migration is a state machine over the seeds' phases, driven
+ * through QMP on both hosts, sampled on a timer, recorded to a timeline, and controllable
+ * at any moment. A failed or cancelled migration leaves the guest running on the source
+ * and the destination torn down.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { FerryException, toFerryError } from '../../../shared/errors';
+import type { HostConfig } from '../../../shared/model/host';
+import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, sampleFromQueryMigrate } from '../../../shared/model/migration';
+import type { GuestFigures, MigrationFinal, MigrationPhase, MigrationPlan, MigrationPlanInput, MigrationSample } from '../../../shared/model/migration';
+import { TIMELINE_FORMAT, TIMELINE_VERSION } from '../../../shared/model/timeline';
+import type { TimelineHeader, TimelineRecord } from '../../../shared/model/timeline';
+import { describeIssues } from '../../../shared/contract';
+import type { HostTransport } from '../transport/host-transport';
+import { QmpClient } from '../qmp/qmp-client';
+import type { QmpEvent } from '../qmp/qmp-client';
+import { launchVm, processAlive, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
+import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
+import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
+import { GuestConsole } from '../lab/demo-guest';
+import { TimelineWriter } from '../recorder/timeline-writer';
+
+export const FERRY_VERSION = '0.1.0';
+
+export interface EngineHosts {
+  host(id: string): Promise<HostConfig>;
+  transport(id: string): Promise<HostTransport>;
+}
+
+export interface EngineOptions {
+  /** Where timelines go when the plan names no file. */
+  timelineDir: string;
+}
+
+export type MigrationControl =
+  | { action: 'cancel' }
+  | { action: 'set-bandwidth'; bytesPerSecond: number }
+  | { action: 'set-downtime'; ms: number }
+  | { action: 'postcopy' }
+  | { action: 'stop-vm' }
+  | { action: 'pause-postcopy' }
+  | { action: 'recover' }
+  | { action: 'continue' };
+
+export interface MigrationSummary {
+  id: string;
+  plan: MigrationPlan;
+  phase: MigrationPhase;
+  startedAt: number;
+  timeline: string;
+  last?: MigrationSample;
+  final?: MigrationFinal;
+}
+
+type Listener<T> = (v: T) => void;
+
+/** 'active' statuses in which QEMU is still moving memory. */
+const RUNNING_PHASES: readonly MigrationPhase[] = ['setup', 'precopy', 'stop-and-copy', 'postcopy', 'postcopy-paused'];
+
+export function migrationAddressOf(host: HostConfig, transport: HostTransport): string {
+  if (host.migrationAddress) return host.migrationAddress;
+  if (host.transport.kind === 'local') return '127.0.0.1';
+  const label = transport.label; // user@host:port once connected
+  const m = /@(.+):\d+$/.exec(label);
+  return m ? m[1]! : host.transport.ssh.host;
+}
+
+/** Ferry's monitor first; the aux one when another Ferry client holds it. */
+async function openVmQmp(transport: HostTransport, files: VmFiles): Promise<QmpClient> {
+  let last: unknown;
+  for (const sock of [files.qmpSocket, files.auxQmpSocket]) {
+    try {
+      return await QmpClient.connect(await transport.openUnix(sock), { handshakeTimeoutMs: 3000 });
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last instanceof Error ? last : new FerryException('QMP_GREETING', 'no QMP monitor answered');
+}
+
+interface Side {
+  host: HostConfig;
+  transport: HostTransport;
+  files: VmFiles;
+  qmp?: QmpClient;
+  console?: GuestConsole;
+  qemuVersion?: string;
+}
+
+export class Migration {
+  readonly id: string;
+  readonly startedAt = Date.now();
+  phase: MigrationPhase = 'preflight';
+  readonly samples: MigrationSample[] = [];
+  final: MigrationFinal | undefined;
+  readonly timelineFile: string;
+  private writer: TimelineWriter | undefined;
+  private readonly sampleListeners = new Set<Listener<MigrationSample>>();
+  private readonly phaseListeners = new Set<Listener<{ phase: MigrationPhase; from: MigrationPhase; reason?: string }>>();
+  private readonly endListeners = new Set<Listener<MigrationFinal>>();
+  private source!: Side;
+  private dest: Side | undefined;
+  private destVm: LaunchedVm | undefined;
+  private record!: ArgvRecord;
+  private sourceStopped = false;
+  private sourceWasRunning = true;
+  private incomingUri = '';
+  private destAddress = '';
+  private timer: NodeJS.Timeout | undefined;
+  private sampling = false;
+  private postcopySwitched = false;
+  private finishing: Promise<void> | undefined;
+  private lastGuest: GuestFigures | undefined;
+  private lastSourceHeartbeatAt: number | undefined;
+  private firstDestHeartbeat: { at: number; stallMs: number } | undefined;
+  private guestSeen = false;
+  private readonly done: Promise<MigrationFinal>;
+  private resolveDone!: (f: MigrationFinal) => void;
+
+  constructor(readonly plan: MigrationPlan, private readonly hosts: EngineHosts, options: EngineOptions) {
+    this.id = `${new Date(this.startedAt).toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${plan.vm}-${randomBytes(3).toString('hex')}`;
+    this.timelineFile = plan.recordPath ?? path.join(options.timelineDir, `${this.id}.ferry.jsonl`);
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  /** Settles when the migration has ended (completed, failed or cancelled). */
+  whenDone(): Promise<MigrationFinal> {
+    return this.done;
+  }
+
+  onSample(l: Listener<MigrationSample>): () => void {
+    this.sampleListeners.add(l);
+    return () => this.sampleListeners.delete(l);
+  }
+  onPhase(l: Listener<{ phase: MigrationPhase; from: MigrationPhase; reason?: string }>): () => void {
+    this.phaseListeners.add(l);
+    return () => this.phaseListeners.delete(l);
+  }
+  onEnd(l: Listener<MigrationFinal>): () => void {
+    this.endListeners.add(l);
+    return () => this.endListeners.delete(l);
+  }
+
+  summary(): MigrationSummary {
+    const s: MigrationSummary = { id: this.id, plan: this.plan, phase: this.phase, startedAt: this.startedAt, timeline: this.timelineFile };
+    const last = this.samples.at(-1);
+    if (last) s.last = last;
+    if (this.final) s.final = this.final;
+    return s;
+  }
+
+  /** Records that happen before the header can be written (reservation) wait here. */
+  private early: TimelineRecord[] = [];
+
+  private rec(r: TimelineRecord): void {
+    if (this.writer) this.writer.append(r);
+    else this.early.push(r);
+  }
+
+  private openWriter(header: TimelineHeader): void {
+    this.writer = new TimelineWriter(this.timelineFile, header);
+    for (const r of this.early) this.writer.append(r);
+    this.early = [];
+  }
+
+  private header(): TimelineHeader {
+    const src = this.source;
+    const mem = this.record ? memoryMiBFromArgv(this.record.argv) : undefined;
+    const h: TimelineHeader = {
+      type: 'header', format: TIMELINE_FORMAT, version: TIMELINE_VERSION, ferryVersion: FERRY_VERSION, migrationId: this.id,
+      createdAt: this.startedAt, mode: 'engine', plan: this.plan,
+      source: { id: this.plan.from, label: src?.transport.label ?? this.plan.from, ...(src?.qemuVersion ? { qemuVersion: src.qemuVersion } : {}) },
+      destination: {
+        id: this.plan.to, label: this.dest?.transport.label ?? this.plan.to,
+        ...(this.destAddress ? { migrationAddress: this.destAddress } : {}),
+        ...(this.dest?.qemuVersion ? { qemuVersion: this.dest.qemuVersion } : {}),
+      },
+      vm: { name: this.plan.vm, ...(this.record ? { argv: this.record.argv } : {}), ...(mem !== undefined ? { memoryMiB: mem } : {}) },
+    };
+    const caps = this.capabilities();
+    h.capabilities = caps.source;
+    h.parameters = this.parameters().source;
+    return h;
+  }
+
+  private setPhase(phase: MigrationPhase, reason?: string): void {
+    if (phase === this.phase) return;
+    const from = this.phase;
+    this.phase = phase;
+    const r: TimelineRecord = reason ? { type: 'phase', t: Date.now(), phase, from, reason } : { type: 'phase', t: Date.now(), phase, from };
+    this.rec(r);
+    for (const l of [...this.phaseListeners]) l(reason ? { phase, from, reason } : { phase, from });
+  }
+
+  /** Validation, reservation (destination started and listening), then `migrate`. */
+  async start(): Promise<void> {
+    const plan = this.plan;
+    const [srcHost, dstHost] = await Promise.all([this.hosts.host(plan.from), this.hosts.host(plan.to)]);
+    const [srcT, dstT] = await Promise.all([this.hosts.transport(plan.from), this.hosts.transport(plan.to)]);
+    const srcFiles = vmFiles(runtimeDirOf(srcHost), plan.vm);
+    const dstFiles = vmFiles(runtimeDirOf(dstHost), plan.vm);
+    this.source = { host: srcHost, transport: srcT, files: srcFiles };
+    const record = await readArgvRecord(srcT, srcFiles.argvFile);
+    const pid = await readPid(srcT, srcFiles.pidFile);
+    if (!record || !pid || !(await processAlive(srcT, pid))) {
+      throw new FerryException('NOT_FOUND', `no running VM "${plan.vm}" started by Ferry on ${plan.from}`, { vm: plan.vm, host: plan.from });
+    }
+    this.record = record;
+    const dstPid = await readPid(dstT, dstFiles.pidFile);
+    if (dstPid && (await processAlive(dstT, dstPid))) {
+      throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" is already running on ${plan.to} (pid ${dstPid})`, { vm: plan.vm, host: plan.to });
+    }
+    this.source.qmp = await openVmQmp(srcT, srcFiles);
+    const srcStatus = await this.source.qmp.execute<{ status: string; running: boolean }>('query-status');
+    const prior = await this.source.qmp.execute<{ status?: string }>('query-migrate');
+    if (prior.status && ['setup', 'active', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'device', 'pre-switchover', 'cancelling'].includes(prior.status)) {
+      this.source.qmp.close();
+      throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" on ${plan.from} is already migrating (status ${prior.status})`);
+    }
+    this.sourceWasRunning = srcStatus.running;
+    const sv = versionOf(this.source.qmp);
+    if (sv) this.source.qemuVersion = sv;
+
+    this.setPhase('reservation');
+    try {
+      // Same VM, same accelerator, host-local paths rewritten by launching into the destination's runtime dir.
+      const spec = { ...record.spec, accel: record.accel, paused: false, extraArgs: [...(record.spec.extraArgs ?? []), '-incoming', 'defer'] };
+      this.destVm = await launchVm(dstT, runtimeDirOf(dstHost), spec);
+      const dq = await openVmQmp(dstT, dstFiles);
+      this.dest = { host: dstHost, transport: dstT, files: dstFiles, qmp: dq };
+      const dv = versionOf(dq);
+      if (dv) this.dest.qemuVersion = dv;
+      const caps = this.capabilities();
+      await this.source.qmp.execute('migrate-set-capabilities', { capabilities: Object.entries(caps.source).map(([capability, state]) => ({ capability, state })) });
+      await dq.execute('migrate-set-capabilities', { capabilities: Object.entries(caps.dest).map(([capability, state]) => ({ capability, state })) });
+      const params = this.parameters();
+      await this.source.qmp.execute('migrate-set-parameters', params.source);
+      if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', params.dest);
+      this.destAddress = migrationAddressOf(dstHost, dstT);
+      await dq.execute('migrate-incoming', { uri: `tcp:${bracket(this.destAddress)}:${plan.port ?? 0}` });
+      const incoming = await dq.execute<{ 'socket-address'?: { type: string; port?: string }[] }>('query-migrate');
+      const port = incoming['socket-address']?.find((a) => a.port)?.port ?? (plan.port ? String(plan.port) : undefined);
+      if (!port) throw new FerryException('INTERNAL', 'the destination did not say which port it listens on');
+      this.incomingUri = `tcp:${bracket(this.destAddress)}:${port}`;
+      this.openWriter(this.header());
+      this.rec({ type: 'note', t: Date.now(), text: `destination listening on ${this.incomingUri}` });
+      await this.openGuestConsoles();
+      this.listen();
+      this.setPhase('setup');
+      await this.source.qmp.execute('migrate', { uri: this.incomingUri });
+    } catch (e) {
+      await this.abortBeforeMigrate(e);
+      throw e;
+    }
+    this.timer = setInterval(() => void this.tick(), plan.sampleIntervalMs ?? 100);
+    this.timer.unref?.();
+  }
+
+  private capabilities(): { source: Record<string, boolean>; dest: Record<string, boolean> } {
+    const p = this.plan;
+    const both: Record<string, boolean> = {
+      events: true,
+      'postcopy-ram': p.mode !== 'precopy',
+      multifd: p.multifdChannels !== undefined,
+    };
+    const source: Record<string, boolean> = { ...both, 'auto-converge': !!p.autoConverge, xbzrle: p.xbzrleCacheBytes !== undefined, 'pause-before-switchover': !!p.pauseBeforeSwitchover };
+    return { source, dest: { ...both } };
+  }
+
+  private parameters(): { source: Record<string, unknown>; dest: Record<string, unknown> } {
+    const p = this.plan;
+    // Without max-bandwidth QEMU 7.2 caps at ~1 Gbit/s: "unlimited" is 10 GB/s.
+    const source: Record<string, unknown> = { 'max-bandwidth': p.maxBandwidth ?? 10_000_000_000 };
+    if (p.downtimeLimitMs !== undefined) source['downtime-limit'] = p.downtimeLimitMs;
+    if (p.xbzrleCacheBytes !== undefined) source['xbzrle-cache-size'] = p.xbzrleCacheBytes;
+    if (p.cpuThrottleInitial !== undefined) source['cpu-throttle-initial'] = p.cpuThrottleInitial;
+    if (p.cpuThrottleIncrement !== undefined) source['cpu-throttle-increment'] = p.cpuThrottleIncrement;
+    const dest: Record<string, unknown> = {};
+    if (p.multifdChannels !== undefined) {
+      source['multifd-channels'] = p.multifdChannels;
+      dest['multifd-channels'] = p.multifdChannels;
+    }
+    return { source, dest };
+  }
+
+  private async openGuestConsoles(): Promise<void> {
+    const attach = async (side: Side, which: 'source' | 'destination') => {
+      try {
+        side.console = await GuestConsole.open(side.transport, side.files.serialSocket);
+      } catch {
+        return; // no serial console (or someone else holds it): no guest figures
+      }
+      side.console.onLine((l) => {
+        if (!l.parsed) return;
+        this.guestSeen = true;
+        if (l.parsed.kind === 'heartbeat') {
+          this.lastGuest = { side: which, seq: l.parsed.seq, achievedBytesPerS: l.parsed.achievedKiBs * 1024, stallMs: l.parsed.stallUs / 1000 };
+          if (which === 'source') this.lastSourceHeartbeatAt = l.at;
+          else if (!this.firstDestHeartbeat) this.firstDestHeartbeat = { at: l.at, stallMs: l.parsed.stallUs / 1000 };
+        } else {
+          this.rec({ type: 'guest', t: l.at, side: which, line: l.raw });
+        }
+      });
+    };
+    await attach(this.source, 'source');
+    if (this.dest) {
+      await attach(this.dest, 'destination');
+      // A line printed during switchover is split: its head ends the source's stream.
+      const srcCon = this.source.console;
+      if (srcCon && this.dest.console) {
+        const destCon = this.dest.console;
+        this.source.qmp?.onEvent('STOP', () => {
+          setTimeout(() => {
+            const head = srcCon.partialLine;
+            if (head) destCon.prepend(head);
+          }, 0);
+        });
+      }
+    }
+  }
+
+  private recordEvents(q: QmpClient, side: 'source' | 'destination'): void {
+    q.onEvent('*', (e: QmpEvent) => {
+      if (['MIGRATION', 'MIGRATION_PASS', 'STOP', 'RESUME', 'SHUTDOWN'].includes(e.event)) {
+        this.rec({ type: 'event', t: e.timeMs, side, event: e.event, data: e.data });
+      }
+    });
+  }
+
+  private listen(): void {
+    if (this.dest?.qmp) this.recordEvents(this.dest.qmp, 'destination');
+    this.listenSource();
+  }
+
+  private listenSource(): void {
+    const src = this.source.qmp!;
+    this.recordEvents(src, 'source');
+    src.onEvent('STOP', () => {
+      this.sourceStopped = true;
+      if (this.phase === 'precopy') this.setPhase('stop-and-copy');
+    });
+    src.onEvent('RESUME', () => {
+      this.sourceStopped = false;
+    });
+    src.onEvent('MIGRATION', (e) => {
+      const status = String(e.data.status ?? '');
+      this.onStatus(status);
+    });
+    src.onClose(() => {
+      // Closed by Ferry itself at the end, or lost: only a loss is reconnected.
+      if (!TERMINAL_PHASES.includes(this.phase) && !this.finishing) void this.reconnectSource();
+    });
+  }
+
+  private onStatus(status: string): void {
+    if (TERMINAL_PHASES.includes(this.phase) || this.finishing) return;
+    const next = phaseForStatus(status, this.sourceStopped, this.phase);
+    if (status === 'completed' || status === 'failed' || status === 'cancelled') {
+      this.finishing = this.finish(status).catch((e) => {
+        this.rec({ type: 'note', t: Date.now(), text: `finishing failed: ${toFerryError(e).message}` });
+      });
+      return;
+    }
+    this.setPhase(next);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.sampling || TERMINAL_PHASES.includes(this.phase) || !this.source.qmp || this.source.qmp.closed) return;
+    this.sampling = true;
+    try {
+      const raw = await this.source.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 });
+      const now = Date.now();
+      const status = typeof raw.status === 'string' ? raw.status : 'none';
+      const phase = this.finishing ? this.phase : phaseForStatus(status, this.sourceStopped, this.phase);
+      const sample = sampleFromQueryMigrate(raw, now, now - this.startedAt, phase);
+      if (this.phase.startsWith('postcopy') && this.dest?.qmp && !this.dest.qmp.closed) {
+        const d = await this.dest.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 2000 }).catch(() => undefined);
+        const req = (d?.ram as Record<string, unknown> | undefined)?.['postcopy-requests'];
+        if (typeof req === 'number' && sample.postcopyRequests === undefined) sample.postcopyRequests = req;
+      }
+      if (this.lastGuest) sample.guest = this.lastGuest;
+      this.pushSample(sample);
+      if (!this.finishing) {
+        if (status !== this.samples.at(-2)?.status) this.onStatus(status);
+        await this.applyPolicies(sample);
+      }
+    } catch {
+      // a slow or lost sample is not fatal: the next tick tries again
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  private pushSample(sample: MigrationSample): void {
+    this.samples.push(sample);
+    this.rec({ type: 'sample', ...sample });
+    for (const l of [...this.sampleListeners]) l(sample);
+  }
+
+  private async applyPolicies(s: MigrationSample): Promise<void> {
+    if (this.postcopySwitched || s.phase !== 'precopy' || s.pass === undefined) return;
+    const p = this.plan;
+    let why: string | undefined;
+    if (p.mode === 'postcopy-after' && p.postcopyAfterPasses !== undefined && s.pass >= p.postcopyAfterPasses) {
+      why = `pass ${s.pass} reached (postcopy after ${p.postcopyAfterPasses} passes)`;
+    } else if (p.mode === 'postcopy' && s.pass >= 2) {
+      why = 'first pass done (postcopy mode)';
+    }
+    if (!why) return;
+    this.postcopySwitched = true;
+    this.rec({ type: 'policy', t: Date.now(), policy: p.mode, action: 'postcopy', why });
+    try {
+      await this.source.qmp!.execute('migrate-start-postcopy');
+    } catch (e) {
+      this.rec({ type: 'note', t: Date.now(), text: `switch to postcopy failed: ${toFerryError(e).message}` });
+    }
+  }
+
+  /** A control from the user (or a script); refused with the reason where QEMU would not take it. */
+  async control(c: MigrationControl, who = 'user'): Promise<void> {
+    const args = { ...c } as Record<string, unknown>;
+    delete args.action;
+    try {
+      await this.applyControl(c);
+      this.rec({ type: 'control', t: Date.now(), who, action: c.action, args, result: { ok: true } });
+    } catch (e) {
+      const fe = toFerryError(e);
+      this.rec({ type: 'control', t: Date.now(), who, action: c.action, args, result: { ok: false, error: fe.message } });
+      throw e;
+    }
+  }
+
+  private refuse(action: string, why: string): never {
+    throw new FerryException('INVALID_REQUEST', `cannot ${action} now (phase ${this.phase}): ${why}`, { phase: this.phase, action });
+  }
+
+  private async applyControl(c: MigrationControl): Promise<void> {
+    const src = this.source?.qmp;
+    if (TERMINAL_PHASES.includes(this.phase)) this.refuse(c.action, 'the migration has ended');
+    if (!src || src.closed) this.refuse(c.action, 'the source QMP connection is down (reconnecting)');
+    switch (c.action) {
+      case 'cancel':
+        if (this.phase.startsWith('postcopy')) this.refuse('cancel', 'in postcopy the guest already runs on the destination; cancelling would lose it');
+        if (!['setup', 'precopy', 'stop-and-copy'].includes(this.phase)) this.refuse('cancel', 'nothing to cancel yet');
+        await src.execute('migrate_cancel');
+        return;
+      case 'set-bandwidth':
+        if (!(Number.isFinite(c.bytesPerSecond) && c.bytesPerSecond > 0)) this.refuse('set bandwidth', `bandwidth must be a positive number of bytes/s, got ${c.bytesPerSecond}`);
+        await src.execute('migrate-set-parameters', { 'max-bandwidth': Math.round(c.bytesPerSecond), ...(this.phase.startsWith('postcopy') ? { 'max-postcopy-bandwidth': Math.round(c.bytesPerSecond) } : {}) });
+        return;
+      case 'set-downtime':
+        if (!(Number.isInteger(c.ms) && c.ms >= 1 && c.ms <= 2_000_000)) this.refuse('set the downtime limit', `it must be an integer from 1 to 2000000 ms, got ${c.ms}`);
+        if (!['setup', 'precopy'].includes(this.phase)) this.refuse('set the downtime limit', 'it only matters while precopy iterates');
+        await src.execute('migrate-set-parameters', { 'downtime-limit': c.ms });
+        return;
+      case 'postcopy':
+        if (this.plan.mode === 'precopy') this.refuse('switch to postcopy', 'postcopy was not enabled when the migration started (plan mode precopy)');
+        if (!['setup', 'precopy'].includes(this.phase)) this.refuse('switch to postcopy', 'only possible during precopy');
+        this.postcopySwitched = true;
+        await src.execute('migrate-start-postcopy');
+        return;
+      case 'stop-vm':
+        if (!['setup', 'precopy'].includes(this.phase)) this.refuse('stop the VM', 'only during precopy');
+        await src.execute('stop');
+        return;
+      case 'pause-postcopy':
+        if (this.phase !== 'postcopy') this.refuse('pause postcopy', 'only during postcopy');
+        await src.executeOob('migrate-pause');
+        return;
+      case 'recover': {
+        if (this.phase !== 'postcopy-paused') this.refuse('recover', 'only when postcopy is paused');
+        const dq = this.dest?.qmp;
+        if (!dq || dq.closed) this.refuse('recover', 'the destination QMP connection is down');
+        await dq.executeOob('migrate-recover', { uri: `tcp:${bracket(this.destAddress)}:0` });
+        const q = await dq.execute<{ 'socket-address'?: { port?: string }[] }>('query-migrate');
+        const port = q['socket-address']?.find((a) => a.port)?.port;
+        if (!port) throw new FerryException('INTERNAL', 'the destination did not say where it listens for recovery');
+        await src.execute('migrate', { uri: `tcp:${bracket(this.destAddress)}:${port}`, resume: true });
+        return;
+      }
+      case 'continue': {
+        const st = await src.execute<{ status?: string }>('query-migrate');
+        if (st.status !== 'pre-switchover') this.refuse('continue', 'the migration is not paused before switchover');
+        await src.execute('migrate-continue', { state: 'pre-switchover' });
+        return;
+      }
+    }
+  }
+
+  private async reconnectSource(): Promise<void> {
+    const gapFrom = Date.now();
+    let delay = 200;
+    while (!TERMINAL_PHASES.includes(this.phase)) {
+      try {
+        await this.source.transport.connect();
+        const q = await openVmQmp(this.source.transport, this.source.files);
+        this.source.qmp = q;
+        this.listenSource();
+        this.rec({ type: 'gap', t: Date.now(), side: 'source', fromT: gapFrom, toT: Date.now(), reason: 'source connection lost and re-established' });
+        const st = await q.execute<{ status?: string }>('query-migrate');
+        if (st.status) this.onStatus(st.status);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  private async finish(status: 'completed' | 'failed' | 'cancelled'): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    const src = this.source.qmp;
+    const final: MigrationFinal = { outcome: status };
+    if (status === 'completed') {
+      this.setPhase('commitment');
+      const dq = this.dest?.qmp;
+      if (dq) {
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const st = await dq.execute<{ status: string; running: boolean }>('query-status').catch(() => undefined);
+          if (st?.running || Date.now() > deadline) break;
+          await sleep(20);
+        }
+        this.setPhase('activation');
+        await dq.execute('announce-self', { initial: 50, max: 550, rounds: 5, step: 50 }).catch(() => undefined);
+      }
+      // QEMU 7.2 reports total-time/downtime 0 right after `completed`: ask again a bit later.
+      await sleep(300);
+    }
+    const raw = src && !src.closed ? await src.execute<Record<string, unknown>>('query-migrate').catch(() => undefined) : undefined;
+    if (raw) {
+      const s = sampleFromQueryMigrate(raw, Date.now(), Date.now() - this.startedAt, status === 'completed' ? 'activation' : this.phase);
+      if (this.lastGuest) s.guest = this.lastGuest;
+      this.pushSample(s);
+      put(final, 'totalTimeMs', s.totalTimeMs);
+      put(final, 'setupTimeMs', s.setupTimeMs);
+      put(final, 'downtimeMs', s.downtimeMs);
+      put(final, 'transferredBytes', s.transferredBytes);
+      put(final, 'precopyBytes', s.precopyBytes);
+      put(final, 'downtimeBytes', s.downtimeBytes);
+      put(final, 'postcopyBytes', s.postcopyBytes);
+      put(final, 'passes', s.pass);
+      if (s.errorDesc) final.reason = s.errorDesc;
+    }
+    const dest = this.dest;
+    if (status === 'completed') {
+      if (dest?.console) {
+        // Downtime as the guest and an observer saw it: the first heartbeat on the destination.
+        const deadline = Date.now() + 3000;
+        while (!this.firstDestHeartbeat && this.guestSeen && Date.now() < deadline) await sleep(20);
+        if (this.firstDestHeartbeat) {
+          final.guestDowntimeMs = this.firstDestHeartbeat.stallMs;
+          if (this.lastSourceHeartbeatAt) final.observedDowntimeMs = this.firstDestHeartbeat.at - this.lastSourceHeartbeatAt;
+        }
+        if (this.guestSeen) {
+          const v = await dest.console.command('v', 60_000).catch(() => undefined);
+          if (v?.kind === 'verify') final.verify = { ok: v.ok, bad: v.bad, stale: v.stale, pages: v.pages };
+        }
+      }
+      const dreq = dest?.qmp ? await dest.qmp.execute<{ ram?: { 'postcopy-requests'?: number } }>('query-migrate').catch(() => undefined) : undefined;
+      put(final, 'postcopyRequests', dreq?.ram?.['postcopy-requests']);
+      this.source.console?.close();
+      if (!this.plan.keepSource) {
+        src?.close();
+        await stopVm(this.source.transport, runtimeDirOf(this.source.host), this.plan.vm).catch(() => undefined);
+      }
+      this.setPhase('completed');
+    } else {
+      // The guest stays on the source: make sure it runs, tear the destination down.
+      if (src && !src.closed) {
+        const st = await src.execute<{ status: string; running: boolean }>('query-status').catch(() => undefined);
+        if (st && !st.running && this.sourceWasRunning && st.status !== 'inmigrate') {
+          await src.execute('cont').catch(() => undefined);
+          this.rec({ type: 'note', t: Date.now(), text: `source was ${st.status}; resumed it` });
+        }
+      }
+      await this.teardownDest();
+      if (this.source.console && this.guestSeen) {
+        const v = await this.source.console.command('v', 60_000).catch(() => undefined);
+        if (v?.kind === 'verify') final.verify = { ok: v.ok, bad: v.bad, stale: v.stale, pages: v.pages };
+      }
+      this.setPhase(status, final.reason);
+    }
+    this.end(final);
+  }
+
+  private async teardownDest(): Promise<void> {
+    const dest = this.dest;
+    dest?.console?.close();
+    dest?.qmp?.close();
+    if (this.destVm && dest) await stopVm(dest.transport, runtimeDirOf(dest.host), this.plan.vm, { timeoutMs: 2000 }).catch(() => undefined);
+  }
+
+  private async abortBeforeMigrate(e: unknown): Promise<void> {
+    const fe = toFerryError(e);
+    await this.teardownDest();
+    this.source.console?.close();
+    this.source.qmp?.close();
+    if (!this.writer) this.openWriter(this.header());
+    this.setPhase('failed', fe.message);
+    this.end({ outcome: 'failed', reason: fe.message });
+  }
+
+  private end(final: MigrationFinal): void {
+    if (this.final) return;
+    this.final = final;
+    if (this.timer) clearInterval(this.timer);
+    this.rec({ type: 'end', t: Date.now(), ...final });
+    this.writer?.close();
+    this.source?.console?.close();
+    this.dest?.console?.close();
+    this.dest?.qmp?.close();
+    if (this.plan.keepSource || final.outcome !== 'completed') this.source?.qmp?.close();
+    for (const l of [...this.endListeners]) l(final);
+    this.resolveDone(final);
+  }
+}
+
+export class MigrationEngine {
+  private readonly migrations = new Map<string, Migration>();
+
+  constructor(private readonly hosts: EngineHosts, private readonly options: EngineOptions) {}
+
+  /** Validates the plan, reserves the destination and issues `migrate`; throws (cleaned up) on any failure. */
+  async start(input: MigrationPlanInput): Promise<Migration> {
+    const parsed = MigrationPlanSchema.safeParse(input);
+    if (!parsed.success) throw new FerryException('INVALID_REQUEST', `invalid migration plan: ${describeIssues(parsed.error)}`);
+    const plan = parsed.data;
+    for (const m of this.migrations.values()) {
+      if (!TERMINAL_PHASES.includes(m.phase) && m.plan.vm === plan.vm && (m.plan.from === plan.from || m.plan.to === plan.from)) {
+        throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" is already being migrated (${m.id})`, { id: m.id });
+      }
+    }
+    const m = new Migration(plan, this.hosts, this.options);
+    this.migrations.set(m.id, m);
+    try {
+      await m.start();
+    } catch (e) {
+      this.migrations.delete(m.id);
+      throw e;
+    }
+    return m;
+  }
+
+  get(id: string): Migration {
+    const m = this.migrations.get(id);
+    if (!m) throw new FerryException('NOT_FOUND', `no migration with id "${id}"`, { id });
+    return m;
+  }
+
+  list(): MigrationSummary[] {
+    return [...this.migrations.values()].map((m) => m.summary());
+  }
+
+  /** Waits for running migrations to end (they are QEMU's; Ferry only watches). */
+  async dispose(): Promise<void> {
+    await Promise.all([...this.migrations.values()].filter((m) => RUNNING_PHASES.includes(m.phase)).map((m) => Promise.race([m.whenDone(), sleep(100)])));
+  }
+}
+
+function versionOf(q: QmpClient): string | undefined {
+  const v = q.greeting.version?.qemu;
+  return v ? `${v.major}.${v.minor}.${v.micro}` : undefined;
+}
+
+function bracket(addr: string): string {
+  return addr.includes(':') && !addr.startsWith('[') ? `[${addr}]` : addr;
+}
+
+function put<T extends object, K extends keyof T>(o: T, key: K, value: T[K] | undefined): void {
+  if (value !== undefined) o[key] = value;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,0 +1,213 @@
+/**
+ * One migration, as the engine runs it, the recorder writes it and the console plots it.
+ * Phases follow the seeds: pre-migration (preflight) -> reservation -> iterative precopy ->
+ * stop-and-copy -> (postcopy) -> commitment -> activation, with the exits failed/cancelled
+ * that leave the guest running on the source.
+ */
+import { z } from 'zod';
+import { HostIdSchema } from './host';
+import { VmNameSchema } from './vm';
+
+export const MIGRATION_PHASES = [
+  'preflight',
+  'reservation',
+  'setup',
+  'precopy',
+  'stop-and-copy',
+  'postcopy',
+  'postcopy-paused',
+  'commitment',
+  'activation',
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
+export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
+export const TERMINAL_PHASES: readonly MigrationPhase[] = ['completed', 'failed', 'cancelled'];
+
+/** QEMU's MigrationStatus values (7.2); newer QEMUs may add more: kept as plain strings. */
+export type QemuMigrationStatus = string;
+
+export const MigrationPlanSchema = z.object({
+  vm: VmNameSchema,
+  from: HostIdSchema,
+  to: HostIdSchema,
+  /** precopy only; postcopy allowed (switch by hand or policy); postcopy right after the first pass. */
+  mode: z.enum(['precopy', 'postcopy', 'postcopy-after']).default('precopy'),
+  /** For mode postcopy-after: switch once this many passes are done. */
+  postcopyAfterPasses: z.number().int().min(1).max(1000).optional(),
+  /** Bytes per second; absent = effectively unlimited (QEMU 7.2 otherwise caps at ~1 Gbit/s). */
+  maxBandwidth: z.number().int().positive('bandwidth must be positive').optional(),
+  downtimeLimitMs: z.number().int().min(1, 'downtime limit must be at least 1 ms').max(2_000_000).optional(),
+  autoConverge: z.boolean().optional(),
+  cpuThrottleInitial: z.number().int().min(1).max(99).optional(),
+  cpuThrottleIncrement: z.number().int().min(1).max(99).optional(),
+  /** XBZRLE cache size in bytes (enables xbzrle). */
+  xbzrleCacheBytes: z.number().int().min(1 << 20).optional(),
+  multifdChannels: z.number().int().min(1).max(64).optional(),
+  /** Pause before switchover; continue with the `continue` control. */
+  pauseBeforeSwitchover: z.boolean().optional(),
+  /** Keep the (paused) source QEMU after completion instead of quitting it. */
+  keepSource: z.boolean().optional(),
+  /** Fixed incoming port on the destination; default 0 = any free port. */
+  port: z.number().int().min(0).max(65535).optional(),
+  /** Sampling period (ms); default 100 (10 Hz). */
+  sampleIntervalMs: z.number().int().min(20).max(10_000).optional(),
+  /** Timeline file; default `<configDir>/timelines/<id>.ferry.jsonl`. */
+  recordPath: z.string().min(1).optional(),
+}).refine((p) => p.from !== p.to, { message: 'source and destination must be different hosts', path: ['to'] })
+  .refine((p) => p.mode !== 'postcopy-after' || p.postcopyAfterPasses !== undefined, { message: 'postcopy-after needs postcopyAfterPasses', path: ['postcopyAfterPasses'] });
+export type MigrationPlan = z.output<typeof MigrationPlanSchema>;
+export type MigrationPlanInput = z.input<typeof MigrationPlanSchema>;
+
+/** The guest's own view, from the demo guest's heartbeats (absent for other guests). */
+export interface GuestFigures {
+  /** Which QEMU the last heartbeat came from. */
+  side: 'source' | 'destination';
+  seq: number;
+  achievedBytesPerS: number;
+  /** Longest main-loop stall the guest saw in the last heartbeat period. */
+  stallMs: number;
+}
+
+/**
+ * One sample. Every field but t/elapsedMs/status/phase is optional: a field QEMU did not
+ * report is absent, never invented.
+ */
+export interface MigrationSample {
+  /** Wall-clock ms. */
+  t: number;
+  /** ms since the migration started (plan accepted). */
+  elapsedMs: number;
+  status: QemuMigrationStatus;
+  phase: MigrationPhase;
+  /** Completed RAM passes (QEMU's dirty-sync-count). */
+  pass?: number;
+  transferredBytes?: number;
+  remainingBytes?: number;
+  totalBytes?: number;
+  /** Guest dirtying, bytes/s (QEMU's dirty-pages-rate × page size). */
+  dirtyRate?: number;
+  /** Transfer rate, bytes/s (QEMU's mbps). */
+  transferRate?: number;
+  normalPages?: number;
+  duplicatePages?: number;
+  pageSize?: number;
+  precopyBytes?: number;
+  downtimeBytes?: number;
+  postcopyBytes?: number;
+  multifdBytes?: number;
+  postcopyRequests?: number;
+  xbzrle?: { cacheSize: number; bytes: number; pages: number; cacheMiss: number; cacheMissRate: number; encodingRate?: number; overflow: number };
+  cpuThrottlePct?: number;
+  /** QEMU's own projection. */
+  expectedDowntimeMs?: number;
+  setupTimeMs?: number;
+  totalTimeMs?: number;
+  /** Actual downtime, once QEMU reports it. */
+  downtimeMs?: number;
+  errorDesc?: string;
+  guest?: GuestFigures;
+}
+
+export interface MigrationFinal {
+  outcome: 'completed' | 'failed' | 'cancelled';
+  reason?: string;
+  totalTimeMs?: number;
+  setupTimeMs?: number;
+  downtimeMs?: number;
+  /** Downtime as the guest saw it: its longest main-loop stall across the switchover. */
+  guestDowntimeMs?: number;
+  /** Downtime as an observer saw it: last heartbeat on the source to first on the destination. */
+  observedDowntimeMs?: number;
+  transferredBytes?: number;
+  precopyBytes?: number;
+  downtimeBytes?: number;
+  postcopyBytes?: number;
+  passes?: number;
+  postcopyRequests?: number;
+  /** Demo guest verify on the surviving side, when run. */
+  verify?: { ok: boolean; bad: number; stale: number; pages: number };
+}
+
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+/** Sets `key` only when `value` is defined (fields absent in QEMU stay absent). */
+function put<T extends object, K extends keyof T>(o: T, key: K, value: T[K] | undefined): void {
+  if (value !== undefined) o[key] = value;
+}
+
+/**
+ * Normalises a `query-migrate` reply. `phase` is the engine's current phase (status alone
+ * cannot tell precopy from stop-and-copy: that takes the source's STOP event).
+ */
+export function sampleFromQueryMigrate(raw: Record<string, unknown>, t: number, elapsedMs: number, phase: MigrationPhase): MigrationSample {
+  const s: MigrationSample = { t, elapsedMs, status: typeof raw.status === 'string' ? raw.status : 'none', phase };
+  const ram = (raw.ram ?? undefined) as Record<string, unknown> | undefined;
+  if (ram) {
+    const pageSize = num(ram['page-size']);
+    put(s, 'pass', num(ram['dirty-sync-count']));
+    put(s, 'transferredBytes', num(ram.transferred));
+    put(s, 'remainingBytes', num(ram.remaining));
+    put(s, 'totalBytes', num(ram.total));
+    const dpr = num(ram['dirty-pages-rate']);
+    if (dpr !== undefined && pageSize !== undefined) s.dirtyRate = dpr * pageSize;
+    const mbps = num(ram.mbps);
+    if (mbps !== undefined) s.transferRate = (mbps * 1e6) / 8;
+    put(s, 'normalPages', num(ram.normal));
+    put(s, 'duplicatePages', num(ram.duplicate));
+    put(s, 'pageSize', pageSize);
+    put(s, 'precopyBytes', num(ram['precopy-bytes']));
+    put(s, 'downtimeBytes', num(ram['downtime-bytes']));
+    put(s, 'postcopyBytes', num(ram['postcopy-bytes']));
+    put(s, 'multifdBytes', num(ram['multifd-bytes']));
+    put(s, 'postcopyRequests', num(ram['postcopy-requests']));
+  }
+  const x = raw['xbzrle-cache'] as Record<string, unknown> | undefined;
+  if (x) {
+    const xb: NonNullable<MigrationSample['xbzrle']> = {
+      cacheSize: num(x['cache-size']) ?? 0,
+      bytes: num(x.bytes) ?? 0,
+      pages: num(x.pages) ?? 0,
+      cacheMiss: num(x['cache-miss']) ?? 0,
+      cacheMissRate: num(x['cache-miss-rate']) ?? 0,
+      overflow: num(x.overflow) ?? 0,
+    };
+    put(xb, 'encodingRate', num(x['encoding-rate']));
+    s.xbzrle = xb;
+  }
+  put(s, 'cpuThrottlePct', num(raw['cpu-throttle-percentage']));
+  put(s, 'expectedDowntimeMs', num(raw['expected-downtime']));
+  put(s, 'setupTimeMs', num(raw['setup-time']));
+  put(s, 'totalTimeMs', num(raw['total-time']));
+  put(s, 'downtimeMs', num(raw.downtime));
+  if (typeof raw['error-desc'] === 'string') s.errorDesc = raw['error-desc'];
+  return s;
+}
+
+/** The phase a QEMU status means, given whether the source has stopped its vCPUs. */
+export function phaseForStatus(status: string, sourceStopped: boolean, current: MigrationPhase): MigrationPhase {
+  switch (status) {
+    case 'setup':
+      return 'setup';
+    case 'active':
+      return sourceStopped ? 'stop-and-copy' : 'precopy';
+    case 'pre-switchover':
+    case 'device':
+      return 'stop-and-copy';
+    case 'postcopy-active':
+    case 'postcopy-recover':
+      return 'postcopy';
+    case 'postcopy-paused':
+      return 'postcopy-paused';
+    case 'completed':
+      return TERMINAL_PHASES.includes(current) || current === 'activation' ? current : 'commitment';
+    case 'failed':
+      return 'failed';
+    case 'cancelling':
+    case 'cancelled':
+      return 'cancelled';
+    default:
+      return current;
+  }
+}
