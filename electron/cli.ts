@@ -1,24 +1,89 @@
 /**
- * The `ferry` command line. Plain, scriptable output; `--json` where a script wants it;
- * exit codes: 0 ok, 1 the operation failed, 2 bad usage.
+ * The `ferry` command line. Plain, scriptable output; `--json` where a script wants it.
+ * Exit codes: 0 ok, 1 the operation failed, 2 bad usage.
  */
 import { ConsoleService } from './core/console-service';
-import type { FerryError } from '../shared/errors';
+import { FerryException, toFerryError } from '../shared/errors';
 import type { HostInfo } from '../shared/contract';
 import type { VmInfo } from '../shared/model/vm';
+import { labDown, labHosts, labStatus, labUp, demoVmSpec } from './core/lab/local-lab';
+import type { LabStatus } from './core/lab/local-lab';
+import { launchVm, stopVm, vmFiles } from './core/hosts/vm-launcher';
+import { runtimeDirOf } from './core/hosts/vm-discovery';
+import { GuestConsole } from './core/lab/demo-guest';
 
 const USAGE = `usage: ferry <command> [options]
 
+  ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB]
+                                   start the local lab (lab-a, lab-b) with the demo VM on lab-a
+  ferry lab down                   stop everything the lab started
+  ferry lab status [--json]
   ferry hosts list [--json]        the hosts Ferry knows and their state
-  ferry vms list HOST [--json]     the VMs on a host
+  ferry vm list HOST [--json]      the VMs on a host (name, state, memory, QMP socket)
+  ferry vm start HOST VM [--memory MiB] [--accel A] [--ws MiB] [--rate MiB/s|max] [--kernel PATH]
+                                   start a VM (the demo guest unless --kernel says otherwise)
+  ferry vm stop HOST VM            QMP quit, then SIGTERM/SIGKILL by pid
+  ferry guest HOST VM 'COMMAND'    send a command to the demo guest and print its reply
+                                   (r 200 = dirty 200 MiB/s, r max, w 128 = working set, v = verify, s = status)
   ferry serve                      the console in a browser (see README)
-  ferry help                       this text
 `;
 
-export async function main(argv: string[], out = process.stdout, errOut = process.stderr): Promise<number> {
-  const json = argv.includes('--json');
-  const args = argv.filter((a) => a !== '--json');
-  const [cmd, sub, ...rest] = args;
+class UsageError extends Error {}
+
+interface Parsed {
+  positional: string[];
+  flags: Map<string, string | true>;
+}
+
+function parseArgs(argv: string[], valued: string[]): Parsed {
+  const positional: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith('--')) {
+      const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
+      if (valued.includes(k)) {
+        const val = v ?? argv[++i];
+        if (val === undefined) throw new UsageError(`--${k} needs a value`);
+        flags.set(k, val);
+      } else {
+        if (v !== undefined) throw new UsageError(`--${k} takes no value`);
+        flags.set(k, true);
+      }
+    } else positional.push(a);
+  }
+  return { positional, flags };
+}
+
+function num(p: Parsed, flag: string, min: number, max: number): number | undefined {
+  const v = p.flags.get(flag);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === true || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`--${flag} must be a number from ${min} to ${max}`);
+  return n;
+}
+
+function accelOf(p: Parsed): 'auto' | 'kvm' | 'tcg' | undefined {
+  const a = p.flags.get('accel');
+  if (a === undefined) return undefined;
+  if (a !== 'auto' && a !== 'kvm' && a !== 'tcg') throw new UsageError('--accel must be kvm, tcg or auto');
+  return a;
+}
+
+function allowOnly(p: Parsed, allowed: string[]): void {
+  for (const k of p.flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}`);
+}
+
+function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
+  out.write(`lab ${s.root}${s.netns ? ` (netns ${s.netns.namespaces.join(', ')})` : ''}\n`);
+  for (const h of s.hosts) {
+    out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)\n`);
+    for (const v of h.vms) out.write(`  ${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\tpid ${v.pid ?? '-'}\n`);
+  }
+}
+
+export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout, errOut: NodeJS.WritableStream = process.stderr): Promise<number> {
+  const [cmd, sub] = argv;
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     out.write(USAGE);
     return cmd ? 0 : 2;
@@ -27,31 +92,126 @@ export async function main(argv: string[], out = process.stdout, errOut = proces
     await import('./serve');
     return 0;
   }
-  const service = new ConsoleService();
-  const fail = (e: FerryError) => {
-    errOut.write(`ferry: ${e.message} [${e.code}]\n`);
-    return 1;
-  };
+  const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
-    if (cmd === 'hosts' && sub === 'list' && rest.length === 0) {
-      const r = await service.invoke('hosts:list', {});
-      if (!r.ok) return fail(r.error);
-      const hosts = r.value as HostInfo[];
+    const p = parseArgs(argv.slice(cmd === 'guest' ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append']);
+    const json = p.flags.get('json') === true;
+    const args = p.positional;
+    const want = (n: number) => {
+      if (args.length !== n) throw new UsageError(`${cmd} ${sub ?? ''}: expected ${n} argument(s), got ${args.length}`);
+    };
+    if (cmd === 'lab') {
+      if (sub === 'up') {
+        allowOnly(p, ['netns', 'accel', 'memory']);
+        want(0);
+        const mem = num(p, 'memory', 64, 65536);
+        const accel = accelOf(p);
+        const r = await labUp({ netns: p.flags.get('netns') === true, ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}) });
+        if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
+        else out.write('the lab was already up\n');
+        printLab(r.status, out);
+        return 0;
+      }
+      if (sub === 'down') {
+        allowOnly(p, []);
+        want(0);
+        const r = await labDown();
+        out.write(r.stopped.length ? `stopped ${r.stopped.join(', ')}\n` : 'nothing was running\n');
+        return 0;
+      }
+      if (sub === 'status') {
+        allowOnly(p, ['json']);
+        want(0);
+        const s = await labStatus();
+        if (json) out.write(`${JSON.stringify(s, null, 2)}\n`);
+        else printLab(s, out);
+        return 0;
+      }
+    }
+    if (cmd === 'hosts' && sub === 'list') {
+      allowOnly(p, ['json']);
+      want(0);
+      const hosts = unwrap(await service.invoke('hosts:list', {})) as HostInfo[];
       out.write(json ? `${JSON.stringify(hosts, null, 2)}\n` : hosts.map((h) => `${h.config.id}\t${h.state}\t${h.label}\n`).join(''));
       return 0;
     }
-    if (cmd === 'vms' && sub === 'list' && rest.length === 1) {
-      const r = await service.invoke('vms:list', { hostId: rest[0] });
-      if (!r.ok) return fail(r.error);
-      const vms = r.value as VmInfo[];
-      out.write(json ? `${JSON.stringify(vms, null, 2)}\n` : vms.map((v) => `${v.name}\t${v.runState}\t${v.qmpSocket}\n`).join(''));
+    if (cmd === 'vm' && sub === 'list') {
+      allowOnly(p, ['json']);
+      want(1);
+      const vms = unwrap(await service.invoke('vms:list', { hostId: args[0] })) as VmInfo[];
+      out.write(json ? `${JSON.stringify(vms, null, 2)}\n` : vms.map((v) => `${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\t${v.qmpSocket}\n`).join(''));
       return 0;
     }
-    errOut.write(`ferry: unknown command: ${args.join(' ')}\n${USAGE}`);
-    return 2;
+    if (cmd === 'vm' && (sub === 'start' || sub === 'stop')) {
+      allowOnly(p, sub === 'start' ? ['memory', 'accel', 'ws', 'rate', 'kernel', 'append'] : []);
+      want(2);
+      const [hostId, name] = args as [string, string];
+      const host = await service.registry.get(hostId);
+      const transport = await service.transportOf(hostId);
+      if (sub === 'stop') {
+        const r = await stopVm(transport, runtimeDirOf(host), name);
+        out.write(r.wasRunning ? `stopped ${name} on ${hostId}\n` : `${name} was not running on ${hostId}\n`);
+        return 0;
+      }
+      const mem = num(p, 'memory', 16, 1 << 20);
+      const ws = num(p, 'ws', 1, 1 << 20);
+      const rateFlag = p.flags.get('rate');
+      const rate = rateFlag === 'max' ? null : num(p, 'rate', 0, 100000);
+      const accel = accelOf(p);
+      const spec = demoVmSpec({
+        name,
+        ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}),
+        ...(accel ? { accel } : {}),
+        ...(ws ? { wsMiB: ws } : {}),
+        ...(rate !== undefined ? { rateMiBs: rate } : {}),
+      });
+      const kernel = p.flags.get('kernel');
+      if (typeof kernel === 'string') {
+        spec.kernel = kernel;
+        const append = p.flags.get('append');
+        if (typeof append === 'string') spec.append = append;
+        else delete spec.append;
+      }
+      const vm = await launchVm(transport, runtimeDirOf(host), spec);
+      out.write(`started ${vm.name} on ${hostId} (${vm.accel}, pid ${vm.pid}); QMP ${vm.qmpSocket}\n`);
+      return 0;
+    }
+    if (cmd === 'guest') {
+      allowOnly(p, []);
+      want(3);
+      const [hostId, name, command] = args as [string, string, string];
+      const host = await service.registry.get(hostId);
+      const transport = await service.transportOf(hostId);
+      const con = await GuestConsole.open(transport, vmFiles(runtimeDirOf(host), name).serialSocket).catch((e: unknown) => {
+        throw e instanceof FerryException && e.code === 'NOT_FOUND' ? new FerryException('NOT_FOUND', `no VM "${name}" on ${hostId} (or its serial console is not there)`) : e;
+      });
+      try {
+        const reply = con.command(command, 60_000);
+        const raw = await con.waitFor((l) => l.parsed !== undefined && l.parsed.kind !== 'heartbeat', 60_000, 'the reply');
+        await reply;
+        out.write(`${raw.raw}\n`);
+        return raw.parsed?.kind === 'verify' && !raw.parsed.ok ? 1 : 0;
+      } finally {
+        con.close();
+      }
+    }
+    throw new UsageError(`unknown command: ${argv.join(' ')}`);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      errOut.write(`ferry: ${e.message}\n${USAGE}`);
+      return 2;
+    }
+    const fe = toFerryError(e);
+    errOut.write(`ferry: ${fe.message} [${fe.code}]\n`);
+    return 1;
   } finally {
     await service.dispose();
   }
+}
+
+function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: { code: string; message: string } }): T {
+  if (!r.ok) throw new FerryException(r.error.code as never, r.error.message);
+  return r.value;
 }
 
 const isEntry = process.argv[1] && /(?:^|[/\\])(?:cli\.(?:ts|mjs)|ferry(?:\.mjs)?)$/.test(process.argv[1]);

@@ -1,0 +1,271 @@
+/**
+ * The local lab, Ferry's embedded default: two "hosts" on this machine, `lab-a` and
+ * `lab-b` (local transport, separate runtime dirs, separate loopback migration addresses),
+ * with the demo guest running on lab-a. Optionally (root + `ip`), the two hosts are network
+ * namespaces joined by a veth pair that can be shaped with tc, cut and restored.
+ */
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FerryException } from '../../../shared/errors';
+import type { HostConfig } from '../../../shared/model/host';
+import type { HostTransport } from '../transport/host-transport';
+import { LocalTransport, NetnsTransport, writeFileAtomic } from '../transport/local-transport';
+import { launchVm, stopVm, processAlive, readPid, vmFiles } from '../hosts/vm-launcher';
+import type { LaunchedVm, VmSpec } from '../hosts/vm-launcher';
+import { listVms } from '../hosts/vm-discovery';
+import { GuestConsole } from './demo-guest';
+
+/** 511.8 MiB: not a multiple of 256 KiB, so QEMU 7.2's TCG keeps every guest write (LAB-NOTES). */
+export const LAB_DEFAULT_MEMORY_KIB = 524_100;
+export const LAB_VM_NAME = 'demo';
+export const LAB_HOST_IDS = ['lab-a', 'lab-b'] as const;
+
+export interface NetnsState {
+  /** Namespace names for lab-a and lab-b. */
+  namespaces: [string, string];
+  /** veth ends inside each namespace. */
+  devices: [string, string];
+  addresses: [string, string];
+}
+
+export interface LabState {
+  version: 1;
+  root: string;
+  netns?: NetnsState;
+}
+
+export interface LabUpOptions {
+  root?: string;
+  accel?: 'auto' | 'kvm' | 'tcg';
+  memoryKiB?: number;
+  netns?: boolean;
+  /** Prefix of the namespace names (tests use their own). */
+  netnsPrefix?: string;
+  /** Initial demo-guest workload. */
+  workload?: { wsMiB?: number; rateMiBs?: number | null; hbMs?: number };
+}
+
+export function labRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.FERRY_LAB_DIR) return path.resolve(env.FERRY_LAB_DIR);
+  const base = env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? env.XDG_RUNTIME_DIR : tmpdir();
+  return path.join(base, `ferry-lab-${process.getuid?.() ?? 0}`);
+}
+
+const stateFile = (root: string) => path.join(root, 'lab.json');
+
+export function readLabState(root: string): LabState | undefined {
+  try {
+    return JSON.parse(readFileSync(stateFile(root), 'utf8')) as LabState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The two lab hosts, as the console and the CLI see them. */
+export function labHosts(root = labRoot()): HostConfig[] {
+  const ns = readLabState(root)?.netns;
+  return LAB_HOST_IDS.map((id, i): HostConfig => ({
+    id,
+    name: i === 0 ? 'Lab A' : 'Lab B',
+    transport: ns ? { kind: 'local', netns: ns.namespaces[i]! } : { kind: 'local' },
+    runtimeDir: path.join(root, id),
+    migrationAddress: ns ? ns.addresses[i]! : `127.0.0.${i + 2}`,
+  }));
+}
+
+export function transportFor(host: HostConfig): HostTransport {
+  if (host.transport.kind !== 'local') throw new FerryException('INVALID_REQUEST', `${host.id} is not a local host`);
+  return host.transport.netns ? new NetnsTransport(host.transport.netns) : new LocalTransport();
+}
+
+/** Finds assets/guest/guest.elf from the source tree, the built app, or FERRY_GUEST_IMAGE. */
+export function guestImagePath(env: NodeJS.ProcessEnv = process.env): string {
+  const candidates: string[] = [];
+  if (env.FERRY_GUEST_IMAGE) candidates.push(env.FERRY_GUEST_IMAGE);
+  let here: string | undefined;
+  try {
+    here = path.dirname(fileURLToPath(import.meta.url));
+  } catch {
+    here = typeof __dirname === 'string' ? __dirname : undefined;
+  }
+  for (let dir = here; dir && dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    candidates.push(path.join(dir, 'assets', 'guest', 'guest.elf'));
+  }
+  const resources = (process as NodeJS.Process & { resourcesPath?: string }).resourcesPath;
+  if (resources) candidates.push(path.join(resources, 'guest', 'guest.elf'));
+  candidates.push(path.resolve('assets', 'guest', 'guest.elf'));
+  const found = candidates.find((c) => existsSync(c));
+  if (!found) throw new FerryException('NOT_FOUND', `demo guest image not found (looked in ${candidates.join(', ')}); run npm run build:guest`);
+  return found;
+}
+
+export function demoVmSpec(options: { name?: string; memoryKiB?: number; accel?: 'auto' | 'kvm' | 'tcg'; wsMiB?: number; rateMiBs?: number | null; hbMs?: number } = {}): VmSpec {
+  const rate = options.rateMiBs === undefined ? 20 : options.rateMiBs === null ? 'max' : String(options.rateMiBs);
+  return {
+    name: options.name ?? LAB_VM_NAME,
+    memoryKiB: options.memoryKiB ?? LAB_DEFAULT_MEMORY_KIB,
+    accel: options.accel ?? 'auto',
+    kernel: guestImagePath(),
+    append: `ws=${options.wsMiB ?? 64} rate=${rate} hb=${options.hbMs ?? 100}`,
+  };
+}
+
+/** Waits until the guest answers on its serial console (a STATUS line). */
+export async function waitGuestReady(transport: HostTransport, serialSocket: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    let con: GuestConsole | undefined;
+    try {
+      con = await GuestConsole.open(transport, serialSocket);
+      await con.command('s', Math.min(2000, Math.max(100, deadline - Date.now())));
+      return;
+    } catch (e) {
+      lastError = e;
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      con?.close();
+    }
+  }
+  throw new FerryException('INTERNAL', `the demo guest did not answer on ${serialSocket} within ${timeoutMs} ms: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
+}
+
+async function run(argv: string[]): Promise<void> {
+  const r = await new LocalTransport().exec(argv);
+  if (r.code !== 0) throw new FerryException('EXEC_FAILED', `${argv.join(' ')}: ${r.stderr.trim() || `exit ${r.code}`}`);
+}
+
+/** Whether this machine can build the netns lab, and if not why. */
+export async function netnsAvailable(): Promise<{ ok: boolean; reason?: string }> {
+  if (process.getuid?.() !== 0) return { ok: false, reason: 'the netns lab needs root' };
+  const r = await new LocalTransport().exec(['ip', 'netns', 'list']).catch((e: Error) => ({ code: 1, stderr: e.message, stdout: '', signal: null }));
+  if (r.code !== 0) return { ok: false, reason: `ip netns does not work here: ${r.stderr.trim()}` };
+  return { ok: true };
+}
+
+export async function createNetns(prefix = 'ferry-lab'): Promise<NetnsState> {
+  const avail = await netnsAvailable();
+  if (!avail.ok) throw new FerryException('UNSUPPORTED', avail.reason ?? 'netns unavailable');
+  const namespaces: [string, string] = [`${prefix}-a`, `${prefix}-b`];
+  // Interface names are limited to 15 characters.
+  const tag = prefix.replace(/[^a-z0-9]/g, '').slice(-9);
+  const devices: [string, string] = [`${tag}-va`, `${tag}-vb`];
+  const addresses: [string, string] = ['10.199.0.1', '10.199.0.2'];
+  await destroyNetns({ namespaces, devices, addresses });
+  try {
+    for (const ns of namespaces) await run(['ip', 'netns', 'add', ns]);
+    await run(['ip', 'link', 'add', devices[0], 'type', 'veth', 'peer', 'name', devices[1]]);
+    for (let i = 0; i < 2; i++) {
+      await run(['ip', 'link', 'set', devices[i]!, 'netns', namespaces[i]!]);
+      await run(['ip', '-n', namespaces[i]!, 'addr', 'add', `${addresses[i]}/24`, 'dev', devices[i]!]);
+      await run(['ip', '-n', namespaces[i]!, 'link', 'set', devices[i]!, 'up']);
+      await run(['ip', '-n', namespaces[i]!, 'link', 'set', 'lo', 'up']);
+    }
+  } catch (e) {
+    await destroyNetns({ namespaces, devices, addresses });
+    throw e;
+  }
+  return { namespaces, devices, addresses };
+}
+
+export async function destroyNetns(ns: NetnsState): Promise<void> {
+  const local = new LocalTransport();
+  for (const n of ns.namespaces) await local.exec(['ip', 'netns', 'del', n]).catch(() => undefined);
+}
+
+/** Shapes the link in both directions with a token bucket (bit/s); `null` removes shaping. */
+export async function shapeLink(ns: NetnsState, bitsPerSecond: number | null): Promise<void> {
+  for (let i = 0; i < 2; i++) {
+    const base = ['ip', 'netns', 'exec', ns.namespaces[i]!, 'tc', 'qdisc'];
+    if (bitsPerSecond === null) {
+      await new LocalTransport().exec([...base, 'del', 'dev', ns.devices[i]!, 'root']);
+    } else {
+      const burst = Math.max(32 * 1024, Math.round(bitsPerSecond / 8 / 100)); // ~10 ms of data
+      await run([...base, 'replace', 'dev', ns.devices[i]!, 'root', 'tbf', 'rate', `${Math.round(bitsPerSecond)}bit`, 'burst', String(burst), 'latency', '100ms']);
+    }
+  }
+}
+
+/** Cuts (`false`) or restores (`true`) the link between the two lab hosts. */
+export async function setLink(ns: NetnsState, up: boolean): Promise<void> {
+  for (let i = 0; i < 2; i++) await run(['ip', '-n', ns.namespaces[i]!, 'link', 'set', ns.devices[i]!, up ? 'up' : 'down']);
+}
+
+export interface LabStatus {
+  root: string;
+  netns?: NetnsState;
+  hosts: { id: string; runtimeDir: string; migrationAddress: string; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
+}
+
+export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabStatus; vm: LaunchedVm | undefined; bootMs: number }> {
+  const root = options.root ?? labRoot();
+  await fs.mkdir(root, { recursive: true, mode: 0o700 });
+  let state = readLabState(root) ?? { version: 1 as const, root };
+  if (options.netns && !state.netns) {
+    state = { ...state, netns: await createNetns(options.netnsPrefix) };
+  }
+  await writeFileAtomic(stateFile(root), `${JSON.stringify(state, null, 2)}\n`, 0o600);
+  const [a] = labHosts(root);
+  const ta = transportFor(a!);
+  const files = vmFiles(a!.runtimeDir!, LAB_VM_NAME);
+  const pid = await readPid(ta, files.pidFile);
+  let vm: LaunchedVm | undefined;
+  const t0 = Date.now();
+  if (!pid || !(await processAlive(ta, pid))) {
+    try {
+      const spec: Parameters<typeof demoVmSpec>[0] = { accel: options.accel ?? 'auto', memoryKiB: options.memoryKiB ?? LAB_DEFAULT_MEMORY_KIB };
+      if (options.workload?.wsMiB !== undefined) spec.wsMiB = options.workload.wsMiB;
+      if (options.workload?.rateMiBs !== undefined) spec.rateMiBs = options.workload.rateMiBs;
+      if (options.workload?.hbMs !== undefined) spec.hbMs = options.workload.hbMs;
+      vm = await launchVm(ta, a!.runtimeDir!, demoVmSpec(spec));
+      await waitGuestReady(ta, files.serialSocket);
+    } catch (e) {
+      await labDown({ root }).catch(() => undefined);
+      throw e;
+    }
+  }
+  return { status: await labStatus(root), vm, bootMs: Date.now() - t0 };
+}
+
+export async function labStatus(root = labRoot()): Promise<LabStatus> {
+  const state = readLabState(root);
+  const hosts = await Promise.all(labHosts(root).map(async (h) => {
+    const vms = existsSync(h.runtimeDir!) ? await listVms(h, transportFor(h)) : [];
+    return {
+      id: h.id,
+      runtimeDir: h.runtimeDir!,
+      migrationAddress: h.migrationAddress!,
+      vms: vms.map((v) => {
+        const out: { name: string; runState: string; pid?: number; memoryMiB?: number } = { name: v.name, runState: v.runState };
+        if (v.pid !== undefined) out.pid = v.pid;
+        if (v.memoryMiB !== undefined) out.memoryMiB = v.memoryMiB;
+        return out;
+      }),
+    };
+  }));
+  return state?.netns ? { root, netns: state.netns, hosts } : { root, hosts };
+}
+
+/** Stops every VM of both lab hosts (by pid when QMP does not answer), removes the netns. */
+export async function labDown(options: { root?: string } = {}): Promise<{ stopped: string[] }> {
+  const root = options.root ?? labRoot();
+  const stopped: string[] = [];
+  for (const h of labHosts(root)) {
+    if (!existsSync(h.runtimeDir!)) continue;
+    const t = transportFor(h);
+    for (const name of await fs.readdir(h.runtimeDir!)) {
+      try {
+        const r = await stopVm(t, h.runtimeDir!, name);
+        if (r.wasRunning) stopped.push(`${h.id}/${name}`);
+      } catch {
+        // not a VM directory Ferry made
+      }
+    }
+  }
+  const state = readLabState(root);
+  if (state?.netns) await destroyNetns(state.netns);
+  await fs.rm(root, { recursive: true, force: true });
+  return { stopped };
+}
