@@ -2,6 +2,7 @@
  * The `ferry` command line. Plain, scriptable output; `--json` where a script wants it.
  * Exit codes: 0 ok, 1 the operation failed, 2 bad usage.
  */
+import path from 'node:path';
 import { ConsoleService } from './core/console-service';
 import { FerryException, toFerryError } from '../shared/errors';
 import type { HostInfo } from '../shared/contract';
@@ -11,6 +12,9 @@ import type { LabStatus } from './core/lab/local-lab';
 import { launchVm, stopVm, vmFiles } from './core/hosts/vm-launcher';
 import { runtimeDirOf } from './core/hosts/vm-discovery';
 import { GuestConsole } from './core/lab/demo-guest';
+import { formatBytes, formatMs, formatRate, parseByteSize } from '../shared/analysis/units';
+import type { MigrationPlanInput, MigrationSample } from '../shared/model/migration';
+import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/timeline-reader';
 
 const USAGE = `usage: ferry <command> [options]
 
@@ -25,6 +29,10 @@ const USAGE = `usage: ferry <command> [options]
   ferry vm stop HOST VM            QMP quit, then SIGTERM/SIGKILL by pid
   ferry guest HOST VM 'COMMAND'    send a command to the demo guest and print its reply
                                    (r 200 = dirty 200 MiB/s, r max, w 128 = working set, v = verify, s = status)
+  ferry migrate VM --from HOST --to HOST [--postcopy] [--postcopy-after N] [--bandwidth MB/s]
+        [--downtime ms] [--auto-converge] [--xbzrle MiB] [--multifd N] [--keep-source] [--record FILE]
+                                   live-migrate a VM, with a live progress line
+  ferry timeline FILE --csv|--json export a recorded timeline
   ferry serve                      the console in a browser (see README)
 `;
 
@@ -94,7 +102,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
-    const p = parseArgs(argv.slice(cmd === 'guest' ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append']);
+    const oneWord = cmd === 'guest' || cmd === 'migrate' || cmd === 'timeline';
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -195,6 +204,73 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         con.close();
       }
     }
+    if (cmd === 'migrate') {
+      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record']);
+      want(1);
+      const from = p.flags.get('from');
+      const to = p.flags.get('to');
+      if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('migrate needs --from HOST and --to HOST');
+      const plan: MigrationPlanInput = { vm: args[0]!, from, to };
+      const after = num(p, 'postcopy-after', 1, 1000);
+      if (after !== undefined) {
+        plan.mode = 'postcopy-after';
+        plan.postcopyAfterPasses = after;
+      } else if (p.flags.get('postcopy') === true) plan.mode = 'postcopy';
+      const bw = p.flags.get('bandwidth');
+      if (bw !== undefined) {
+        const bytes = typeof bw === 'string' ? parseByteSize(bw, 'M') : undefined;
+        if (!bytes) throw new UsageError('--bandwidth must be a positive size per second, e.g. 100 (MB/s) or 1.5G');
+        plan.maxBandwidth = bytes;
+      }
+      const dt = num(p, 'downtime', 1, 2_000_000);
+      if (dt !== undefined) plan.downtimeLimitMs = Math.round(dt);
+      if (p.flags.get('auto-converge') === true) plan.autoConverge = true;
+      const xb = num(p, 'xbzrle', 1, 1 << 20);
+      if (xb !== undefined) plan.xbzrleCacheBytes = Math.round(xb * 1024 * 1024);
+      const mf = num(p, 'multifd', 1, 64);
+      if (mf !== undefined) plan.multifdChannels = Math.round(mf);
+      if (p.flags.get('keep-source') === true) plan.keepSource = true;
+      const record = p.flags.get('record');
+      if (typeof record === 'string') plan.recordPath = path.resolve(record);
+      const m = await service.engine.start(plan);
+      const tty = (out as NodeJS.WriteStream).isTTY === true;
+      let lastPrinted = 0;
+      let lastLine = '';
+      m.onSample((s) => {
+        const line = progressLine(s);
+        if (tty) {
+          out.write(`\r\x1b[K${line}`);
+        } else if (s.t - lastPrinted >= 1000 && line !== lastLine) {
+          out.write(`${line}\n`);
+          lastPrinted = s.t;
+          lastLine = line;
+        }
+      });
+      m.onPhase((ph) => {
+        const text = `phase ${ph.phase}${ph.reason ? ` (${ph.reason})` : ''}`;
+        out.write(tty ? `\r\x1b[K${text}\n` : `${text}\n`);
+      });
+      out.write(`migrating ${plan.vm} ${from} -> ${to} (${m.id}); timeline ${m.timelineFile}\n`);
+      const onSigint = () => void m.control({ action: 'cancel' }, 'cli (Ctrl-C)').catch((e: unknown) => errOut.write(`\nferry: ${toFerryError(e).message}\n`));
+      process.on('SIGINT', onSigint);
+      const final = await m.whenDone();
+      process.off('SIGINT', onSigint);
+      if (tty) out.write('\r\x1b[K');
+      out.write(`${final.outcome}${final.reason ? `: ${final.reason}` : ''}; total ${formatMs(final.totalTimeMs)}, downtime ${formatMs(final.downtimeMs)}` +
+        `${final.guestDowntimeMs !== undefined ? ` (guest saw ${formatMs(final.guestDowntimeMs)})` : ''}, ${final.passes ?? '?'} passes, ${formatBytes(final.transferredBytes)} sent` +
+        `${final.verify ? `; guest memory ${final.verify.ok ? 'verified' : `CORRUPT (${final.verify.bad} bad, ${final.verify.stale} stale pages)`}` : ''}\n`);
+      return final.outcome === 'completed' && final.verify?.ok !== false ? 0 : 1;
+    }
+    if (cmd === 'timeline') {
+      allowOnly(p, ['csv', 'json']);
+      want(1);
+      const csv = p.flags.get('csv') === true;
+      if (csv === (p.flags.get('json') === true)) throw new UsageError('timeline needs exactly one of --csv or --json');
+      const t = readTimeline(args[0]!);
+      if (t.truncated) errOut.write(`ferry: ${args[0]} is truncated (recording cut short); exporting its ${t.records.length} complete records\n`);
+      out.write(csv ? timelineToCsv(t) : timelineToJson(t));
+      return 0;
+    }
     throw new UsageError(`unknown command: ${argv.join(' ')}`);
   } catch (e) {
     if (e instanceof UsageError) {
@@ -207,6 +283,19 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   } finally {
     await service.dispose();
   }
+}
+
+export function progressLine(s: MigrationSample): string {
+  const pct = s.totalBytes && s.remainingBytes !== undefined ? ` ${Math.max(0, Math.min(100, Math.round((1 - s.remainingBytes / s.totalBytes) * 100)))}%` : '';
+  const parts = [
+    `${s.phase.padEnd(13)} pass ${s.pass ?? '-'}${pct}`,
+    `dirty ${formatRate(s.dirtyRate)}`,
+    `xfer ${formatRate(s.transferRate)}`,
+    `remaining ${formatBytes(s.remainingBytes)}`,
+  ];
+  if (s.expectedDowntimeMs !== undefined) parts.push(`QEMU expects ${formatMs(s.expectedDowntimeMs)} downtime`);
+  if (s.postcopyRequests) parts.push(`${s.postcopyRequests} page requests`);
+  return parts.join('  ');
 }
 
 function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: { code: string; message: string } }): T {

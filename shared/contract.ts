@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { HostConfigSchema, HostConnectionStateSchema, HostIdSchema } from './model/host';
 import { VmInfoSchema } from './model/vm';
+import { MIGRATION_PHASES, MigrationPlanSchema } from './model/migration';
 import { ERROR_CODES } from './errors';
 import type { Result } from './result';
 
@@ -27,6 +28,32 @@ export const HostInfoSchema = z.object({
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 
 const Empty = z.object({}).strict();
+
+const PhaseSchema = z.enum(MIGRATION_PHASES);
+/** Samples and final figures are produced by the core, not parsed from users: checked loosely. */
+export const MigrationSampleSchema = z.object({ t: z.number(), elapsedMs: z.number(), status: z.string(), phase: PhaseSchema }).catchall(z.unknown());
+export const MigrationFinalSchema = z.object({ outcome: z.enum(['completed', 'failed', 'cancelled']) }).catchall(z.unknown());
+export const MigrationSummarySchema = z.object({
+  id: z.string(),
+  plan: z.record(z.string(), z.unknown()),
+  phase: PhaseSchema,
+  startedAt: z.number(),
+  timeline: z.string(),
+  last: MigrationSampleSchema.optional(),
+  final: MigrationFinalSchema.optional(),
+});
+export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
+
+export const MigrationControlSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('cancel') }),
+  z.object({ action: z.literal('set-bandwidth'), bytesPerSecond: z.number().positive('bandwidth must be positive') }),
+  z.object({ action: z.literal('set-downtime'), ms: z.number().int().min(1, 'downtime limit must be at least 1 ms') }),
+  z.object({ action: z.literal('postcopy') }),
+  z.object({ action: z.literal('stop-vm') }),
+  z.object({ action: z.literal('pause-postcopy') }),
+  z.object({ action: z.literal('recover') }),
+  z.object({ action: z.literal('continue') }),
+]);
 const HostRef = z.object({ id: HostIdSchema }).strict();
 
 export const invoke = {
@@ -44,6 +71,9 @@ export const invoke = {
     response: HostInfoSchema,
   },
   'vms:list': { request: z.object({ hostId: HostIdSchema }).strict(), response: z.array(VmInfoSchema) },
+  'migrations:start': { request: MigrationPlanSchema, response: MigrationSummarySchema },
+  'migrations:control': { request: z.object({ id: z.string().min(1), control: MigrationControlSchema }).strict(), response: Empty },
+  'migrations:list': { request: Empty, response: z.array(MigrationSummarySchema) },
 } as const;
 
 export const events = {
@@ -53,6 +83,9 @@ export const events = {
     reason: z.string().optional(),
     error: FerryErrorSchema.optional(),
   }),
+  'migration:sample': z.object({ id: z.string(), sample: MigrationSampleSchema }),
+  'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional() }),
+  'migration:ended': z.object({ id: z.string(), final: MigrationFinalSchema }),
 } as const;
 
 export type InvokeMap = typeof invoke;

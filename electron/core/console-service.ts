@@ -20,6 +20,8 @@ import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { MigrationEngine } from './migration/migration-engine';
+import type { MigrationControl } from './migration/migration-engine';
+import type { MigrationPlan } from '../../shared/model/migration';
 
 export interface ConsoleServiceOptions {
   /** Default `$XDG_CONFIG_HOME/ferry`. */
@@ -63,6 +65,11 @@ export class ConsoleService {
       { host: (id) => this.registry.get(id), transport: (id) => this.transportOf(id) },
       { timelineDir: path.join(this.configDir, 'timelines') },
     );
+    this.engine.onStarted((m) => {
+      m.onSample((sample) => this.emit('migration:sample', { id: m.id, sample: sample as EventPayload<'migration:sample'>['sample'] }));
+      m.onPhase((p) => this.emit('migration:phase', { id: m.id, ...p }));
+      m.onEnd((final) => this.emit('migration:ended', { id: m.id, final: final as EventPayload<'migration:ended'>['final'] }));
+    });
   }
 
   /** Validates `request` against the contract, runs the handler, returns a Result. */
@@ -122,6 +129,15 @@ export class ConsoleService {
       await this.connectHost(host);
       return this.info(host);
     },
+    'migrations:start': async (req: MigrationPlan) => {
+      const m = await this.engine.start(req);
+      return m.summary() as unknown as InvokeResponse<'migrations:start'>;
+    },
+    'migrations:control': async (req: { id: string; control: MigrationControl }) => {
+      await this.engine.get(req.id).control(req.control);
+      return {};
+    },
+    'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
     'vms:list': async (req: { hostId: string }) => {
       const host = await this.registry.get(req.hostId);
       const rt = this.runtime(host);

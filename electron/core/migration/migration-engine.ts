@@ -620,6 +620,13 @@ export class Migration {
 
 export class MigrationEngine {
   private readonly migrations = new Map<string, Migration>();
+  private readonly startedListeners = new Set<(m: Migration) => void>();
+
+  /** Called for each migration as soon as it exists (before `migrate` is issued). */
+  onStarted(l: (m: Migration) => void): () => void {
+    this.startedListeners.add(l);
+    return () => this.startedListeners.delete(l);
+  }
 
   constructor(private readonly hosts: EngineHosts, private readonly options: EngineOptions) {}
 
@@ -635,6 +642,7 @@ export class MigrationEngine {
     }
     const m = new Migration(plan, this.hosts, this.options);
     this.migrations.set(m.id, m);
+    for (const l of [...this.startedListeners]) l(m);
     try {
       await m.start();
     } catch (e) {
