@@ -47,7 +47,8 @@ describe('phaseForStatus', () => {
     expect(phaseForStatus('postcopy-paused', true, 'postcopy')).toBe('postcopy-paused');
     expect(phaseForStatus('completed', true, 'stop-and-copy')).toBe('commitment');
     expect(phaseForStatus('completed', true, 'activation')).toBe('activation');
-    expect(phaseForStatus('cancelling', false, 'precopy')).toBe('cancelled');
+    expect(phaseForStatus('cancelling', false, 'precopy')).toBe('precopy');
+    expect(phaseForStatus('cancelled', false, 'precopy')).toBe('cancelled');
     expect(phaseForStatus('wait-unplug', false, 'setup')).toBe('setup');
   });
 });

@@ -205,6 +205,7 @@ export function phaseForStatus(status: string, sourceStopped: boolean, current: 
     case 'failed':
       return 'failed';
     case 'cancelling':
+      return current; // not over until QEMU says cancelled (or failed)
     case 'cancelled':
       return 'cancelled';
     default:

@@ -106,6 +106,8 @@ export class Migration {
   private record!: ArgvRecord;
   private sourceStopped = false;
   private sourceWasRunning = true;
+  private stoppedByControl = false;
+  private destRunning = false;
   private incomingUri = '';
   private destAddress = '';
   private timer: NodeJS.Timeout | undefined;
@@ -463,6 +465,7 @@ export class Migration {
         return;
       case 'stop-vm':
         if (!['setup', 'precopy'].includes(this.phase)) this.refuse('stop the VM', 'only during precopy');
+        this.stoppedByControl = true;
         await src.execute('stop');
         return;
       case 'pause-postcopy':
@@ -517,12 +520,21 @@ export class Migration {
       this.setPhase('commitment');
       const dq = this.dest?.qmp;
       if (dq) {
+        // The destination leaves 'inmigrate' running (or paused, if the source was paused).
         const deadline = Date.now() + 10_000;
+        let st: { status: string; running: boolean } | undefined;
         for (;;) {
-          const st = await dq.execute<{ status: string; running: boolean }>('query-status').catch(() => undefined);
-          if (st?.running || Date.now() > deadline) break;
+          st = await dq.execute<{ status: string; running: boolean }>('query-status').catch(() => undefined);
+          if ((st && st.status !== 'inmigrate') || Date.now() > deadline) break;
           await sleep(20);
         }
+        if (st && !st.running && this.stoppedByControl && this.sourceWasRunning) {
+          // "Stop the VM" forced the offline finish: the guest was running, so it runs again.
+          await dq.execute('cont').catch(() => undefined);
+          this.rec({ type: 'note', t: Date.now(), text: 'the VM was stopped to force completion: resumed it on the destination' });
+          st = await dq.execute<{ status: string; running: boolean }>('query-status').catch(() => st);
+        }
+        this.destRunning = st?.running === true;
         this.setPhase('activation');
         await dq.execute('announce-self', { initial: 50, max: 550, rounds: 5, step: 50 }).catch(() => undefined);
       }
@@ -542,6 +554,7 @@ export class Migration {
       put(final, 'downtimeBytes', s.downtimeBytes);
       put(final, 'postcopyBytes', s.postcopyBytes);
       put(final, 'passes', s.pass);
+      put(final, 'postcopyRequests', s.postcopyRequests || undefined);
       if (s.errorDesc) final.reason = s.errorDesc;
     }
     const dest = this.dest;
@@ -554,13 +567,13 @@ export class Migration {
           final.guestDowntimeMs = this.firstDestHeartbeat.stallMs;
           if (this.lastSourceHeartbeatAt) final.observedDowntimeMs = this.firstDestHeartbeat.at - this.lastSourceHeartbeatAt;
         }
-        if (this.guestSeen) {
-          const v = await dest.console.command('v', 60_000).catch(() => undefined);
+        if (this.guestSeen && this.destRunning) {
+          const v = await dest.console.command('v', 20_000).catch(() => undefined);
           if (v?.kind === 'verify') final.verify = { ok: v.ok, bad: v.bad, stale: v.stale, pages: v.pages };
         }
       }
       const dreq = dest?.qmp ? await dest.qmp.execute<{ ram?: { 'postcopy-requests'?: number } }>('query-migrate').catch(() => undefined) : undefined;
-      put(final, 'postcopyRequests', dreq?.ram?.['postcopy-requests']);
+      if (!final.postcopyRequests) put(final, 'postcopyRequests', dreq?.ram?.['postcopy-requests']);
       this.source.console?.close();
       if (!this.plan.keepSource) {
         src?.close();
@@ -577,8 +590,8 @@ export class Migration {
         }
       }
       await this.teardownDest();
-      if (this.source.console && this.guestSeen) {
-        const v = await this.source.console.command('v', 60_000).catch(() => undefined);
+      if (this.source.console && this.guestSeen && this.sourceWasRunning) {
+        const v = await this.source.console.command('v', 20_000).catch(() => undefined);
         if (v?.kind === 'verify') final.verify = { ok: v.ok, bad: v.bad, stale: v.stale, pages: v.pages };
       }
       this.setPhase(status, final.reason);

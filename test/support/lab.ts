@@ -1,0 +1,59 @@
+/** A throwaway local lab (own root, own config dir) for tests that migrate the demo guest. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConsoleService } from '../../electron/core/console-service';
+import type { ConsoleServiceOptions } from '../../electron/core/console-service';
+import { labDown, labHosts, labUp } from '../../electron/core/lab/local-lab';
+import type { LabUpOptions } from '../../electron/core/lab/local-lab';
+import { GuestConsole } from '../../electron/core/lab/demo-guest';
+import { LocalTransport } from '../../electron/core/transport/local-transport';
+import { readPid, vmFiles, processAlive } from '../../electron/core/hosts/vm-launcher';
+import type { HostConfig } from '../../shared/model/host';
+
+export interface TestLab {
+  root: string;
+  configDir: string;
+  service: ConsoleService;
+  hosts: HostConfig[];
+  up(options?: Omit<LabUpOptions, 'root'>): Promise<void>;
+  /** pid of the demo VM on a lab host, if it runs there. */
+  pidOn(hostId: string, vm?: string): Promise<number | undefined>;
+  guest(hostId: string, vm?: string): Promise<GuestConsole>;
+  close(): Promise<void>;
+}
+
+export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions> = {}): Promise<TestLab> {
+  const root = mkdtempSync(path.join(tmpdir(), 'ferry-testlab-'));
+  const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-testcfg-'));
+  const hosts = labHosts(root);
+  const service = new ConsoleService({ configDir, ...serviceOptions, builtinHosts: [...hosts, ...(serviceOptions.builtinHosts ?? [])] });
+  const local = new LocalTransport();
+  const dirOf = (hostId: string) => {
+    const h = [...hosts, ...(serviceOptions.builtinHosts ?? [])].find((x) => x.id === hostId);
+    if (!h?.runtimeDir) throw new Error(`no test host ${hostId}`);
+    return h.runtimeDir;
+  };
+  return {
+    root,
+    configDir,
+    service,
+    hosts,
+    async up(options = {}) {
+      await labUp({ root, ...options });
+    },
+    async pidOn(hostId, vm = 'demo') {
+      const pid = await readPid(local, vmFiles(dirOf(hostId), vm).pidFile);
+      return pid && (await processAlive(local, pid)) ? pid : undefined;
+    },
+    async guest(hostId, vm = 'demo') {
+      return GuestConsole.open(local, vmFiles(dirOf(hostId), vm).serialSocket);
+    },
+    async close() {
+      await service.dispose();
+      await labDown({ root });
+      rmSync(configDir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
