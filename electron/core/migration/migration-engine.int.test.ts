@@ -11,7 +11,6 @@ import { kvmUsable } from '../../../test/support/qemu';
 import { isAlive, waitFor } from '../../../test/support/processes';
 import type { Migration } from './migration-engine';
 import type { MigrationPhase } from '../../../shared/model/migration';
-import type { GuestVerify } from '../../../shared/model/guest';
 
 const phasesOf = (file: string) => readTimeline(file).records.filter((r) => r.type === 'phase').map((r) => (r as { phase: MigrationPhase }).phase);
 const waitPhase = (m: Migration, ok: (p: MigrationPhase) => boolean, what: string, ms = 30_000) => waitFor(() => ok(m.phase), what, ms);
