@@ -14,6 +14,7 @@ import { runtimeDirOf } from './core/hosts/vm-discovery';
 import { GuestConsole } from './core/lab/demo-guest';
 import { formatBytes, formatMs, formatRate, parseByteSize } from '../shared/analysis/units';
 import type { MigrationPlanInput, MigrationSample } from '../shared/model/migration';
+import type { Migration } from './core/migration/migration-engine';
 import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/timeline-reader';
 
 const USAGE = `usage: ferry <command> [options]
@@ -32,6 +33,8 @@ const USAGE = `usage: ferry <command> [options]
   ferry migrate VM --from HOST --to HOST [--postcopy] [--postcopy-after N] [--bandwidth MB/s]
         [--downtime ms] [--auto-converge] [--xbzrle MiB] [--multifd N] [--keep-source] [--record FILE]
                                    live-migrate a VM, with a live progress line
+  ferry attach HOST VM [--record FILE]
+                                   watch and record a migration someone else runs (no control issued)
   ferry timeline FILE --csv|--json export a recorded timeline
   ferry serve                      the console in a browser (see README)
 `;
@@ -102,7 +105,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
-    const oneWord = cmd === 'guest' || cmd === 'migrate' || cmd === 'timeline';
+    const oneWord = cmd === 'guest' || cmd === 'migrate' || cmd === 'timeline' || cmd === 'attach';
     const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
@@ -233,33 +236,16 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const record = p.flags.get('record');
       if (typeof record === 'string') plan.recordPath = path.resolve(record);
       const m = await service.engine.start(plan);
-      const tty = (out as NodeJS.WriteStream).isTTY === true;
-      let lastPrinted = 0;
-      let lastLine = '';
-      m.onSample((s) => {
-        const line = progressLine(s);
-        if (tty) {
-          out.write(`\r\x1b[K${line}`);
-        } else if (s.t - lastPrinted >= 1000 && line !== lastLine) {
-          out.write(`${line}\n`);
-          lastPrinted = s.t;
-          lastLine = line;
-        }
-      });
-      m.onPhase((ph) => {
-        const text = `phase ${ph.phase}${ph.reason ? ` (${ph.reason})` : ''}`;
-        out.write(tty ? `\r\x1b[K${text}\n` : `${text}\n`);
-      });
       out.write(`migrating ${plan.vm} ${from} -> ${to} (${m.id}); timeline ${m.timelineFile}\n`);
-      const onSigint = () => void m.control({ action: 'cancel' }, 'cli (Ctrl-C)').catch((e: unknown) => errOut.write(`\nferry: ${toFerryError(e).message}\n`));
-      process.on('SIGINT', onSigint);
-      const final = await m.whenDone();
-      process.off('SIGINT', onSigint);
-      if (tty) out.write('\r\x1b[K');
-      out.write(`${final.outcome}${final.reason ? `: ${final.reason}` : ''}; total ${formatMs(final.totalTimeMs)}, downtime ${formatMs(final.downtimeMs)}` +
-        `${final.guestDowntimeMs !== undefined ? ` (guest saw ${formatMs(final.guestDowntimeMs)})` : ''}, ${final.passes ?? '?'} passes, ${formatBytes(final.transferredBytes)} sent` +
-        `${final.verify ? `; guest memory ${final.verify.ok ? 'verified' : `CORRUPT (${final.verify.bad} bad, ${final.verify.stale} stale pages)`}` : ''}\n`);
-      return final.outcome === 'completed' && final.verify?.ok !== false ? 0 : 1;
+      return await follow(m, out, errOut, true);
+    }
+    if (cmd === 'attach') {
+      allowOnly(p, ['record']);
+      want(2);
+      const record = p.flags.get('record');
+      const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
+      out.write(`watching ${args[1]} on ${args[0]} (no control is issued); timeline ${m.timelineFile}\n`);
+      return await follow(m, out, errOut, false);
     }
     if (cmd === 'timeline') {
       allowOnly(p, ['csv', 'json']);
@@ -283,6 +269,39 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   } finally {
     await service.dispose();
   }
+}
+
+/** Prints a migration's progress until it ends; Ctrl-C cancels it when `cancelOnInterrupt`. */
+async function follow(m: Migration, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
+  const tty = (out as NodeJS.WriteStream).isTTY === true;
+  let lastPrinted = 0;
+  let lastLine = '';
+  m.onSample((s) => {
+    const line = progressLine(s);
+    if (tty) {
+      out.write(`\r\x1b[K${line}`);
+    } else if (s.t - lastPrinted >= 1000 && line !== lastLine) {
+      out.write(`${line}\n`);
+      lastPrinted = s.t;
+      lastLine = line;
+    }
+  });
+  m.onPhase((ph) => {
+    const text = `phase ${ph.phase}${ph.reason ? ` (${ph.reason})` : ''}`;
+    out.write(tty ? `\r\x1b[K${text}\n` : `${text}\n`);
+  });
+  const onSigint = () => {
+    if (!cancelOnInterrupt) process.exit(130);
+    void m.control({ action: 'cancel' }, 'cli (Ctrl-C)').catch((e: unknown) => errOut.write(`\nferry: ${toFerryError(e).message}\n`));
+  };
+  process.on('SIGINT', onSigint);
+  const final = await m.whenDone();
+  process.off('SIGINT', onSigint);
+  if (tty) out.write('\r\x1b[K');
+  out.write(`${final.outcome}${final.reason ? `: ${final.reason}` : ''}; total ${formatMs(final.totalTimeMs)}, downtime ${formatMs(final.downtimeMs)}` +
+    `${final.guestDowntimeMs !== undefined ? ` (guest saw ${formatMs(final.guestDowntimeMs)})` : ''}, ${final.passes ?? '?'} passes, ${formatBytes(final.transferredBytes)} sent` +
+    `${final.verify ? `; guest memory ${final.verify.ok ? 'verified' : `CORRUPT (${final.verify.bad} bad, ${final.verify.stale} stale pages)`}` : ''}\n`);
+  return final.outcome === 'completed' && final.verify?.ok !== false ? 0 : 1;
 }
 
 export function progressLine(s: MigrationSample): string {

@@ -74,6 +74,10 @@ export const invoke = {
   'migrations:start': { request: MigrationPlanSchema, response: MigrationSummarySchema },
   'migrations:control': { request: z.object({ id: z.string().min(1), control: MigrationControlSchema }).strict(), response: Empty },
   'migrations:list': { request: Empty, response: z.array(MigrationSummarySchema) },
+  'migrations:attach': {
+    request: z.object({ hostId: HostIdSchema, vm: z.string().min(1).max(63), qmpSocket: z.string().startsWith('/').optional() }).strict(),
+    response: MigrationSummarySchema,
+  },
 } as const;
 
 export const events = {

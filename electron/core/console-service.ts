@@ -138,6 +138,10 @@ export class ConsoleService {
       return {};
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
+    'migrations:attach': async (req: { hostId: string; vm: string; qmpSocket?: string }) => {
+      const m = await this.engine.attach(req);
+      return m.summary() as unknown as InvokeResponse<'migrations:attach'>;
+    },
     'vms:list': async (req: { hostId: string }) => {
       const host = await this.registry.get(req.hostId);
       const rt = this.runtime(host);

@@ -23,14 +23,16 @@ export interface TestLab {
   close(): Promise<void>;
 }
 
-export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions> = {}): Promise<TestLab> {
+/** `extraHosts` get the lab root, e.g. to reach lab-a's runtime dir over SSH as another host. */
+export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions> = {}, extraHosts: (root: string) => HostConfig[] = () => []): Promise<TestLab> {
   const root = mkdtempSync(path.join(tmpdir(), 'ferry-testlab-'));
   const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-testcfg-'));
   const hosts = labHosts(root);
-  const service = new ConsoleService({ configDir, ...serviceOptions, builtinHosts: [...hosts, ...(serviceOptions.builtinHosts ?? [])] });
+  const all = [...hosts, ...extraHosts(root)];
+  const service = new ConsoleService({ configDir, ...serviceOptions, builtinHosts: all });
   const local = new LocalTransport();
   const dirOf = (hostId: string) => {
-    const h = [...hosts, ...(serviceOptions.builtinHosts ?? [])].find((x) => x.id === hostId);
+    const h = all.find((x) => x.id === hostId);
     if (!h?.runtimeDir) throw new Error(`no test host ${hostId}`);
     return h.runtimeDir;
   };

@@ -21,6 +21,7 @@ import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
 import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
 import { GuestConsole } from '../lab/demo-guest';
 import { TimelineWriter } from '../recorder/timeline-writer';
+import { readTimeline } from '../recorder/timeline-reader';
 
 export const FERRY_VERSION = '0.1.0';
 
@@ -43,6 +44,19 @@ export type MigrationControl =
   | { action: 'pause-postcopy' }
   | { action: 'recover' }
   | { action: 'continue' };
+
+/** What `migration.json` beside the source VM holds while a migration runs. */
+export interface MigrationState {
+  version: 1;
+  id: string;
+  plan: MigrationPlan;
+  startedAt: number;
+  timelineFile: string;
+  sourceWasRunning: boolean;
+  stoppedByControl: boolean;
+  destAddress: string;
+  incomingUri: string;
+}
 
 export interface MigrationSummary {
   id: string;
@@ -91,7 +105,6 @@ interface Side {
 
 export class Migration {
   readonly id: string;
-  readonly startedAt = Date.now();
   phase: MigrationPhase = 'preflight';
   readonly samples: MigrationSample[] = [];
   final: MigrationFinal | undefined;
@@ -106,6 +119,8 @@ export class Migration {
   private record!: ArgvRecord;
   private sourceStopped = false;
   private sourceWasRunning = true;
+  private destStarted = false;
+  private waitingForStart = false;
   private stoppedByControl = false;
   private destRunning = false;
   private incomingUri = '';
@@ -121,9 +136,15 @@ export class Migration {
   private readonly done: Promise<MigrationFinal>;
   private resolveDone!: (f: MigrationFinal) => void;
 
-  constructor(readonly plan: MigrationPlan, private readonly hosts: EngineHosts, options: EngineOptions) {
-    this.id = `${new Date(this.startedAt).toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${plan.vm}-${randomBytes(3).toString('hex')}`;
-    this.timelineFile = plan.recordPath ?? path.join(options.timelineDir, `${this.id}.ferry.jsonl`);
+  readonly startedAt: number;
+  /** 'engine': Ferry runs it; 'attach': Ferry only watches a migration someone else started. */
+  readonly mode: 'engine' | 'attach';
+
+  constructor(readonly plan: MigrationPlan, private readonly hosts: EngineHosts, options: EngineOptions, resumed?: { id: string; startedAt: number; timelineFile: string; mode?: 'engine' | 'attach' }) {
+    this.startedAt = resumed?.startedAt ?? Date.now();
+    this.mode = resumed?.mode ?? 'engine';
+    this.id = resumed?.id ?? `${new Date(this.startedAt).toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${plan.vm}-${randomBytes(3).toString('hex')}`;
+    this.timelineFile = resumed?.timelineFile ?? plan.recordPath ?? path.join(options.timelineDir, `${this.id}.ferry.jsonl`);
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
@@ -256,8 +277,97 @@ export class Migration {
       await this.abortBeforeMigrate(e);
       throw e;
     }
-    this.timer = setInterval(() => void this.tick(), plan.sampleIntervalMs ?? 100);
+    await this.saveState();
+    this.startSampling();
+  }
+
+  private startSampling(): void {
+    this.timer = setInterval(() => void this.tick(), this.plan.sampleIntervalMs ?? 100);
     this.timer.unref?.();
+  }
+
+  private stateFile(): string {
+    return `${this.source.files.dir}/migration.json`;
+  }
+
+  /** Beside the source VM: lets a restarted Ferry find this migration and record it to the end. */
+  private async saveState(): Promise<void> {
+    if (this.mode !== 'engine') return;
+    const state: MigrationState = {
+      version: 1, id: this.id, plan: this.plan, startedAt: this.startedAt, timelineFile: this.timelineFile,
+      sourceWasRunning: this.sourceWasRunning, stoppedByControl: this.stoppedByControl, destAddress: this.destAddress, incomingUri: this.incomingUri,
+    };
+    await this.source.transport.writeFile(this.stateFile(), `${JSON.stringify(state, null, 2)}\n`, 0o600).catch(() => undefined);
+  }
+
+  /** Picks up a migration a previous Ferry process started (its state file), and records it to the end. */
+  async resume(state: MigrationState): Promise<void> {
+    const plan = this.plan;
+    const [srcHost, dstHost] = await Promise.all([this.hosts.host(plan.from), this.hosts.host(plan.to)]);
+    const [srcT, dstT] = await Promise.all([this.hosts.transport(plan.from), this.hosts.transport(plan.to)]);
+    this.source = { host: srcHost, transport: srcT, files: vmFiles(runtimeDirOf(srcHost), plan.vm) };
+    this.sourceWasRunning = state.sourceWasRunning;
+    this.stoppedByControl = state.stoppedByControl;
+    this.destAddress = state.destAddress;
+    this.incomingUri = state.incomingUri;
+    const record = await readArgvRecord(srcT, this.source.files.argvFile);
+    if (record) this.record = record;
+    this.source.qmp = await openVmQmp(srcT, this.source.files);
+    const dstFiles = vmFiles(runtimeDirOf(dstHost), plan.vm);
+    this.dest = { host: dstHost, transport: dstT, files: dstFiles };
+    this.destStarted = true;
+    this.dest.qmp = await openVmQmp(dstT, dstFiles).catch(() => undefined);
+    let lastT = this.startedAt;
+    try {
+      const previous = readTimeline(this.timelineFile);
+      lastT = (previous.records.at(-1) as { t?: number } | undefined)?.t ?? lastT;
+      const lastPhase = [...previous.records].reverse().find((r) => r.type === 'phase') as { phase?: MigrationPhase } | undefined;
+      if (lastPhase?.phase) this.phase = lastPhase.phase;
+      this.samples.push(...previous.samples);
+    } catch {
+      // the old timeline is gone or unreadable: carry on in a fresh one
+    }
+    this.writer = new TimelineWriter(this.timelineFile, undefined);
+    this.rec({ type: 'gap', t: Date.now(), side: 'source', fromT: lastT, toT: Date.now(), reason: 'Ferry restarted; migration found running and resumed' });
+    const st = await this.source.qmp.execute<{ running: boolean }>('query-status');
+    this.sourceStopped = !st.running;
+    await this.openGuestConsoles();
+    this.listen();
+    const q = await this.source.qmp.execute<{ status?: string }>('query-migrate');
+    if (q.status) this.onStatus(q.status);
+    if (!this.finishing) this.startSampling();
+  }
+
+  /** Watch-only: records a migration someone else started on `qmpSocket` (or the VM's own monitors). */
+  async attach(target: { host: HostConfig; transport: HostTransport; qmpSocket?: string }): Promise<void> {
+    const files = vmFiles(runtimeDirOf(target.host), this.plan.vm);
+    this.source = { host: target.host, transport: target.transport, files: target.qmpSocket ? { ...files, qmpSocket: target.qmpSocket, auxQmpSocket: target.qmpSocket } : files };
+    this.source.qmp = await openVmQmp(target.transport, this.source.files);
+    const sv = versionOf(this.source.qmp);
+    if (sv) this.source.qemuVersion = sv;
+    const record = await readArgvRecord(target.transport, files.argvFile);
+    if (record) this.record = record;
+    const st = await this.source.qmp.execute<{ running: boolean }>('query-status');
+    this.sourceStopped = !st.running;
+    this.sourceWasRunning = st.running;
+    const header = this.header();
+    delete header.destination;
+    delete header.capabilities;
+    delete header.parameters;
+    const caps = await this.source.qmp.execute<{ capability: string; state: boolean }[]>('query-migrate-capabilities').catch(() => []);
+    header.capabilities = Object.fromEntries(caps.map((c) => [c.capability, c.state]));
+    header.parameters = await this.source.qmp.execute<Record<string, unknown>>('query-migrate-parameters').catch(() => ({}));
+    header.mode = 'attach';
+    this.openWriter(header);
+    this.listenSource();
+    const q = await this.source.qmp.execute<{ status?: string }>('query-migrate');
+    this.setPhase(q.status ? phaseForStatus(q.status, this.sourceStopped, 'setup') : 'preflight', 'attached (watch-only)');
+    if (q.status && ['completed', 'failed', 'cancelled'].includes(q.status) && this.samples.length === 0) {
+      // Nothing running right now: wait for the next migration to start.
+      this.setPhase('preflight', `last migration ${q.status}; waiting for the next one`);
+      this.waitingForStart = true;
+    }
+    this.startSampling();
   }
 
   private capabilities(): { source: Record<string, boolean>; dest: Record<string, boolean> } {
@@ -358,6 +468,10 @@ export class Migration {
 
   private onStatus(status: string): void {
     if (TERMINAL_PHASES.includes(this.phase) || this.finishing) return;
+    if (this.waitingForStart) {
+      if (['completed', 'failed', 'cancelled', 'none'].includes(status)) return;
+      this.waitingForStart = false;
+    }
     const next = phaseForStatus(status, this.sourceStopped, this.phase);
     if (status === 'completed' || status === 'failed' || status === 'cancelled') {
       this.finishing = this.finish(status).catch((e) => {
@@ -375,6 +489,10 @@ export class Migration {
       const raw = await this.source.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 });
       const now = Date.now();
       const status = typeof raw.status === 'string' ? raw.status : 'none';
+      if (this.waitingForStart) {
+        this.onStatus(status);
+        if (this.waitingForStart) return;
+      }
       const phase = this.finishing ? this.phase : phaseForStatus(status, this.sourceStopped, this.phase);
       const sample = sampleFromQueryMigrate(raw, now, now - this.startedAt, phase);
       if (this.phase.startsWith('postcopy') && this.dest?.qmp && !this.dest.qmp.closed) {
@@ -466,6 +584,7 @@ export class Migration {
       case 'stop-vm':
         if (!['setup', 'precopy'].includes(this.phase)) this.refuse('stop the VM', 'only during precopy');
         this.stoppedByControl = true;
+        await this.saveState();
         await src.execute('stop');
         return;
       case 'pause-postcopy':
@@ -516,7 +635,7 @@ export class Migration {
     if (this.timer) clearInterval(this.timer);
     const src = this.source.qmp;
     const final: MigrationFinal = { outcome: status };
-    if (status === 'completed') {
+    if (status === 'completed' && this.mode === 'engine') {
       this.setPhase('commitment');
       const dq = this.dest?.qmp;
       if (dq) {
@@ -558,6 +677,11 @@ export class Migration {
       if (s.errorDesc) final.reason = s.errorDesc;
     }
     const dest = this.dest;
+    if (this.mode === 'attach') {
+      this.setPhase(status, final.reason);
+      this.end(final);
+      return;
+    }
     if (status === 'completed') {
       if (dest?.console) {
         // Downtime as the guest and an observer saw it: the first heartbeat on the destination.
@@ -603,7 +727,7 @@ export class Migration {
     const dest = this.dest;
     dest?.console?.close();
     dest?.qmp?.close();
-    if (this.destVm && dest) await stopVm(dest.transport, runtimeDirOf(dest.host), this.plan.vm, { timeoutMs: 2000 }).catch(() => undefined);
+    if ((this.destVm || this.destStarted) && dest) await stopVm(dest.transport, runtimeDirOf(dest.host), this.plan.vm, { timeoutMs: 2000 }).catch(() => undefined);
   }
 
   private async abortBeforeMigrate(e: unknown): Promise<void> {
@@ -622,10 +746,11 @@ export class Migration {
     if (this.timer) clearInterval(this.timer);
     this.rec({ type: 'end', t: Date.now(), ...final });
     this.writer?.close();
+    if (this.mode === 'engine' && this.source) void this.source.transport.exec(['rm', '-f', this.stateFile()]).catch(() => undefined);
     this.source?.console?.close();
     this.dest?.console?.close();
     this.dest?.qmp?.close();
-    if (this.plan.keepSource || final.outcome !== 'completed') this.source?.qmp?.close();
+    if (this.mode === 'attach' || this.plan.keepSource || final.outcome !== 'completed') this.source?.qmp?.close();
     for (const l of [...this.endListeners]) l(final);
     this.resolveDone(final);
   }
@@ -658,6 +783,62 @@ export class MigrationEngine {
     for (const l of [...this.startedListeners]) l(m);
     try {
       await m.start();
+    } catch (e) {
+      this.migrations.delete(m.id);
+      throw e;
+    }
+    return m;
+  }
+
+  /**
+   * Finds migrations a previous Ferry process started on these hosts (their state files)
+   * and records them to the end. Returns the ones picked up.
+   */
+  async recover(hostIds: string[]): Promise<Migration[]> {
+    const found: Migration[] = [];
+    for (const id of hostIds) {
+      let files: string[];
+      let transport: HostTransport;
+      try {
+        const host = await this.hosts.host(id);
+        transport = await this.hosts.transport(id);
+        const r = await transport.exec(['find', runtimeDirOf(host), '-mindepth', '2', '-maxdepth', '2', '-name', 'migration.json', '-type', 'f']);
+        files = r.stdout.split('\n').filter(Boolean);
+      } catch {
+        continue;
+      }
+      for (const f of files) {
+        let state: MigrationState;
+        try {
+          state = JSON.parse((await transport.readFile(f)).toString()) as MigrationState;
+        } catch {
+          continue;
+        }
+        if (state.version !== 1 || this.migrations.has(state.id)) continue;
+        const m = new Migration(state.plan, this.hosts, this.options, { id: state.id, startedAt: state.startedAt, timelineFile: state.timelineFile });
+        this.migrations.set(m.id, m);
+        for (const l of [...this.startedListeners]) l(m);
+        try {
+          await m.resume(state);
+          found.push(m);
+        } catch {
+          this.migrations.delete(m.id);
+        }
+      }
+    }
+    return found;
+  }
+
+  /** Watch-only recording of a migration someone else runs on `hostId`/`vm` (or a given QMP socket). */
+  async attach(options: { hostId: string; vm: string; qmpSocket?: string; recordPath?: string }): Promise<Migration> {
+    const host = await this.hosts.host(options.hostId);
+    const transport = await this.hosts.transport(options.hostId);
+    const plan = MigrationPlanSchema.parse({ vm: options.vm, from: options.hostId, to: options.hostId === 'unknown' ? 'unknown-destination' : 'unknown', ...(options.recordPath ? { recordPath: options.recordPath } : {}) });
+    const m = new Migration(plan, this.hosts, this.options, { id: `attach-${Date.now().toString(36)}-${options.vm}`, startedAt: Date.now(), timelineFile: options.recordPath ?? path.join(this.options.timelineDir, `attach-${Date.now().toString(36)}-${options.vm}.ferry.jsonl`), mode: 'attach' });
+    this.migrations.set(m.id, m);
+    for (const l of [...this.startedListeners]) l(m);
+    try {
+      await m.attach({ host, transport, ...(options.qmpSocket ? { qmpSocket: options.qmpSocket } : {}) });
     } catch (e) {
       this.migrations.delete(m.id);
       throw e;
