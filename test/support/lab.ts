@@ -10,6 +10,22 @@ import { GuestConsole } from '../../electron/core/lab/demo-guest';
 import { LocalTransport } from '../../electron/core/transport/local-transport';
 import { readPid, vmFiles, processAlive } from '../../electron/core/hosts/vm-launcher';
 import type { HostConfig } from '../../shared/model/host';
+import { readdirSync, readFileSync } from 'node:fs';
+import { killPid } from './processes';
+
+/** pids whose command line mentions `text` (a zombie's is empty, so it never matches). */
+export function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text)) pids.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
 
 export interface TestLab {
   root: string;
@@ -54,6 +70,9 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
     async close() {
       await service.dispose();
       await labDown({ root });
+      // Safety net: a QEMU whose files live under this lab (e.g. launched by an engine still
+      // running when a test timed out) is killed by pid.
+      for (const pid of processesMentioning(root)) await killPid(pid);
       rmSync(configDir, { recursive: true, force: true });
       rmSync(root, { recursive: true, force: true });
     },
