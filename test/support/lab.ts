@@ -43,9 +43,9 @@ export interface TestLab {
 export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions> = {}, extraHosts: (root: string) => HostConfig[] = () => []): Promise<TestLab> {
   const root = mkdtempSync(path.join(tmpdir(), 'ferry-testlab-'));
   const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-testcfg-'));
-  const hosts = labHosts(root);
-  const all = [...hosts, ...extraHosts(root)];
-  const service = new ConsoleService({ configDir, ...serviceOptions, builtinHosts: all });
+  let hosts = labHosts(root);
+  let all = [...hosts, ...extraHosts(root)];
+  let service = new ConsoleService({ configDir, ...serviceOptions, builtinHosts: all });
   const local = new LocalTransport();
   const dirOf = (hostId: string) => {
     const h = all.find((x) => x.id === hostId);
@@ -55,10 +55,21 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
   return {
     root,
     configDir,
-    service,
-    hosts,
+    get service() {
+      return service;
+    },
+    get hosts() {
+      return hosts;
+    },
     async up(options = {}) {
       await labUp({ root, ...options });
+      if (options.netns && hosts[0]?.transport.kind === 'local' && !hosts[0].transport.netns) {
+        // The lab hosts are namespaces now: the service must see them as such.
+        await service.dispose();
+        hosts = labHosts(root);
+        all = [...hosts, ...extraHosts(root)];
+        service = new ConsoleService({ configDir, ...serviceOptions, builtinHosts: all });
+      }
     },
     async pidOn(hostId, vm = 'demo') {
       const pid = await readPid(local, vmFiles(dirOf(hostId), vm).pidFile);

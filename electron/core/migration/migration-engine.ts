@@ -595,6 +595,21 @@ export class Migration {
         if (this.phase !== 'postcopy-paused') this.refuse('recover', 'only when postcopy is paused');
         const dq = this.dest?.qmp;
         if (!dq || dq.closed) this.refuse('recover', 'the destination QMP connection is down');
+        // Each end notices a broken stream on its own; a destination with nothing in flight may
+        // wait forever, so pause it explicitly (migrate-pause works on the incoming side too).
+        const deadline = Date.now() + 15_000;
+        let paused = false;
+        for (;;) {
+          const st = await dq.execute<{ status?: string }>('query-migrate');
+          if (st.status === 'postcopy-paused') break;
+          if (st.status === 'postcopy-active' && !paused) {
+            paused = true;
+            await dq.executeOob('migrate-pause').catch(() => undefined);
+            this.rec({ type: 'note', t: Date.now(), text: 'destination had not noticed the broken stream: paused it' });
+          }
+          if (Date.now() > deadline) this.refuse('recover', `the destination is still ${st.status ?? 'unknown'}, not paused`);
+          await sleep(50);
+        }
         await dq.executeOob('migrate-recover', { uri: `tcp:${bracket(this.destAddress)}:0` });
         const q = await dq.execute<{ 'socket-address'?: { port?: string }[] }>('query-migrate');
         const port = q['socket-address']?.find((a) => a.port)?.port;
