@@ -312,7 +312,11 @@ export function progressLine(s: MigrationSample): string {
     `xfer ${formatRate(s.transferRate)}`,
     `remaining ${formatBytes(s.remainingBytes)}`,
   ];
-  if (s.expectedDowntimeMs !== undefined) parts.push(`QEMU expects ${formatMs(s.expectedDowntimeMs)} downtime`);
+  const pr = s.projection;
+  if (pr?.downtimeMs !== undefined) parts.push(`downtime now ~${formatMs(pr.downtimeMs)} (QEMU: ${formatMs(s.expectedDowntimeMs)})`);
+  else if (s.expectedDowntimeMs !== undefined) parts.push(`QEMU expects ${formatMs(s.expectedDowntimeMs)} downtime`);
+  if (pr && pr.verdict !== 'unknown') parts.push(pr.verdict === 'never' ? 'NOT CONVERGING' : `${pr.verdict}${pr.etaMs !== undefined ? `, done in ~${formatMs(pr.etaMs)}` : ''}`);
+  if (pr?.drainMs !== undefined) parts.push(`drain ~${formatMs(pr.drainMs)}`);
   if (s.postcopyRequests) parts.push(`${s.postcopyRequests} page requests`);
   return parts.join('  ');
 }
@@ -321,6 +325,11 @@ function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: { code: strin
   if (!r.ok) throw new FerryException(r.error.code as never, r.error.message);
   return r.value;
 }
+
+// Piped into `head` and the like: a closed stdout must not kill a running migration.
+for (const s of [process.stdout, process.stderr]) s.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+});
 
 const isEntry = process.argv[1] && /(?:^|[/\\])(?:cli\.(?:ts|mjs)|ferry(?:\.mjs)?)$/.test(process.argv[1]);
 if (isEntry) {

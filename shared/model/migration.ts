@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { HostIdSchema } from './host';
 import { VmNameSchema } from './vm';
+import type { Projection } from '../analysis/projection';
 
 export const MIGRATION_PHASES = [
   'preflight',
@@ -108,6 +109,8 @@ export interface MigrationSample {
   downtimeMs?: number;
   errorDesc?: string;
   guest?: GuestFigures;
+  /** Ferry's own projection at this moment (next to QEMU's expectedDowntimeMs). */
+  projection?: Projection;
 }
 
 export interface MigrationFinal {

@@ -21,6 +21,8 @@ import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
 import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
 import { GuestConsole } from '../lab/demo-guest';
 import { TimelineWriter } from '../recorder/timeline-writer';
+import { fitSwitchover, project } from '../../../shared/analysis/projection';
+import type { SwitchoverPoint } from '../../../shared/analysis/projection';
 import { readTimeline } from '../recorder/timeline-reader';
 
 export const FERRY_VERSION = '0.1.0';
@@ -33,6 +35,8 @@ export interface EngineHosts {
 export interface EngineOptions {
   /** Where timelines go when the plan names no file. */
   timelineDir: string;
+  /** What finished switchovers taught about each pair of hosts (shared by the engine's migrations). */
+  switchovers?: Map<string, SwitchoverPoint[]>;
 }
 
 export type MigrationControl =
@@ -120,6 +124,8 @@ export class Migration {
   private sourceStopped = false;
   private sourceWasRunning = true;
   private destStarted = false;
+  private downtimeLimitMs = 300;
+  private maxBandwidth: number | undefined;
   private waitingForStart = false;
   private stoppedByControl = false;
   private destRunning = false;
@@ -140,12 +146,28 @@ export class Migration {
   /** 'engine': Ferry runs it; 'attach': Ferry only watches a migration someone else started. */
   readonly mode: 'engine' | 'attach';
 
-  constructor(readonly plan: MigrationPlan, private readonly hosts: EngineHosts, options: EngineOptions, resumed?: { id: string; startedAt: number; timelineFile: string; mode?: 'engine' | 'attach' }) {
+  constructor(readonly plan: MigrationPlan, private readonly hosts: EngineHosts, private readonly options: EngineOptions, resumed?: { id: string; startedAt: number; timelineFile: string; mode?: 'engine' | 'attach' }) {
     this.startedAt = resumed?.startedAt ?? Date.now();
     this.mode = resumed?.mode ?? 'engine';
     this.id = resumed?.id ?? `${new Date(this.startedAt).toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${plan.vm}-${randomBytes(3).toString('hex')}`;
     this.timelineFile = resumed?.timelineFile ?? plan.recordPath ?? path.join(options.timelineDir, `${this.id}.ferry.jsonl`);
     this.done = new Promise((r) => (this.resolveDone = r));
+    this.downtimeLimitMs = plan.downtimeLimitMs ?? 300;
+    this.maxBandwidth = plan.maxBandwidth;
+  }
+
+  private get pairKey(): string {
+    return `${this.plan.from}->${this.plan.to}`;
+  }
+
+  private projectionFor(samples: readonly MigrationSample[]) {
+    const fit = fitSwitchover(this.options.switchovers?.get(this.pairKey) ?? []);
+    return project(samples, {
+      downtimeLimitMs: this.downtimeLimitMs,
+      ...(this.maxBandwidth !== undefined ? { maxBandwidth: this.maxBandwidth } : {}),
+      ...(fit.rate !== undefined ? { finalCopyRate: fit.rate } : {}),
+      ...(fit.overheadMs !== undefined ? { switchoverOverheadMs: fit.overheadMs } : {}),
+    });
   }
 
   /** Settles when the migration has ended (completed, failed or cancelled). */
@@ -515,6 +537,9 @@ export class Migration {
 
   private pushSample(sample: MigrationSample): void {
     this.samples.push(sample);
+    if (!TERMINAL_PHASES.includes(sample.phase) && sample.phase !== 'activation' && sample.phase !== 'commitment') {
+      sample.projection = this.projectionFor(this.samples);
+    }
     this.rec({ type: 'sample', ...sample });
     for (const l of [...this.sampleListeners]) l(sample);
   }
@@ -569,11 +594,13 @@ export class Migration {
       case 'set-bandwidth':
         if (!(Number.isFinite(c.bytesPerSecond) && c.bytesPerSecond > 0)) this.refuse('set bandwidth', `bandwidth must be a positive number of bytes/s, got ${c.bytesPerSecond}`);
         await src.execute('migrate-set-parameters', { 'max-bandwidth': Math.round(c.bytesPerSecond), ...(this.phase.startsWith('postcopy') ? { 'max-postcopy-bandwidth': Math.round(c.bytesPerSecond) } : {}) });
+        this.maxBandwidth = Math.round(c.bytesPerSecond);
         return;
       case 'set-downtime':
         if (!(Number.isInteger(c.ms) && c.ms >= 1 && c.ms <= 2_000_000)) this.refuse('set the downtime limit', `it must be an integer from 1 to 2000000 ms, got ${c.ms}`);
         if (!['setup', 'precopy'].includes(this.phase)) this.refuse('set the downtime limit', 'it only matters while precopy iterates');
         await src.execute('migrate-set-parameters', { 'downtime-limit': c.ms });
+        this.downtimeLimitMs = c.ms;
         return;
       case 'postcopy':
         if (this.plan.mode === 'precopy') this.refuse('switch to postcopy', 'postcopy was not enabled when the migration started (plan mode precopy)');
@@ -690,6 +717,11 @@ export class Migration {
       put(final, 'passes', s.pass);
       put(final, 'postcopyRequests', s.postcopyRequests || undefined);
       if (s.errorDesc) final.reason = s.errorDesc;
+      if (status === 'completed' && this.mode === 'engine' && s.downtimeMs && s.downtimeBytes !== undefined) {
+        const list = this.options.switchovers?.get(this.pairKey) ?? [];
+        list.push({ bytes: s.downtimeBytes, downtimeMs: s.downtimeMs });
+        this.options.switchovers?.set(this.pairKey, list.slice(-20));
+      }
     }
     const dest = this.dest;
     if (this.mode === 'attach') {
@@ -781,7 +813,9 @@ export class MigrationEngine {
     return () => this.startedListeners.delete(l);
   }
 
-  constructor(private readonly hosts: EngineHosts, private readonly options: EngineOptions) {}
+  constructor(private readonly hosts: EngineHosts, private readonly options: EngineOptions) {
+    this.options = { ...options, switchovers: options.switchovers ?? new Map() };
+  }
 
   /** Validates the plan, reserves the destination and issues `migrate`; throws (cleaned up) on any failure. */
   async start(input: MigrationPlanInput): Promise<Migration> {

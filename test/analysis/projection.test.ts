@@ -1,0 +1,84 @@
+/** Projection on sample sequences recorded from real lab migrations (test/fixtures/timelines). */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseTimeline } from '../../shared/model/timeline';
+import { ewma, fitSwitchover, learnFinalCopyRate, project } from '../../shared/analysis/projection';
+import type { MigrationSample } from '../../shared/model/migration';
+
+const fixture = (name: string) => parseTimeline(readFileSync(`test/fixtures/timelines/${name}.ferry.jsonl`, 'utf8'));
+/** The last sample still in pre-copy: what a projection could know just before switchover. */
+const lastPrecopy = (samples: MigrationSample[]) => {
+  const i = samples.findLastIndex((s) => s.phase === 'precopy');
+  return samples.slice(0, i + 1);
+};
+
+describe('projection on recorded lab migrations', () => {
+  it('converging: says so, and projects few passes and an ETA that shrinks as it goes', () => {
+    const t = fixture('converging');
+    const plan = t.header!.plan!;
+    const pre = lastPrecopy(t.samples);
+    const p = project(pre, { downtimeLimitMs: plan.downtimeLimitMs ?? 300, maxBandwidth: plan.maxBandwidth });
+    expect(p.verdict).toBe('converging');
+    expect(p.ratio).toBeLessThan(0.8);
+    expect(p.transferRate).toBeGreaterThan(0.8 * plan.maxBandwidth!);
+    expect(p.transferRate).toBeLessThan(1.1 * plan.maxBandwidth!);
+    expect(p.downtimeMs).toBeGreaterThan(0);
+    const mid = project(pre.slice(0, Math.ceil(pre.length / 2)), { downtimeLimitMs: plan.downtimeLimitMs ?? 300 });
+    expect(mid.etaMs).toBeGreaterThan(p.etaMs ?? 0);
+  });
+
+  it('never: a workload dirtying faster than the cap is called out', () => {
+    const t = fixture('never');
+    const p = project(t.samples.filter((s) => s.phase === 'precopy'), { downtimeLimitMs: 100, maxBandwidth: 50e6 });
+    expect(p.verdict).toBe('never');
+    expect(p.ratio).toBeGreaterThanOrEqual(1);
+    expect(p.etaMs).toBeUndefined();
+    expect(t.end?.outcome).toBe('cancelled');
+  });
+
+  it('slow: ratio between converging and never, with more passes projected than the converging case', () => {
+    const slow = fixture('slow');
+    const pre = lastPrecopy(slow.samples);
+    const half = pre.slice(0, Math.ceil(pre.length / 3));
+    const p = project(half, { downtimeLimitMs: 100 });
+    expect(p.ratio).toBeGreaterThan(0.5);
+    expect(p.ratio).toBeLessThan(1.2);
+    expect(['slow', 'converging', 'never']).toContain(p.verdict);
+    expect(slow.end?.passes).toBeGreaterThan(fixture('converging').end!.passes!);
+  });
+
+  it('postcopy: projects the time to drain what remains', () => {
+    const t = fixture('postcopy');
+    const i = t.samples.findIndex((s) => s.phase === 'postcopy');
+    expect(i).toBeGreaterThan(0);
+    const p = project(t.samples.slice(0, i + 1), { downtimeLimitMs: 300 });
+    expect(p.drainMs).toBeGreaterThan(0);
+  });
+
+  it('projected downtime uses the final-copy speed, not the cap, once known', () => {
+    const t = fixture('converging');
+    const pre = lastPrecopy(t.samples);
+    const capped = project(pre, { downtimeLimitMs: 50 });
+    const fast = project(pre, { downtimeLimitMs: 50, finalCopyRate: 1e9, switchoverOverheadMs: 50 });
+    expect(fast.downtimeMs! - 50).toBeLessThan(capped.downtimeMs! - 3);
+  });
+});
+
+describe('projection helpers', () => {
+  it('ewma follows a step with its time constant', () => {
+    const pts = [{ t: 0, v: 0 }, { t: 1000, v: 100 }, { t: 2000, v: 100 }];
+    const v = ewma(pts, 1000)!;
+    expect(v).toBeGreaterThan(80);
+    expect(v).toBeLessThan(100);
+  });
+
+  it('fits the switchover cost: fixed overhead plus bytes over the final-copy rate', () => {
+    const fit = fitSwitchover([{ bytes: 0, downtimeMs: 60 }, { bytes: 20e6, downtimeMs: 80 }, { bytes: 40e6, downtimeMs: 100 }]);
+    expect(fit.overheadMs).toBeCloseTo(60, 5);
+    expect(fit.rate).toBeCloseTo(1e9, -6);
+    expect(fitSwitchover([{ bytes: 0, downtimeMs: 61 }])).toEqual({ overheadMs: 61 });
+    expect(fitSwitchover([])).toEqual({});
+    expect(learnFinalCopyRate(29.5e6, 22, 0)).toBeCloseTo(29.5e6 / 0.022, -3);
+    expect(learnFinalCopyRate(100, 22)).toBeUndefined();
+  });
+});
