@@ -100,8 +100,9 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     return cmd ? 0 : 2;
   }
   if (cmd === 'serve') {
-    await import('./serve');
-    return 0;
+    const { serve } = await import('./serve');
+    await serve(argv.slice(1));
+    return await new Promise<number>(() => undefined); // runs until Ctrl-C
   }
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {

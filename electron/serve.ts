@@ -1,6 +1,59 @@
 /**
- * Browser mode: the console service behind HTTP + WebSocket on 127.0.0.1 with a token.
- * Lands with the console issue; until then this says so.
+ * `npm run serve` / `ferry serve`: the console in a browser. Prints the URL (with its token).
+ * The local lab is there from the first start; if this process starts it, it stops it on exit.
  */
-process.stdout.write('ferry serve: not yet — the browser-mode console arrives with the console issue (#6).\n');
-export {};
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConsoleService } from './core/console-service';
+import { labDown, labHosts } from './core/lab/local-lab';
+import { startBrowserServer } from './core/browser-server';
+import { LAB_HOST_IDS } from './core/lab/local-lab';
+
+function staticDir(): string {
+  const here = (() => {
+    try {
+      return path.dirname(fileURLToPath(import.meta.url));
+    } catch {
+      return __dirname;
+    }
+  })();
+  for (const c of [path.join(here, '..', 'dist', 'renderer'), path.join(here, '..', 'renderer'), path.resolve('dist', 'renderer')]) {
+    if (existsSync(path.join(c, 'index.html')) && !existsSync(path.join(c, 'main.tsx'))) return c;
+  }
+  return path.resolve('dist', 'renderer');
+}
+
+export async function serve(argv: string[] = process.argv.slice(2)): Promise<void> {
+  const portArg = argv.indexOf('--port');
+  const port = portArg >= 0 ? Number(argv[portArg + 1]) : Number(process.env.FERRY_PORT ?? 0);
+  // FERRY_SSH_HOME: where ~/.ssh is looked up (tests and sandboxes use their own).
+  const sshHome = process.env.FERRY_SSH_HOME;
+  const service = new ConsoleService({ builtinHosts: labHosts(), ...(sshHome ? { ssh: { homeDir: sshHome, agent: false } } : {}) });
+  const dir = staticDir();
+  if (!existsSync(path.join(dir, 'index.html'))) {
+    process.stderr.write(`ferry serve: the console is not built (${dir}); run npm run build first\n`);
+    process.exit(1);
+  }
+  const server = await startBrowserServer(service, { staticDir: dir, port });
+  // Migrations a previous Ferry left running on the lab are picked up and recorded to the end.
+  void service.engine.recover([...LAB_HOST_IDS]).catch(() => undefined);
+  process.stdout.write(`Ferry console: ${server.url}\n(listening on 127.0.0.1 only; the token in the URL is the key — Ctrl-C to stop)\n`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await server.close();
+    await service.dispose();
+    if (service.labStartedHere) {
+      const r = await labDown({ root: service.labRoot }).catch(() => ({ stopped: [] as string[] }));
+      if (r.stopped.length) process.stdout.write(`stopped the lab: ${r.stopped.join(', ')}\n`);
+    }
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+}
+
+const isEntry = process.argv[1] && /(?:^|[/\\])serve\.(?:ts|mjs)$/.test(process.argv[1]);
+if (isEntry) void serve();

@@ -1,34 +1,97 @@
 import { useEffect, useState } from 'react';
-import type { FerryApi, HostInfo } from '../shared/contract';
+import { useConsole, wireEvents } from './store/console-store';
+import { onBridgeState } from './bridge/ferry-bridge';
+import type { BridgeState } from './bridge/ferry-bridge';
+import { HostsBoard } from './views/hosts-board';
+import { PlanDialog } from './views/plan-dialog';
+import { MigrationView } from './views/migration-view';
+import { AddHostForm, TrustDialog } from './views/host-dialogs';
 
-declare global {
-  interface Window {
-    ferry?: FerryApi;
-  }
+function MigrationTabs() {
+  const order = useConsole((s) => s.order);
+  const migrations = useConsole((s) => s.migrations);
+  const selected = useConsole((s) => s.selected);
+  const select = useConsole((s) => s.select);
+  if (order.length === 0) return <p className="empty">No migrations yet: drag a VM card onto another host.</p>;
+  return (
+    <nav className="tabs" aria-label="migrations">
+      {[...order].reverse().map((id) => {
+        const m = migrations[id]!;
+        const p = m.summary.plan as { vm: string; from: string; to: string };
+        return (
+          <button key={id} type="button" className={`tab ${selected === id ? 'active' : ''}`} aria-pressed={selected === id} onClick={() => select(id)}>
+            {p.vm} {p.from}→{p.to} <span className={`phase-badge phase-${m.summary.phase}`}>{m.summary.phase}</span>
+          </button>
+        );
+      })}
+    </nav>
+  );
 }
 
-/** Placeholder until the console issue: lists the hosts the service knows. */
 export function App() {
-  const [hosts, setHosts] = useState<HostInfo[]>([]);
-  const [error, setError] = useState<string>();
+  const refresh = useConsole((s) => s.refresh);
+  const theme = useConsole((s) => s.theme);
+  const toggleTheme = useConsole((s) => s.toggleTheme);
+  const lab = useConsole((s) => s.lab);
+  const startLab = useConsole((s) => s.startLab);
+  const selected = useConsole((s) => s.selected ?? s.order.at(-1));
+  const toasts = useConsole((s) => s.toasts);
+  const error = useConsole((s) => s.error);
+  const [conn, setConn] = useState<BridgeState>('connecting');
+  const [adding, setAdding] = useState(false);
+
   useEffect(() => {
-    if (!window.ferry) {
-      setError('No Ferry bridge: start the console with `npm start` (Electron) or `npm run serve` (browser mode).');
-      return;
-    }
-    void window.ferry.invoke('hosts:list', {}).then((r) => (r.ok ? setHosts(r.value) : setError(r.error.message)));
-  }, []);
+    const off = wireEvents();
+    const offState = onBridgeState((s) => {
+      setConn(s);
+      if (s === 'open') void refresh();
+    });
+    const timer = setInterval(() => void refresh(), 5000);
+    return () => {
+      off();
+      offState();
+      clearInterval(timer);
+    };
+  }, [refresh]);
+
+  useEffect(() => {
+    document.documentElement.dataset.theme = theme;
+  }, [theme]);
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+      if (e.key === 't') toggleTheme();
+      if (e.key === 'r') void refresh();
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [toggleTheme, refresh]);
+
   return (
-    <main style={{ fontFamily: 'system-ui, sans-serif', padding: 24 }}>
-      <h1>Ferry</h1>
-      {error && <p role="alert">{error}</p>}
-      <ul>
-        {hosts.map((h) => (
-          <li key={h.config.id}>
-            {h.config.name ?? h.config.id} — {h.state}
-          </li>
+    <div className="app">
+      <header className="topbar">
+        <h1>Ferry</h1>
+        <span className={`conn conn-${conn === 'open' ? 'connected' : conn}`} data-testid="bridge-state">{conn === 'open' ? 'connected' : conn}</span>
+        <div className="spacer" />
+        <button type="button" onClick={() => void startLab()} disabled={lab.starting} data-testid="start-lab">
+          {lab.starting ? 'Starting lab…' : lab.running ? 'Lab running' : 'Start lab'}
+        </button>
+        <button type="button" onClick={() => setAdding((a) => !a)}>Add host</button>
+        <button type="button" onClick={toggleTheme} aria-label="toggle dark theme" title="Theme (t)">{theme === 'light' ? '☾' : '☀'}</button>
+      </header>
+      {error && <p className="error banner" role="alert">{error}</p>}
+      {adding && <AddHostForm onDone={() => setAdding(false)} />}
+      <HostsBoard />
+      <MigrationTabs />
+      {selected && <MigrationView id={selected} />}
+      <PlanDialog />
+      <TrustDialog />
+      <div className="toasts" aria-live="polite">
+        {toasts.map((t) => (
+          <div key={t.id} className={`toast toast-${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'}>{t.text}</div>
         ))}
-      </ul>
-    </main>
+      </div>
+    </div>
   );
 }

@@ -32,6 +32,8 @@ if (existsSync(vitestJson)) {
 // 2. Playwright end-to-end specs, once they exist
 const specs = existsSync(path.join(root, 'e2e')) ? readdirSync(path.join(root, 'e2e'), { recursive: true }).filter((f) => String(f).endsWith('.spec.ts')) : [];
 if (specs.length > 0 && process.argv.length <= 2) {
+  // The browser mode serves the built renderer.
+  if (run('npm', ['run', '-s', 'build:renderer']) !== 0) broken = true;
   const pwJson = path.join(tmp, 'playwright.json');
   rmSync(pwJson, { force: true });
   const code = run('npx', ['playwright', 'test', '--reporter=list,json'], { PLAYWRIGHT_JSON_OUTPUT_NAME: pwJson });

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { HostConfigSchema, HostConnectionStateSchema, HostIdSchema } from './model/host';
 import { VmInfoSchema } from './model/vm';
 import { MIGRATION_PHASES, MigrationPlanSchema } from './model/migration';
+import { PreflightResultSchema } from './model/preflight';
 import { ERROR_CODES } from './errors';
 import type { Result } from './result';
 
@@ -74,6 +75,14 @@ export const invoke = {
   'migrations:start': { request: MigrationPlanSchema, response: MigrationSummarySchema },
   'migrations:control': { request: z.object({ id: z.string().min(1), control: MigrationControlSchema }).strict(), response: Empty },
   'migrations:list': { request: Empty, response: z.array(MigrationSummarySchema) },
+  'migrations:preflight': { request: MigrationPlanSchema, response: PreflightResultSchema },
+  'lab:status': { request: Empty, response: z.object({ running: z.boolean(), vms: z.number(), netns: z.boolean() }) },
+  'lab:up': { request: z.object({ accel: z.enum(['auto', 'kvm', 'tcg']).optional() }).strict(), response: z.object({ bootMs: z.number(), started: z.boolean() }) },
+  'lab:down': { request: Empty, response: z.object({ stopped: z.array(z.string()) }) },
+  'guest:command': {
+    request: z.object({ hostId: HostIdSchema, vm: z.string().min(1).max(63), command: z.string().min(1).max(64).regex(/^[a-z]( [0-9a-z]+)?$/, 'a guest command: a letter and an optional value, e.g. "r 200"') }).strict(),
+    response: z.object({ reply: z.string() }),
+  },
   'migrations:attach': {
     request: z.object({ hostId: HostIdSchema, vm: z.string().min(1).max(63), qmpSocket: z.string().startsWith('/').optional() }).strict(),
     response: MigrationSummarySchema,

@@ -22,6 +22,11 @@ import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { MigrationEngine } from './migration/migration-engine';
 import type { MigrationControl } from './migration/migration-engine';
 import type { MigrationPlan } from '../../shared/model/migration';
+import { preflight } from './migration/preflight';
+import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
+import { GuestConsole } from './lab/demo-guest';
+import { vmFiles } from './hosts/vm-launcher';
+import { runtimeDirOf } from './hosts/vm-discovery';
 
 export interface ConsoleServiceOptions {
   /** Default `$XDG_CONFIG_HOME/ferry`. */
@@ -30,6 +35,8 @@ export interface ConsoleServiceOptions {
   builtinHosts?: HostConfig[];
   /** Passed to every SSH transport (tests point homeDir at a temp dir). */
   ssh?: SshTransportOptions;
+  /** The local lab's root (default: labRoot()). */
+  labRoot?: string;
   /** First delay before re-establishing a dropped connection; doubles up to 30 s. 0 = never. */
   reconnectDelayMs?: number;
 }
@@ -56,13 +63,18 @@ export class ConsoleService {
   private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
   private disposed = false;
   readonly engine: MigrationEngine;
+  readonly labRoot: string;
+  /** Set when this process started the lab: it stops it again on exit. */
+  labStartedHere = false;
+  private readonly engineHosts = { host: (id: string) => this.registry.get(id), transport: (id: string) => this.transportOf(id) };
 
   constructor(private readonly options: ConsoleServiceOptions = {}) {
     this.configDir = options.configDir ?? defaultConfigDir();
     this.registry = new HostRegistry(this.configDir, options.builtinHosts ?? []);
     this.knownHostsFile = path.join(this.configDir, 'known_hosts');
+    this.labRoot = options.labRoot ?? labRoot();
     this.engine = new MigrationEngine(
-      { host: (id) => this.registry.get(id), transport: (id) => this.transportOf(id) },
+      this.engineHosts,
       { timelineDir: path.join(this.configDir, 'timelines') },
     );
     this.engine.onStarted((m) => {
@@ -138,6 +150,28 @@ export class ConsoleService {
       return {};
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
+    'migrations:preflight': async (req: MigrationPlan) => preflight(req, this.engineHosts),
+    'lab:status': async () => {
+      const st = await labStatus(this.labRoot);
+      return { running: st.hosts.some((h) => h.vms.some((v) => v.runState !== 'stopped')), vms: st.hosts.reduce((a, h) => a + h.vms.length, 0), netns: st.netns !== undefined };
+    },
+    'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg' }) => {
+      const r = await labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}) });
+      if (r.vm) this.labStartedHere = true;
+      return { bootMs: r.bootMs, started: r.vm !== undefined };
+    },
+    'lab:down': async () => labDown({ root: this.labRoot }),
+    'guest:command': async (req: { hostId: string; vm: string; command: string }) => {
+      const host = await this.registry.get(req.hostId);
+      const transport = await this.transportOf(req.hostId);
+      const con = await GuestConsole.open(transport, vmFiles(runtimeDirOf(host), req.vm).serialSocket);
+      try {
+        const reply = await con.command(req.command, 20_000);
+        return { reply: JSON.stringify(reply) };
+      } finally {
+        con.close();
+      }
+    },
     'migrations:attach': async (req: { hostId: string; vm: string; qmpSocket?: string }) => {
       const m = await this.engine.attach(req);
       return m.summary() as unknown as InvokeResponse<'migrations:attach'>;

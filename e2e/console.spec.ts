@@ -1,0 +1,101 @@
+import { execFileSync } from 'node:child_process';
+import { expect, shot, startServer, test } from './fixtures';
+import { makeClientHome, startSshd } from '../test/support/sshd';
+
+test('a request or WebSocket without the token is refused', async ({ server, request }) => {
+  const bare = await request.get(`${server.origin}/`);
+  expect(bare.status()).toBe(403);
+  const wrong = await request.get(`${server.origin}/?token=nope`);
+  expect(wrong.status()).toBe(403);
+  const ok = await request.get(server.url);
+  expect(ok.status()).toBe(200);
+  // A foreign page cannot open the WebSocket even with the cookie (Origin check).
+  const ws = await fetch(`${server.origin}/ws`, { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', Origin: 'http://evil.example' } }).catch((e: Error) => e);
+  expect(ws instanceof Error || ws.status === 403).toBe(true);
+});
+
+test('start the lab, drag the VM to lab-b, preflight, migrate, see it complete', async ({ server, page }) => {
+  await page.goto(server.url);
+  await expect(page.getByTestId('host-lab-a')).toBeVisible();
+  await page.getByTestId('start-lab').click();
+  await expect(page.getByTestId('vm-lab-a-demo')).toBeVisible({ timeout: 60_000 });
+  await page.screenshot({ path: shot('hosts-board') });
+  await page.getByTestId('vm-lab-a-demo').dragTo(page.getByTestId('host-lab-b'));
+  const checks = page.getByTestId('preflight').locator('li');
+  await expect(checks.first()).toBeVisible();
+  await expect(page.getByTestId('preflight').locator('[data-status=fail]')).toHaveCount(0);
+  expect(await checks.count()).toBeGreaterThanOrEqual(8);
+  await page.screenshot({ path: shot('plan-dialog') });
+  await page.getByRole('dialog').getByLabel('bandwidth in MB/s').fill('60');
+  await page.getByRole('button', { name: 'Start migration' }).click();
+  const view = page.locator('section.migration');
+  await expect(view).toBeVisible();
+  // the charts receive points while it runs
+  await expect(view.locator('.recharts-line-curve').first()).toBeVisible({ timeout: 20_000 });
+  await page.screenshot({ path: shot('live-migration') });
+  await expect(page.getByTestId('phase')).toHaveText('completed', { timeout: 90_000 });
+  await expect(page.getByTestId('downtime')).toHaveText(/\d+ ms/);
+  await expect(view.locator('.pass-marker').first()).toBeAttached();
+  await expect(page.getByTestId('vm-lab-b-demo')).toBeVisible();
+  await page.screenshot({ path: shot('completed'), fullPage: true });
+});
+
+test('raise the dirty rate, switch to postcopy by hand, complete; then cancel leaves the VM in place', async ({ server, page }) => {
+  await page.goto(server.url);
+  await page.getByTestId('start-lab').click();
+  await expect(page.getByTestId('vm-lab-a-demo')).toBeVisible({ timeout: 60_000 });
+  await page.getByLabel('dirty rate of demo in MiB/s').fill('300');
+  await page.getByTestId('vm-lab-a-demo').getByRole('button', { name: 'Set' }).click();
+  await expect(page.getByText('demo: r 300 → ok')).toBeVisible();
+  await page.getByLabel('migrate demo to').selectOption('lab-b'); // the keyboard path
+  await expect(page.getByTestId('preflight')).toBeVisible();
+  await page.getByRole('dialog').getByLabel('mode').selectOption('postcopy-after');
+  await page.getByRole('dialog').getByLabel('passes before postcopy').fill('100');
+  await page.getByRole('dialog').getByLabel('bandwidth in MB/s').fill('30');
+  await page.getByRole('button', { name: 'Start migration' }).click();
+  const postcopy = page.getByRole('button', { name: 'Switch to postcopy' });
+  await expect(postcopy).toBeEnabled({ timeout: 20_000 });
+  await expect(page.getByTestId('progress-text')).toContainText('pass', { timeout: 20_000 });
+  await postcopy.click();
+  await page.getByRole('button', { name: 'Confirm: the VM cannot go back' }).click();
+  await expect(page.getByTestId('phase')).toHaveText(/postcopy|commitment|activation|completed/);
+  await expect(page.getByTestId('phase')).toHaveText('completed', { timeout: 90_000 });
+  await page.screenshot({ path: shot('postcopy-completed'), fullPage: true });
+
+  // back again, and cancel midway: the VM stays on lab-b
+  await page.getByLabel('migrate demo to').selectOption('lab-a');
+  await expect(page.getByTestId('preflight')).toBeVisible();
+  await page.getByRole('dialog').getByLabel('bandwidth in MB/s').fill('10');
+  await page.getByRole('button', { name: 'Start migration' }).click();
+  await expect(page.getByRole('button', { name: 'Cancel' })).toBeEnabled({ timeout: 20_000 });
+  await expect(page.getByTestId('phase')).toHaveText('precopy', { timeout: 20_000 });
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(page.getByTestId('phase')).toHaveText('cancelled', { timeout: 30_000 });
+  await expect(page.getByTestId('vm-lab-b-demo')).toBeVisible();
+  await expect(page.getByTestId('vm-lab-a-demo')).toHaveCount(0);
+  await page.screenshot({ path: shot('cancelled'), fullPage: true });
+});
+
+test('adding an SSH host shows the unknown key fingerprint and trusts it only on confirmation', async ({ page }) => {
+  const sshd = await startSshd();
+  const home = makeClientHome([sshd]);
+  const server = await startServer({ FERRY_SSH_HOME: home.home });
+  try {
+    await page.goto(server.url);
+    await page.getByRole('button', { name: 'Add host' }).click();
+    await page.getByLabel('host id').fill('hv1');
+    await page.getByLabel('ssh host').fill('127.0.0.1');
+    await page.getByLabel('ssh user').fill('root');
+    await page.getByLabel('ssh port').fill(String(sshd.port));
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    const expected = execFileSync('ssh-keygen', ['-lf', '-', '-E', 'sha256'], { input: sshd.hostKeyPub }).toString().split(' ')[1]!;
+    await expect(page.getByTestId('fingerprint')).toHaveText(expected);
+    await page.screenshot({ path: shot('host-key-dialog') });
+    await page.getByRole('button', { name: 'Trust this fingerprint' }).click();
+    await expect(page.getByTestId('host-hv1').locator('.conn')).toHaveText('connected', { timeout: 20_000 });
+  } finally {
+    await server.stop();
+    await sshd.stop();
+    home.cleanup();
+  }
+});

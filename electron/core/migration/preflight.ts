@@ -1,0 +1,221 @@
+/**
+ * Pre-migration checks, run when a migration is planned and before anything starts. Each
+ * gives pass / warn / fail, a one-line reason and a fix hint. Checks run in parallel and
+ * never throw: a check that cannot run says so.
+ */
+import { toFerryError } from '../../../shared/errors';
+import type { HostConfig } from '../../../shared/model/host';
+import type { MigrationPlan } from '../../../shared/model/migration';
+import type { PreflightCheck, PreflightResult } from '../../../shared/model/preflight';
+import type { HostTransport } from '../transport/host-transport';
+import { QEMU_BINARY, processAlive, readArgvRecord, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
+import type { ArgvRecord } from '../hosts/vm-launcher';
+import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
+import { QmpClient } from '../qmp/qmp-client';
+import { migrationAddressOf } from './migration-engine';
+import type { EngineHosts } from './migration-engine';
+
+type Check = Omit<PreflightCheck, 'id' | 'title'>;
+const pass = (reason: string): Check => ({ status: 'pass', reason });
+const warn = (reason: string, fix?: string): Check => (fix ? { status: 'warn', reason, fix } : { status: 'warn', reason });
+const fail = (reason: string, fix?: string): Check => (fix ? { status: 'fail', reason, fix } : { status: 'fail', reason });
+
+function parseVersion(text: string): [number, number, number] | undefined {
+  const m = /version (\d+)\.(\d+)\.(\d+)/.exec(text);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+const cmpVersion = (a: number[], b: number[]) => a[0]! - b[0]! || a[1]! - b[1]! || a[2]! - b[2]!;
+
+function argAfter(argv: readonly string[], flag: string): string[] {
+  const out: string[] = [];
+  argv.forEach((a, i) => {
+    if (a === flag && argv[i + 1] !== undefined) out.push(argv[i + 1]!);
+  });
+  return out;
+}
+
+/** Files a VM needs on whichever host runs it: -kernel, -initrd, and -drive file=... */
+export function filesOfArgv(argv: readonly string[]): string[] {
+  const files = [...argAfter(argv, '-kernel'), ...argAfter(argv, '-initrd')];
+  for (const d of argAfter(argv, '-drive')) {
+    const m = /(?:^|,)file=((?:[^,]|,,)+)/.exec(d);
+    if (m) files.push(m[1]!.replace(/,,/g, ','));
+  }
+  return files;
+}
+
+export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promise<PreflightResult> {
+  const t0 = Date.now();
+  const checks: PreflightCheck[] = [];
+  const add = (id: string, title: string, c: Check) => checks.push({ id, title, ...c });
+  let src: { host: HostConfig; t: HostTransport } | undefined;
+  let dst: { host: HostConfig; t: HostTransport } | undefined;
+  const connect = async (id: string) => ({ host: await hosts.host(id), t: await hosts.transport(id) });
+  const [s, d] = await Promise.allSettled([connect(plan.from), connect(plan.to)]);
+  if (s.status === 'fulfilled') src = s.value;
+  else add('source-reachable', 'Source host reachable', fail(toFerryError(s.reason).message, 'check the host settings and that it is up'));
+  if (d.status === 'fulfilled') dst = d.value;
+  else add('destination-reachable', 'Destination reachable', fail(toFerryError(d.reason).message, 'check the host settings, SSH access and its host key'));
+  if (!src || !dst) return { ok: false, checks, tookMs: Date.now() - t0 };
+  const S = src;
+  const D = dst;
+
+  const srcFiles = vmFiles(runtimeDirOf(S.host), plan.vm);
+  const record: ArgvRecord | undefined = await readArgvRecord(S.t, srcFiles.argvFile);
+  const srcPid = await readPid(S.t, srcFiles.pidFile);
+  const running = srcPid !== undefined && (await processAlive(S.t, srcPid));
+  if (!record || !running) {
+    add('source-vm', 'VM running on the source', fail(`no running VM "${plan.vm}" started by Ferry on ${plan.from}`, `start it with ferry vm start ${plan.from} ${plan.vm}`));
+    return { ok: false, checks, tookMs: Date.now() - t0 };
+  }
+  add('source-vm', 'VM running on the source', pass(`${plan.vm} runs on ${plan.from} (pid ${srcPid})`));
+
+  const version = async (t: HostTransport) => {
+    const r = await t.exec([QEMU_BINARY, '--version'], { timeoutMs: 10_000 }).catch((e: unknown) => ({ code: 127, stdout: '', stderr: toFerryError(e).message }));
+    return r.code === 0 ? parseVersion(r.stdout) : undefined;
+  };
+
+  const tasks: Promise<void>[] = [];
+  tasks.push((async () => {
+    const [sv, dv] = await Promise.all([version(S.t), version(D.t)]);
+    if (!dv) {
+      add('destination-qemu', 'QEMU on the destination', fail(`${QEMU_BINARY} not found on ${plan.to}`, 'install qemu-system-x86 there'));
+      return;
+    }
+    add('destination-qemu', 'QEMU on the destination', pass(`QEMU ${dv.join('.')} on ${plan.to}`));
+    if (!sv) return;
+    const c = cmpVersion(dv, sv);
+    add('qemu-versions', 'QEMU versions', c === 0 ? pass(`both ${sv.join('.')}`)
+      : c > 0 ? warn(`destination ${dv.join('.')} is newer than source ${sv.join('.')}`, 'newer accepts older streams; keep the machine type fixed')
+      : fail(`destination ${dv.join('.')} is older than source ${sv.join('.')}: it may not read the stream`, 'upgrade QEMU on the destination'));
+  })());
+
+  tasks.push((async () => {
+    const machine = argAfter(record.argv, '-machine')[0]?.split(',')[0] ?? 'pc';
+    const r = await D.t.exec([QEMU_BINARY, '-machine', 'help'], { timeoutMs: 10_000 }).catch(() => undefined);
+    if (!r || r.code !== 0) return;
+    const known = r.stdout.split('\n').some((l) => l.trim().split(/\s+/)[0] === machine || new RegExp(`\\(alias of ${machine.replace(/[.]/g, '\\.')}\\)`).test(l) || l.includes(` ${machine} `));
+    add('machine-type', 'Machine type on the destination', known ? pass(`${machine} available`) : fail(`machine type ${machine} is not available on ${plan.to}`, 'use a machine type both QEMUs know'));
+  })());
+
+  tasks.push((async () => {
+    if (record.accel !== 'kvm') {
+      add('accelerator', 'Accelerator', pass('TCG: no hardware needed'));
+      return;
+    }
+    const a = await detectAccel(D.t);
+    add('accelerator', 'Accelerator', a === 'kvm' ? pass('KVM usable on the destination') : fail(`the VM runs under KVM but /dev/kvm is not usable on ${plan.to}`, 'enable KVM there (module, permissions)'));
+  })());
+
+  tasks.push((async () => {
+    const mem = memoryMiBFromArgv(record.argv) ?? 0;
+    const r = await D.t.readFile('/proc/meminfo').catch(() => undefined);
+    const avail = r ? Number(/MemAvailable:\s+(\d+)/.exec(r.toString())?.[1] ?? NaN) / 1024 : NaN;
+    if (!Number.isFinite(avail)) {
+      add('memory', 'Free memory on the destination', warn('could not read /proc/meminfo on the destination'));
+      return;
+    }
+    const need = mem + 64;
+    add('memory', 'Free memory on the destination', avail >= need * 1.2 ? pass(`${Math.round(avail)} MiB available for a ${Math.round(mem)} MiB guest`)
+      : avail >= need ? warn(`only ${Math.round(avail)} MiB available for a ${Math.round(mem)} MiB guest`, 'free memory on the destination')
+      : fail(`${Math.round(avail)} MiB available, the guest needs ${Math.round(need)} MiB`, 'free memory or pick another destination'));
+  })());
+
+  tasks.push((async () => {
+    const files = filesOfArgv(record.argv);
+    if (files.length === 0) {
+      add('storage', 'Disks and kernel on the destination', pass('the VM uses no files'));
+      return;
+    }
+    const size = async (t: HostTransport, f: string) => {
+      const r = await t.exec(['stat', '-L', '-c', '%s', '--', f]).catch(() => undefined);
+      return r?.code === 0 ? Number(r.stdout.trim()) : undefined;
+    };
+    const problems: string[] = [];
+    for (const f of files) {
+      const [a, b] = await Promise.all([size(S.t, f), size(D.t, f)]);
+      if (b === undefined) problems.push(`${f} missing`);
+      else if (a !== b) problems.push(`${f} differs in size (${a} vs ${b} bytes)`);
+    }
+    add('storage', 'Disks and kernel on the destination', problems.length === 0 ? pass(`${files.length} file(s) present with the same size (shared storage)`)
+      : fail(`on ${plan.to}: ${problems.join('; ')}`, 'put the files on shared storage at the same path (storage migration is planned)'));
+  })());
+
+  tasks.push((async () => {
+    const probe = async (t: HostTransport) => {
+      const t1 = Date.now();
+      const r = await t.exec(['date', '+%s%N']);
+      const t2 = Date.now();
+      return Number(BigInt(r.stdout.trim()) / 1_000_000n) - (t1 + t2) / 2;
+    };
+    try {
+      const [a, b] = await Promise.all([probe(S.t), probe(D.t)]);
+      const off = Math.abs(a - b);
+      add('clock', 'Clock offset between the hosts', off <= 100 ? pass(`${Math.round(off)} ms apart`) : warn(`clocks ${Math.round(off)} ms apart: guest time will jump`, 'run NTP/chrony on both hosts'));
+    } catch (e) {
+      add('clock', 'Clock offset between the hosts', warn(`could not compare clocks: ${toFerryError(e).message}`));
+    }
+  })());
+
+  tasks.push((async () => {
+    const dstFiles = vmFiles(runtimeDirOf(D.host), plan.vm);
+    const pid = await readPid(D.t, dstFiles.pidFile);
+    const busy = pid !== undefined && (await processAlive(D.t, pid));
+    add('name-free', 'VM name free on the destination', busy ? fail(`a VM named ${plan.vm} already runs on ${plan.to} (pid ${pid})`, `stop it: ferry vm stop ${plan.to} ${plan.vm}`) : pass(`no ${plan.vm} on ${plan.to}`));
+  })());
+
+  tasks.push((async () => {
+    const addr = migrationAddressOf(D.host, D.t);
+    const port = 49152 + Math.floor(Math.random() * 10000);
+    const have = await D.t.exec(['sh', '-c', 'command -v socat']).catch(() => undefined);
+    const haveSrc = await S.t.exec(['sh', '-c', 'command -v socat']).catch(() => undefined);
+    if (have?.code !== 0 || haveSrc?.code !== 0) {
+      add('migration-port', 'Migration address reachable', warn(`cannot test ${addr} without socat on both hosts`));
+      return;
+    }
+    const listener = await D.t.spawn(['timeout', '5', 'socat', '-u', `TCP-LISTEN:${port},bind=${addr},reuseaddr`, 'OPEN:/dev/null']);
+    try {
+      let ok = false;
+      for (let i = 0; i < 20 && !ok; i++) {
+        const r = await S.t.exec(['socat', '-u', 'OPEN:/dev/null', `TCP:${addr}:${port},connect-timeout=1`]);
+        ok = r.code === 0;
+        if (!ok) await new Promise((res) => setTimeout(res, 50));
+      }
+      add('migration-port', 'Migration address reachable', ok ? pass(`${plan.from} reaches ${addr} over TCP`) : fail(`${plan.from} cannot open TCP to ${addr}`, 'check routes and firewalls between the hosts, or set the host\'s migration address'));
+    } finally {
+      listener.kill('SIGKILL');
+    }
+  })());
+
+  if (plan.mode !== 'precopy') {
+    tasks.push((async () => {
+      const uid = await D.t.exec(['id', '-u']);
+      const unpriv = await D.t.readFile('/proc/sys/vm/unprivileged_userfaultfd').then((b) => b.toString().trim()).catch(() => undefined);
+      const ok = uid.stdout.trim() === '0' || unpriv === '1';
+      add('postcopy', 'Postcopy possible (userfaultfd)', ok ? pass(uid.stdout.trim() === '0' ? 'QEMU runs as root: userfaultfd available' : 'unprivileged userfaultfd allowed')
+        : fail('QEMU is not root and unprivileged userfaultfd is off', 'sysctl vm.unprivileged_userfaultfd=1, or plan precopy'));
+    })());
+  }
+
+  tasks.push((async () => {
+    const wanted = ['events', ...(plan.mode !== 'precopy' ? ['postcopy-ram'] : []), ...(plan.autoConverge ? ['auto-converge'] : []), ...(plan.xbzrleCacheBytes ? ['xbzrle'] : []), ...(plan.multifdChannels ? ['multifd'] : [])];
+    let q: QmpClient | undefined;
+    try {
+      q = await QmpClient.connect(await S.t.openUnix(srcFiles.auxQmpSocket), { handshakeTimeoutMs: 2000 });
+      const caps = await q.execute<{ capability: string }[]>('query-migrate-capabilities');
+      const have = new Set(caps.map((c) => c.capability));
+      const missing = wanted.filter((w) => !have.has(w));
+      add('capabilities', 'Capabilities supported', missing.length === 0 ? pass(wanted.join(', ')) : fail(`not supported by this QEMU: ${missing.join(', ')}`, 'drop them from the plan'));
+    } catch (e) {
+      add('capabilities', 'Capabilities supported', warn(`could not ask the source QEMU: ${toFerryError(e).message}`));
+    } finally {
+      q?.close();
+    }
+  })());
+
+  await Promise.all(tasks.map((p) => p.catch((e: unknown) => add('internal', 'Preflight', warn(`a check could not run: ${toFerryError(e).message}`)))));
+  const order = ['source-vm', 'destination-qemu', 'qemu-versions', 'machine-type', 'accelerator', 'memory', 'storage', 'name-free', 'migration-port', 'postcopy', 'capabilities', 'clock', 'internal'];
+  checks.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
+  return { ok: !checks.some((c) => c.status === 'fail'), checks, tookMs: Date.now() - t0 };
+}
+

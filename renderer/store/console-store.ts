@@ -1,0 +1,290 @@
+/**
+ * The console's state: zustand, in slices (hosts, vms, migrations, ui). Samples live in a
+ * per-migration ring buffer that is replaced on every update, never mutated, so narrow
+ * selectors re-render only what changed.
+ */
+import { create } from 'zustand';
+import type { HostInfo, MigrationSummaryPayload } from '../../shared/contract';
+import type { VmInfo } from '../../shared/model/vm';
+import type { MigrationFinal, MigrationPhase, MigrationPlanInput, MigrationSample } from '../../shared/model/migration';
+import type { PreflightResult } from '../../shared/model/preflight';
+import type { FerryError } from '../../shared/errors';
+import { ferry } from '../bridge/ferry-bridge';
+
+export const RING = 36_000; // one hour at 10 Hz
+
+export interface LogEntry {
+  t: number;
+  kind: 'phase' | 'control' | 'error' | 'info' | 'end';
+  text: string;
+}
+
+export interface MigrationEntry {
+  summary: MigrationSummaryPayload;
+  samples: MigrationSample[];
+  phases: { phase: MigrationPhase; t: number }[];
+  log: LogEntry[];
+  final?: MigrationFinal;
+}
+
+export interface PlanDraft {
+  vm: string;
+  from: string;
+  to: string;
+  preflight?: PreflightResult;
+  preflightError?: string;
+  running?: boolean;
+}
+
+export interface TrustPrompt {
+  hostId: string;
+  fingerprint: string;
+  keyType: string;
+  host: string;
+}
+
+export interface ConsoleState {
+  hosts: HostInfo[];
+  vms: Record<string, VmInfo[]>;
+  migrations: Record<string, MigrationEntry>;
+  order: string[];
+  selected?: string;
+  plan?: PlanDraft;
+  trust?: TrustPrompt;
+  toasts: { id: number; text: string; kind: 'ok' | 'error' | 'info' }[];
+  theme: 'light' | 'dark';
+  lab: { running: boolean; starting: boolean };
+  error?: string;
+
+  refresh(): Promise<void>;
+  refreshVms(hostId: string): Promise<void>;
+  startLab(): Promise<void>;
+  openPlan(vm: string, from: string, to: string): Promise<void>;
+  closePlan(): void;
+  start(plan: MigrationPlanInput): Promise<boolean>;
+  control(id: string, control: Parameters<ControlFn>[1]): Promise<FerryError | undefined>;
+  select(id: string | undefined): void;
+  addHost(input: { id: string; host: string; user?: string; port?: number }): Promise<FerryError | undefined>;
+  connectHost(id: string): Promise<void>;
+  trustKey(): Promise<void>;
+  dismissTrust(): void;
+  toast(text: string, kind?: 'ok' | 'error' | 'info'): void;
+  guestCommand(hostId: string, vm: string, command: string): Promise<void>;
+  toggleTheme(): void;
+  applySample(id: string, sample: MigrationSample): void;
+  applyPhase(id: string, phase: MigrationPhase, from: MigrationPhase, reason?: string): void;
+  applyEnded(id: string, final: MigrationFinal): void;
+}
+
+type ControlFn = (id: string, control: { action: 'cancel' } | { action: 'set-bandwidth'; bytesPerSecond: number } | { action: 'set-downtime'; ms: number } | { action: 'postcopy' } | { action: 'stop-vm' } | { action: 'pause-postcopy' } | { action: 'recover' } | { action: 'continue' }) => Promise<FerryError | undefined>;
+
+let toastId = 1;
+
+const emptyEntry = (summary: MigrationSummaryPayload): MigrationEntry => ({
+  summary,
+  samples: summary.last ? [summary.last as MigrationSample] : [],
+  phases: [{ phase: summary.phase, t: summary.startedAt }],
+  log: [{ t: summary.startedAt, kind: 'info', text: `migration ${summary.id} started` }],
+});
+
+export const useConsole = create<ConsoleState>()((set, get) => ({
+  hosts: [],
+  vms: {},
+  migrations: {},
+  order: [],
+  toasts: [],
+  theme: (typeof localStorage !== 'undefined' && localStorage.getItem('ferry-theme') === 'dark') ? 'dark' : 'light',
+  lab: { running: false, starting: false },
+
+  async refresh() {
+    const [hosts, lab, migs] = await Promise.all([ferry().invoke('hosts:list', {}), ferry().invoke('lab:status', {}), ferry().invoke('migrations:list', {})]);
+    if (!hosts.ok) {
+      set({ error: hosts.error.message });
+      return;
+    }
+    set({ hosts: hosts.value, error: undefined });
+    if (lab.ok) set((s) => ({ lab: { ...s.lab, running: lab.value.running } }));
+    if (migs.ok) {
+      set((s) => {
+        const migrations = { ...s.migrations };
+        const order = [...s.order];
+        for (const m of migs.value) {
+          if (!migrations[m.id]) {
+            migrations[m.id] = emptyEntry(m);
+            order.push(m.id);
+          }
+        }
+        return { migrations, order };
+      });
+    }
+    await Promise.all(hosts.value.filter((h) => h.state === 'connected').map((h) => get().refreshVms(h.config.id)));
+  },
+
+  async refreshVms(hostId) {
+    const r = await ferry().invoke('vms:list', { hostId });
+    if (r.ok) set((s) => ({ vms: { ...s.vms, [hostId]: r.value } }));
+  },
+
+  async startLab() {
+    set((s) => ({ lab: { ...s.lab, starting: true } }));
+    const r = await ferry().invoke('lab:up', {});
+    set((s) => ({ lab: { running: r.ok || s.lab.running, starting: false } }));
+    if (!r.ok) get().toast(`Could not start the lab: ${r.error.message}`, 'error');
+    else get().toast(r.value.started ? `Lab started in ${(r.value.bootMs / 1000).toFixed(1)} s` : 'The lab was already running', 'ok');
+    await get().refresh();
+  },
+
+  async openPlan(vm, from, to) {
+    set({ plan: { vm, from, to, running: true } });
+    const r = await ferry().invoke('migrations:preflight', { vm, from, to });
+    const cur = get().plan;
+    if (!cur || cur.vm !== vm || cur.to !== to) return;
+    set({ plan: r.ok ? { vm, from, to, preflight: r.value } : { vm, from, to, preflightError: r.error.message } });
+  },
+
+  closePlan() {
+    set({ plan: undefined });
+  },
+
+  async start(plan) {
+    const r = await ferry().invoke('migrations:start', plan);
+    if (!r.ok) {
+      get().toast(`Migration not started: ${r.error.message}`, 'error');
+      return false;
+    }
+    set((s) => ({
+      migrations: s.migrations[r.value.id] ? s.migrations : { ...s.migrations, [r.value.id]: emptyEntry(r.value) },
+      order: s.order.includes(r.value.id) ? s.order : [...s.order, r.value.id],
+      selected: r.value.id,
+      plan: undefined,
+    }));
+    return true;
+  },
+
+  async control(id, control) {
+    const r = await ferry().invoke('migrations:control', { id, control });
+    const text = `${control.action}${'bytesPerSecond' in control ? ` ${(control.bytesPerSecond / 1e6).toFixed(0)} MB/s` : ''}${'ms' in control ? ` ${control.ms} ms` : ''}`;
+    set((s) => {
+      const e = s.migrations[id];
+      if (!e) return s;
+      const log: LogEntry = r.ok ? { t: Date.now(), kind: 'control', text: `${text}: done` } : { t: Date.now(), kind: 'error', text: `${text}: ${r.error.message}` };
+      return { migrations: { ...s.migrations, [id]: { ...e, log: [...e.log, log] } } };
+    });
+    if (!r.ok) get().toast(r.error.message, 'error');
+    return r.ok ? undefined : r.error;
+  },
+
+  select(id) {
+    set({ selected: id });
+  },
+
+  async addHost(input) {
+    const r = await ferry().invoke('hosts:add', {
+      id: input.id,
+      transport: { kind: 'ssh', ssh: { host: input.host, ...(input.user ? { user: input.user } : {}), ...(input.port ? { port: input.port } : {}) } },
+    });
+    if (!r.ok) return r.error;
+    await get().connectHost(input.id);
+    return undefined;
+  },
+
+  async connectHost(id) {
+    const r = await ferry().invoke('hosts:connect', { id });
+    if (!r.ok) {
+      const d = r.error.details ?? {};
+      if (r.error.code === 'SSH_HOST_KEY_UNKNOWN' && typeof d.fingerprint === 'string') {
+        set({ trust: { hostId: id, fingerprint: d.fingerprint, keyType: String(d.keyType ?? ''), host: `${String(d.host ?? '')}:${String(d.port ?? '')}` } });
+      } else {
+        get().toast(r.error.message, 'error');
+      }
+    }
+    await get().refresh();
+  },
+
+  async trustKey() {
+    const t = get().trust;
+    if (!t) return;
+    set({ trust: undefined });
+    const r = await ferry().invoke('hosts:trust-key', { id: t.hostId, fingerprint: t.fingerprint });
+    if (!r.ok) get().toast(r.error.message, 'error');
+    else get().toast(`Trusted ${t.fingerprint} for ${t.hostId}`, 'ok');
+    await get().refresh();
+  },
+
+  dismissTrust() {
+    set({ trust: undefined });
+  },
+
+  toast(text, kind = 'info') {
+    const id = toastId++;
+    set((s) => ({ toasts: [...s.toasts.slice(-3), { id, text, kind }] }));
+    setTimeout(() => set((s) => ({ toasts: s.toasts.filter((t) => t.id !== id) })), kind === 'error' ? 9000 : 5000);
+  },
+
+  async guestCommand(hostId, vm, command) {
+    const r = await ferry().invoke('guest:command', { hostId, vm, command });
+    if (r.ok) get().toast(`${vm}: ${command} → ok`, 'ok');
+    else get().toast(`${vm}: ${r.error.message}`, 'error');
+  },
+
+  toggleTheme() {
+    const theme = get().theme === 'light' ? 'dark' : 'light';
+    localStorage.setItem('ferry-theme', theme);
+    set({ theme });
+  },
+
+  applySample(id, sample) {
+    set((s) => {
+      const e = s.migrations[id];
+      if (!e) return s;
+      const samples = e.samples.length >= RING ? [...e.samples.slice(e.samples.length - RING + 1), sample] : [...e.samples, sample];
+      return { migrations: { ...s.migrations, [id]: { ...e, samples } } };
+    });
+  },
+
+  applyPhase(id, phase, from, reason) {
+    set((s) => {
+      const e = s.migrations[id];
+      if (!e) return s;
+      return {
+        migrations: {
+          ...s.migrations,
+          [id]: {
+            ...e,
+            summary: { ...e.summary, phase },
+            phases: [...e.phases, { phase, t: Date.now() }],
+            log: [...e.log, { t: Date.now(), kind: 'phase', text: `${from} → ${phase}${reason ? ` (${reason})` : ''}` }],
+          },
+        },
+      };
+    });
+  },
+
+  applyEnded(id, final) {
+    const e = get().migrations[id];
+    set((s) => {
+      const cur = s.migrations[id];
+      if (!cur) return s;
+      const text = `${final.outcome}${final.reason ? `: ${final.reason}` : ''}${final.downtimeMs !== undefined ? `, downtime ${final.downtimeMs} ms` : ''}`;
+      return { migrations: { ...s.migrations, [id]: { ...cur, final, summary: { ...cur.summary, phase: final.outcome }, log: [...cur.log, { t: Date.now(), kind: 'end', text }] } } };
+    });
+    if (e) get().toast(`${e.summary.plan.vm as string}: migration ${final.outcome}${final.downtimeMs !== undefined ? ` (downtime ${final.downtimeMs} ms)` : ''}${final.reason ? ` — ${final.reason}` : ''}`, final.outcome === 'completed' ? 'ok' : 'error');
+    void get().refresh();
+  },
+}));
+
+/** Subscribes the store to the service's events; returns the unsubscribe. */
+export function wireEvents(): () => void {
+  const api = ferry();
+  const st = useConsole.getState;
+  const offs = [
+    api.on('migration:sample', (p) => {
+      if (!st().migrations[p.id]) void st().refresh();
+      st().applySample(p.id, p.sample as unknown as MigrationSample);
+    }),
+    api.on('migration:phase', (p) => st().applyPhase(p.id, p.phase, p.from, p.reason)),
+    api.on('migration:ended', (p) => st().applyEnded(p.id, p.final as unknown as MigrationFinal)),
+    api.on('hosts:state', () => void st().refresh()),
+  ];
+  return () => offs.forEach((o) => o());
+}

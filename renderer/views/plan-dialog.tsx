@@ -1,0 +1,103 @@
+import { useEffect, useState } from 'react';
+import { useConsole } from '../store/console-store';
+import type { MigrationPlanInput } from '../../shared/model/migration';
+
+const ICON = { pass: '✓', warn: '!', fail: '✗' } as const;
+
+export function PlanDialog() {
+  const plan = useConsole((s) => s.plan);
+  const close = useConsole((s) => s.closePlan);
+  const start = useConsole((s) => s.start);
+  const [mode, setMode] = useState<'precopy' | 'postcopy' | 'postcopy-after'>('precopy');
+  const [after, setAfter] = useState('3');
+  const [bw, setBw] = useState('');
+  const [dt, setDt] = useState('300');
+  const [autoConverge, setAutoConverge] = useState(false);
+  const [xbzrle, setXbzrle] = useState(false);
+  const [multifd, setMultifd] = useState('');
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => e.key === 'Escape' && close();
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [close]);
+  if (!plan) return null;
+  const failed = plan.preflight && !plan.preflight.ok;
+  const bwNum = bw.trim() === '' ? undefined : Number(bw);
+  const bad = (bwNum !== undefined && !(bwNum > 0) && 'bandwidth must be a positive number of MB/s') || (!(Number(dt) >= 1) && 'the downtime limit must be at least 1 ms') || (mode === 'postcopy-after' && !(Number(after) >= 1) && 'postcopy after N passes needs N >= 1');
+  const reason = plan.running ? 'preflight is running' : failed ? 'preflight failed: fix the checks marked ✗' : plan.preflightError ? plan.preflightError : bad || undefined;
+  const submit = async () => {
+    const p: MigrationPlanInput = { vm: plan.vm, from: plan.from, to: plan.to, mode, downtimeLimitMs: Math.round(Number(dt)) };
+    if (mode === 'postcopy-after') p.postcopyAfterPasses = Math.round(Number(after));
+    if (bwNum !== undefined) p.maxBandwidth = Math.round(bwNum * 1e6);
+    if (autoConverge) p.autoConverge = true;
+    if (xbzrle) p.xbzrleCacheBytes = 64 * 1024 * 1024;
+    if (multifd) p.multifdChannels = Math.round(Number(multifd));
+    setBusy(true);
+    await start(p);
+    setBusy(false);
+  };
+  return (
+    <div className="overlay" role="presentation" onClick={(e) => e.target === e.currentTarget && close()}>
+      <div className="dialog" role="dialog" aria-modal="true" aria-labelledby="plan-title">
+        <h2 id="plan-title">
+          Migrate {plan.vm}: {plan.from} → {plan.to}
+        </h2>
+        <h3>Preflight</h3>
+        {plan.running && <p className="muted">Checking the destination…</p>}
+        {plan.preflightError && <p className="error">{plan.preflightError}</p>}
+        {plan.preflight && (
+          <ul className="checks" data-testid="preflight">
+            {plan.preflight.checks.map((c) => (
+              <li key={c.id} className={`check check-${c.status}`} data-status={c.status}>
+                <span className="icon" aria-label={c.status}>{ICON[c.status]}</span>
+                <span>
+                  <strong>{c.title}</strong>: {c.reason}
+                  {c.fix && c.status !== 'pass' && <em className="fix"> Fix: {c.fix}</em>}
+                </span>
+              </li>
+            ))}
+          </ul>
+        )}
+        <h3>Plan</h3>
+        <div className="form-grid">
+          <label>
+            Mode
+            <select value={mode} onChange={(e) => setMode(e.target.value as typeof mode)} aria-label="mode">
+              <option value="precopy">Precopy</option>
+              <option value="postcopy">Postcopy right after the first pass</option>
+              <option value="postcopy-after">Postcopy after N passes</option>
+            </select>
+          </label>
+          {mode === 'postcopy-after' && (
+            <label>
+              Passes
+              <input type="number" min={1} value={after} onChange={(e) => setAfter(e.target.value)} aria-label="passes before postcopy" />
+            </label>
+          )}
+          <label>
+            Bandwidth (MB/s, empty = unlimited)
+            <input type="number" min={1} value={bw} onChange={(e) => setBw(e.target.value)} aria-label="bandwidth in MB/s" />
+          </label>
+          <label>
+            Downtime limit (ms)
+            <input type="number" min={1} value={dt} onChange={(e) => setDt(e.target.value)} aria-label="downtime limit in ms" />
+          </label>
+          <label className="check-label"><input type="checkbox" checked={autoConverge} onChange={(e) => setAutoConverge(e.target.checked)} /> Auto-converge</label>
+          <label className="check-label"><input type="checkbox" checked={xbzrle} onChange={(e) => setXbzrle(e.target.checked)} /> XBZRLE (64 MiB cache)</label>
+          <label>
+            Multifd channels
+            <input type="number" min={1} max={64} value={multifd} placeholder="off" onChange={(e) => setMultifd(e.target.value)} aria-label="multifd channels" />
+          </label>
+        </div>
+        <footer>
+          {reason && <span className="muted" data-testid="start-reason">{reason}</span>}
+          <button type="button" onClick={close}>Close</button>
+          <button type="button" className="primary" disabled={!!reason || busy} onClick={() => void submit()}>
+            {busy ? 'Starting…' : 'Start migration'}
+          </button>
+        </footer>
+      </div>
+    </div>
+  );
+}
