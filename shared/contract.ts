@@ -25,6 +25,8 @@ export const HostInfoSchema = z.object({
   label: z.string(),
   /** The last failure, kept until the next successful connect. */
   lastError: FerryErrorSchema.optional(),
+  /** Read from the host while connected (refreshed every few seconds). */
+  facts: z.object({ qemuVersion: z.string().optional(), memAvailableMiB: z.number().optional(), kvm: z.boolean().optional() }).optional(),
 });
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 

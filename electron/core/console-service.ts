@@ -25,7 +25,7 @@ import type { MigrationPlan } from '../../shared/model/migration';
 import { preflight } from './migration/preflight';
 import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
 import { GuestConsole } from './lab/demo-guest';
-import { vmFiles } from './hosts/vm-launcher';
+import { detectAccel, vmFiles } from './hosts/vm-launcher';
 import { runtimeDirOf } from './hosts/vm-discovery';
 
 export interface ConsoleServiceOptions {
@@ -274,7 +274,34 @@ export class ConsoleService {
     const rt = this.runtimes.get(host.id);
     const state: HostConnectionState = host.transport.kind === 'local' ? 'connected' : (rt?.state ?? 'disconnected');
     const label = rt?.transport.label ?? (host.transport.kind === 'local' ? 'local' : host.transport.ssh.host);
-    return rt?.lastError ? { config: host, state, label, lastError: rt.lastError } : { config: host, state, label };
+    const info: HostInfo = rt?.lastError ? { config: host, state, label, lastError: rt.lastError } : { config: host, state, label };
+    if (state === 'connected') {
+      const facts = await this.factsOf(host).catch(() => undefined);
+      if (facts) info.facts = facts;
+    }
+    return info;
+  }
+
+  private readonly factCache = new Map<string, { at: number; facts: NonNullable<HostInfo['facts']> }>();
+
+  /** QEMU version, available memory and KVM, cached for 10 s (the board refreshes often). */
+  private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
+    const hit = this.factCache.get(host.id);
+    if (hit && Date.now() - hit.at < 10_000) return hit.facts;
+    const t = await this.transportOf(host.id);
+    const [v, mem, kvm] = await Promise.all([
+      t.exec(['qemu-system-x86_64', '--version'], { timeoutMs: 5000 }).catch(() => undefined),
+      t.readFile('/proc/meminfo').catch(() => undefined),
+      detectAccel(t).catch(() => undefined),
+    ]);
+    const facts: NonNullable<HostInfo['facts']> = {};
+    const ver = v?.code === 0 ? /version (\d+\.\d+\.\d+)/.exec(v.stdout)?.[1] : undefined;
+    if (ver) facts.qemuVersion = ver;
+    const avail = mem ? /MemAvailable:\s+(\d+)/.exec(mem.toString())?.[1] : undefined;
+    if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
+    if (kvm) facts.kvm = kvm === 'kvm';
+    this.factCache.set(host.id, { at: Date.now(), facts });
+    return facts;
   }
 
   private async drop(id: string): Promise<void> {

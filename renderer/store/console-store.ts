@@ -66,6 +66,7 @@ export interface ConsoleState {
   select(id: string | undefined): void;
   addHost(input: { id: string; host: string; user?: string; port?: number }): Promise<FerryError | undefined>;
   connectHost(id: string): Promise<void>;
+  removeHost(id: string): Promise<void>;
   trustKey(): Promise<void>;
   dismissTrust(): void;
   toast(text: string, kind?: 'ok' | 'error' | 'info'): void;
@@ -198,6 +199,12 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
         get().toast(r.error.message, 'error');
       }
     }
+    await get().refresh();
+  },
+
+  async removeHost(id) {
+    const r = await ferry().invoke('hosts:remove', { id });
+    if (!r.ok) get().toast(r.error.message, 'error');
     await get().refresh();
   },
 

@@ -15,6 +15,26 @@ function Workload({ vm }: { vm: VmInfo }) {
   );
 }
 
+/** Dirty rate of the VM's latest migration, as a tiny line. */
+function Sparkline({ vm }: { vm: VmInfo }) {
+  const values = useConsole((s) => {
+    for (let i = s.order.length - 1; i >= 0; i--) {
+      const m = s.migrations[s.order[i]!];
+      if (m && (m.summary.plan as { vm?: string }).vm === vm.name) return m.samples;
+    }
+    return undefined;
+  });
+  const pts = (values ?? []).filter((v) => v.dirtyRate !== undefined).slice(-60);
+  if (pts.length < 2) return null;
+  const max = Math.max(...pts.map((p) => p.dirtyRate!), 1);
+  const d = pts.map((p, i) => `${(i / (pts.length - 1)) * 100},${20 - (p.dirtyRate! / max) * 18}`).join(' ');
+  return (
+    <svg className="sparkline" viewBox="0 0 100 20" preserveAspectRatio="none" role="img" aria-label={`dirty rate of ${vm.name}, up to ${(max / 1e6).toFixed(0)} MB/s`}>
+      <polyline points={d} fill="none" stroke="currentColor" strokeWidth="1.5" vectorEffect="non-scaling-stroke" />
+    </svg>
+  );
+}
+
 function VmCard({ vm, hosts }: { vm: VmInfo; hosts: HostInfo[] }) {
   const openPlan = useConsole((s) => s.openPlan);
   const targets = hosts.filter((h) => h.config.id !== vm.hostId);
@@ -37,6 +57,7 @@ function VmCard({ vm, hosts }: { vm: VmInfo; hosts: HostInfo[] }) {
       <p className="meta">
         {vm.memoryMiB !== undefined ? `${Math.round(vm.memoryMiB)} MiB` : '? MiB'} · {vm.vcpus ?? '?'} vCPU{vm.managed ? '' : ' · read-only'}
       </p>
+      <Sparkline vm={vm} />
       {movable && vm.runState === 'running' && <Workload vm={vm} />}
       {movable && targets.length > 0 && (
         <label className="inline small">
@@ -57,6 +78,7 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
   const vms = useConsole((s) => s.vms[host.config.id]);
   const openPlan = useConsole((s) => s.openPlan);
   const connectHost = useConsole((s) => s.connectHost);
+  const removeHost = useConsole((s) => s.removeHost);
   const [over, setOver] = useState(false);
   return (
     <section
@@ -81,8 +103,16 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
       <header>
         <h3>{host.config.name ?? host.config.id}</h3>
         <span className={`conn conn-${host.state}`} title={host.lastError?.message ?? host.label}>{host.state}</span>
+        {!host.config.id.startsWith('lab-') && (
+          <button type="button" className="icon-button" aria-label={`remove host ${host.config.id}`} title="Remove this host from Ferry" onClick={() => window.confirm(`Remove ${host.config.id} from Ferry? Its VMs keep running.`) && void removeHost(host.config.id)}>×</button>
+        )}
       </header>
       <p className="meta">{host.label}{host.config.migrationAddress ? ` · migrates via ${host.config.migrationAddress}` : ''}</p>
+      {host.facts && (
+        <p className="meta" data-testid={`facts-${host.config.id}`}>
+          {host.facts.qemuVersion ? `QEMU ${host.facts.qemuVersion}` : 'no QEMU'} · {host.facts.memAvailableMiB !== undefined ? `${(host.facts.memAvailableMiB / 1024).toFixed(1)} GiB free` : '? free'} · {host.facts.kvm ? 'KVM' : 'TCG only'}
+        </p>
+      )}
       {host.state !== 'connected' && (
         <button type="button" onClick={() => void connectHost(host.config.id)}>Connect</button>
       )}

@@ -1,0 +1,96 @@
+// @vitest-environment happy-dom
+import { describe, expect, it, beforeEach } from 'vitest';
+import { act } from 'react';
+import { createRoot } from 'react-dom/client';
+import { MigrationView, passStarts, phaseSpans, rowsOf } from './migration-view';
+import { RING, useConsole } from '../store/console-store';
+import type { MigrationEntry } from '../store/console-store';
+import type { MigrationSample } from '../../shared/model/migration';
+
+const t0 = 1_000_000;
+const sample = (i: number, extra: Partial<MigrationSample> = {}): MigrationSample => ({
+  t: t0 + i * 100, elapsedMs: i * 100, status: 'active', phase: 'precopy', pass: 1 + Math.floor(i / 10),
+  remainingBytes: 1e8 - i * 1e6, totalBytes: 1e8, transferredBytes: i * 1e6, dirtyRate: 2e7, transferRate: 5e7, expectedDowntimeMs: 300, ...extra,
+});
+
+function entry(plan: Record<string, unknown>, phase: MigrationEntry['summary']['phase'], samples: MigrationSample[]): MigrationEntry {
+  return {
+    summary: { id: 'm1', plan: { vm: 'demo', from: 'lab-a', to: 'lab-b', ...plan }, phase, startedAt: t0, timeline: '/tmp/x' },
+    samples,
+    phases: [{ phase: 'setup', t: t0 }, { phase: 'precopy', t: t0 + 50 }],
+    log: [],
+  };
+}
+
+describe('migration view helpers', () => {
+  it('turns samples into chart rows in seconds since start, keeping absent fields absent', () => {
+    const rows = rowsOf([sample(0), sample(5, { dirtyRate: undefined })], t0);
+    expect(rows[0]).toMatchObject({ t: 0, dirty: 2e7, xfer: 5e7, remaining: 1e8, qemu: 300 });
+    expect(rows[1]!.t).toBeCloseTo(0.5);
+    expect(rows[1]).not.toHaveProperty('dirty');
+  });
+
+  it('finds pass starts and phase spans', () => {
+    const samples = Array.from({ length: 25 }, (_, i) => sample(i));
+    expect(passStarts(samples, t0)).toEqual([1, 2]);
+    const spans = phaseSpans(entry({}, 'precopy', samples), t0 + 2400);
+    expect(spans).toEqual([{ phase: 'setup', from: 0, to: 0.05 }, { phase: 'precopy', from: 0.05, to: 2.4 }]);
+  });
+});
+
+describe('console store', () => {
+  beforeEach(() => useConsole.setState({ migrations: { m1: entry({}, 'precopy', []) }, order: ['m1'] }));
+
+  it('replaces the sample buffer on each sample (never mutates) and caps it at one hour', () => {
+    const before = useConsole.getState().migrations.m1!.samples;
+    useConsole.getState().applySample('m1', sample(1));
+    const after = useConsole.getState().migrations.m1!.samples;
+    expect(after).not.toBe(before);
+    expect(before).toHaveLength(0);
+    expect(after).toHaveLength(1);
+    useConsole.setState({ migrations: { m1: { ...useConsole.getState().migrations.m1!, samples: Array.from({ length: RING }, (_, i) => sample(i)) } } });
+    useConsole.getState().applySample('m1', sample(RING));
+    const capped = useConsole.getState().migrations.m1!.samples;
+    expect(capped).toHaveLength(RING);
+    expect(capped.at(-1)!.elapsedMs).toBe(RING * 100);
+  });
+
+  it('records phases and the end in the log', () => {
+    useConsole.getState().applyPhase('m1', 'stop-and-copy', 'precopy');
+    expect(useConsole.getState().migrations.m1!.summary.phase).toBe('stop-and-copy');
+    expect(useConsole.getState().migrations.m1!.log.at(-1)!.text).toBe('precopy → stop-and-copy');
+  });
+});
+
+describe('MigrationView', () => {
+  (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+  const render = (id: string): string => {
+    const el = document.createElement('div');
+    document.body.append(el);
+    const root = createRoot(el);
+    act(() => root.render(<MigrationView id={id} />));
+    const html = el.innerHTML;
+    act(() => root.unmount());
+    el.remove();
+    return html;
+  };
+
+  it('offers only the controls QEMU accepts now, each disabled one saying why', () => {
+    useConsole.setState({ migrations: { m1: entry({ mode: 'precopy' }, 'precopy', [sample(0), sample(1)]) }, order: ['m1'] });
+    const html = render('m1');
+    expect(html).toMatch(/<button[^>]*title="Cancel"[^>]*>Cancel<\/button>/);
+    expect(html).toMatch(/<button[^>]*disabled=""[^>]*title="Not now: postcopy was not enabled in the plan"[^>]*>Switch to postcopy<\/button>/);
+    expect(html).toMatch(/title="Not now: only when postcopy is paused"/);
+    expect(html).toContain('pass 1');
+  });
+
+  it('shows the final figures and disables every control once ended', () => {
+    const e = entry({ mode: 'postcopy' }, 'completed', [sample(0)]);
+    e.final = { outcome: 'completed', downtimeMs: 42, totalTimeMs: 2400, passes: 3, verify: { ok: true, bad: 0, stale: 0, pages: 10 } };
+    useConsole.setState({ migrations: { m1: e }, order: ['m1'] });
+    const html = render('m1');
+    expect(html).toContain('data-testid="downtime">42 ms');
+    expect(html).toContain('verified');
+    expect(html.match(/title="Not now: the migration has ended"/g)).toHaveLength(5);
+  });
+});
