@@ -15,7 +15,7 @@ const nodeGlobals = ['process', 'Buffer', 'require', '__dirname', '__filename', 
   .map((name) => ({ name, message: 'shared/ is pure TypeScript: no Node globals.' }));
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'release/**', 'node_modules/**', 'assets/**', 'test-results/**', 'playwright-report/**'] },
+  { ignores: ['dist/**', 'release/**', 'node_modules/**', 'assets/**', 'test-results/**', 'playwright-report/**', '.tmp/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

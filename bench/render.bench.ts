@@ -33,8 +33,8 @@ const r2 = (x: number) => Math.round(x * 100) / 100;
 try {
   const page = await browser.newPage({ viewport: { width: 1300, height: 400 } });
   await page.goto(`http://127.0.0.1:${port}/?pts=${process.env.PTS ?? 1200}`);
-  await page.waitForFunction(() => (window as unknown as { benchReady?: boolean }).benchReady === true);
-  const run = (mode: string, updates: number) => page.evaluate(([m, u]) => (window as unknown as { runBench: (m: string, u: number) => Promise<{ firstMs: number; updatesMs: number[] }> }).runBench(m as string, u as number), [mode, updates] as const);
+  await page.waitForFunction(() => (globalThis as unknown as { benchReady?: boolean }).benchReady === true);
+  const run = (mode: string, updates: number) => page.evaluate(([m, u]) => (globalThis as unknown as { runBench: (m: string, u: number) => Promise<{ firstMs: number; updatesMs: number[] }> }).runBench(m as string, u as number), [mode, updates] as const);
   await run('ferry', 5); // warm up
   const ferry = await run('ferry', 60);
   const raw = await run('raw', 8);
