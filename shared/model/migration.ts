@@ -29,6 +29,20 @@ export const TERMINAL_PHASES: readonly MigrationPhase[] = ['completed', 'failed'
 /** QEMU's MigrationStatus values (7.2); newer QEMUs may add more: kept as plain strings. */
 export type QemuMigrationStatus = string;
 
+/** Policies the engine consults on every sample (electron/core/migration/policies.ts). */
+export const PolicySchema = z.discriminatedUnion('name', [
+  z.object({ name: z.literal('manual') }),
+  /** Switch to postcopy once the projection says pre-copy will never converge. */
+  z.object({ name: z.literal('postcopy-when-never') }),
+  /** Raise the downtime limit by `stepMs` every `everyPasses` passes while not converging, up to `ceilingMs` (Proxmox, nova). */
+  z.object({ name: z.literal('downtime-steps'), stepMs: z.number().int().min(1), ceilingMs: z.number().int().min(1).max(2_000_000), everyPasses: z.number().int().min(1).default(1) }),
+  /** The pre-copy paper's dynamic rate limiting: start at the minimum, then dirty rate + a margin, up to the maximum. */
+  z.object({ name: z.literal('dynamic-rate'), minBandwidth: z.number().positive(), maxBandwidth: z.number().positive(), marginBandwidth: z.number().nonnegative().default(6_250_000) }),
+  /** Done by a deadline (ms after start): raise bandwidth, then downtime, then postcopy or stop the VM. */
+  z.object({ name: z.literal('deadline'), deadlineMs: z.number().int().min(1000), ceilingDowntimeMs: z.number().int().min(1).default(2000), allowPostcopy: z.boolean().default(true) }),
+]);
+export type Policy = z.output<typeof PolicySchema>;
+
 export const MigrationPlanSchema = z.object({
   vm: VmNameSchema,
   from: HostIdSchema,
@@ -52,12 +66,19 @@ export const MigrationPlanSchema = z.object({
   keepSource: z.boolean().optional(),
   /** Fixed incoming port on the destination; default 0 = any free port. */
   port: z.number().int().min(0).max(65535).optional(),
+  policy: PolicySchema.optional(),
   /** Sampling period (ms); default 100 (10 Hz). */
   sampleIntervalMs: z.number().int().min(20).max(10_000).optional(),
   /** Timeline file; default `<configDir>/timelines/<id>.ferry.jsonl`. */
   recordPath: z.string().min(1).optional(),
 }).refine((p) => p.from !== p.to, { message: 'source and destination must be different hosts', path: ['to'] })
-  .refine((p) => p.mode !== 'postcopy-after' || p.postcopyAfterPasses !== undefined, { message: 'postcopy-after needs postcopyAfterPasses', path: ['postcopyAfterPasses'] });
+  .refine((p) => p.mode !== 'postcopy-after' || p.postcopyAfterPasses !== undefined, { message: 'postcopy-after needs postcopyAfterPasses', path: ['postcopyAfterPasses'] })
+  .refine((p) => p.policy?.name !== 'dynamic-rate' || p.policy.minBandwidth <= p.policy.maxBandwidth, { message: 'dynamic-rate needs minBandwidth <= maxBandwidth', path: ['policy'] });
+
+/** Whether postcopy must be enabled at start (postcopy-ram on both ends) for this plan. */
+export function planAllowsPostcopy(p: MigrationPlan): boolean {
+  return p.mode !== 'precopy' || p.policy?.name === 'postcopy-when-never' || (p.policy?.name === 'deadline' && p.policy.allowPostcopy);
+}
 export type MigrationPlan = z.output<typeof MigrationPlanSchema>;
 export type MigrationPlanInput = z.input<typeof MigrationPlanSchema>;
 

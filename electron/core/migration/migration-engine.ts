@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryException, toFerryError } from '../../../shared/errors';
 import type { HostConfig } from '../../../shared/model/host';
-import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, sampleFromQueryMigrate } from '../../../shared/model/migration';
+import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, planAllowsPostcopy, sampleFromQueryMigrate } from '../../../shared/model/migration';
+import { makePolicies } from './policies';
+import type { PolicyRunner } from './policies';
 import type { GuestFigures, MigrationFinal, MigrationPhase, MigrationPlan, MigrationPlanInput, MigrationSample } from '../../../shared/model/migration';
 import { TIMELINE_FORMAT, TIMELINE_VERSION } from '../../../shared/model/timeline';
 import type { TimelineHeader, TimelineRecord } from '../../../shared/model/timeline';
@@ -154,7 +156,10 @@ export class Migration {
     this.done = new Promise((r) => (this.resolveDone = r));
     this.downtimeLimitMs = plan.downtimeLimitMs ?? 300;
     this.maxBandwidth = plan.maxBandwidth;
+    this.policies = makePolicies(plan);
   }
+
+  private readonly policies: PolicyRunner[];
 
   private get pairKey(): string {
     return `${this.plan.from}->${this.plan.to}`;
@@ -396,7 +401,7 @@ export class Migration {
     const p = this.plan;
     const both: Record<string, boolean> = {
       events: true,
-      'postcopy-ram': p.mode !== 'precopy',
+      'postcopy-ram': planAllowsPostcopy(p),
       multifd: p.multifdChannels !== undefined,
     };
     const source: Record<string, boolean> = { ...both, 'auto-converge': !!p.autoConverge, xbzrle: p.xbzrleCacheBytes !== undefined, 'pause-before-switchover': !!p.pauseBeforeSwitchover };
@@ -545,21 +550,20 @@ export class Migration {
   }
 
   private async applyPolicies(s: MigrationSample): Promise<void> {
-    if (this.postcopySwitched || s.phase !== 'precopy' || s.pass === undefined) return;
-    const p = this.plan;
-    let why: string | undefined;
-    if (p.mode === 'postcopy-after' && p.postcopyAfterPasses !== undefined && s.pass >= p.postcopyAfterPasses) {
-      why = `pass ${s.pass} reached (postcopy after ${p.postcopyAfterPasses} passes)`;
-    } else if (p.mode === 'postcopy' && s.pass >= 2) {
-      why = 'first pass done (postcopy mode)';
-    }
-    if (!why) return;
-    this.postcopySwitched = true;
-    this.rec({ type: 'policy', t: Date.now(), policy: p.mode, action: 'postcopy', why });
-    try {
-      await this.source.qmp!.execute('migrate-start-postcopy');
-    } catch (e) {
-      this.rec({ type: 'note', t: Date.now(), text: `switch to postcopy failed: ${toFerryError(e).message}` });
+    if (this.mode !== 'engine') return;
+    for (const policy of this.policies) {
+      const d = policy.decide({
+        sample: s, projection: s.projection, plan: this.plan, downtimeLimitMs: this.downtimeLimitMs, maxBandwidth: this.maxBandwidth,
+        postcopyAllowed: planAllowsPostcopy(this.plan), postcopyStarted: this.postcopySwitched,
+      });
+      if (!d) continue;
+      this.rec({ type: 'policy', t: Date.now(), policy: policy.name, action: d.act.action, why: d.why });
+      try {
+        await this.control(d.act, `policy ${policy.name}`);
+      } catch (e) {
+        this.rec({ type: 'note', t: Date.now(), text: `policy ${policy.name}: ${d.act.action} failed: ${toFerryError(e).message}` });
+      }
+      return; // one decision per sample
     }
   }
 
@@ -603,7 +607,7 @@ export class Migration {
         this.downtimeLimitMs = c.ms;
         return;
       case 'postcopy':
-        if (this.plan.mode === 'precopy') this.refuse('switch to postcopy', 'postcopy was not enabled when the migration started (plan mode precopy)');
+        if (!planAllowsPostcopy(this.plan)) this.refuse('switch to postcopy', 'postcopy was not enabled when the migration started (plan mode precopy)');
         if (!['setup', 'precopy'].includes(this.phase)) this.refuse('switch to postcopy', 'only possible during precopy');
         this.postcopySwitched = true;
         await src.execute('migrate-start-postcopy');
