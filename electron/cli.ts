@@ -15,6 +15,8 @@ import { GuestConsole } from './core/lab/demo-guest';
 import { formatBytes, formatMs, formatRate, parseByteSize } from '../shared/analysis/units';
 import type { MigrationPlanInput, MigrationSample } from '../shared/model/migration';
 import type { Migration } from './core/migration/migration-engine';
+import { startEvacuation } from './core/migration/evacuation';
+import type { PreflightResult } from '../shared/model/preflight';
 import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/timeline-reader';
 
 const USAGE = `usage: ferry <command> [options]
@@ -33,6 +35,11 @@ const USAGE = `usage: ferry <command> [options]
   ferry migrate VM --from HOST --to HOST [--postcopy] [--postcopy-after N] [--bandwidth MB/s]
         [--downtime ms] [--auto-converge] [--xbzrle MiB] [--multifd N] [--keep-source] [--record FILE]
                                    live-migrate a VM, with a live progress line
+        [--policy postcopy-when-never|downtime-steps|dynamic-rate|deadline] [--deadline 90s] [--downtime-ceiling ms]
+  ferry preflight VM --from HOST --to HOST [--postcopy]
+                                   the checks a migration would run first (exit 1 when one fails)
+  ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
+                                   move every VM off a host
   ferry attach HOST VM [--record FILE]
                                    watch and record a migration someone else runs (no control issued)
   ferry timeline FILE --csv|--json export a recorded timeline
@@ -106,8 +113,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
-    const oneWord = cmd === 'guest' || cmd === 'migrate' || cmd === 'timeline' || cmd === 'attach';
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record']);
+    const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -209,7 +216,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
     }
     if (cmd === 'migrate') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
@@ -236,9 +243,56 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       if (p.flags.get('keep-source') === true) plan.keepSource = true;
       const record = p.flags.get('record');
       if (typeof record === 'string') plan.recordPath = path.resolve(record);
+      const policy = p.flags.get('policy');
+      if (policy !== undefined) {
+        const ceiling = num(p, 'downtime-ceiling', 1, 2_000_000) ?? 2000;
+        if (policy === 'postcopy-when-never' || policy === 'manual') plan.policy = { name: policy };
+        else if (policy === 'downtime-steps') plan.policy = { name: 'downtime-steps', stepMs: 100, ceilingMs: ceiling, everyPasses: 1 };
+        else if (policy === 'dynamic-rate') plan.policy = { name: 'dynamic-rate', minBandwidth: 10_000_000, maxBandwidth: plan.maxBandwidth ?? 1_000_000_000, marginBandwidth: 6_250_000 };
+        else if (policy === 'deadline') {
+          const d = typeof p.flags.get('deadline') === 'string' ? parseDuration(p.flags.get('deadline') as string) : undefined;
+          if (!d) throw new UsageError('--policy deadline needs --deadline, e.g. 90s or 5m');
+          plan.policy = { name: 'deadline', deadlineMs: d, ceilingDowntimeMs: ceiling, allowPostcopy: plan.mode !== undefined && plan.mode !== 'precopy' };
+        } else throw new UsageError('--policy must be manual, postcopy-when-never, downtime-steps, dynamic-rate or deadline');
+      }
       const m = await service.engine.start(plan);
       out.write(`migrating ${plan.vm} ${from} -> ${to} (${m.id}); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, true);
+    }
+    if (cmd === 'preflight') {
+      allowOnly(p, ['from', 'to', 'postcopy', 'json']);
+      want(1);
+      const from = p.flags.get('from');
+      const to = p.flags.get('to');
+      if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('preflight needs --from HOST and --to HOST');
+      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}) })) as PreflightResult;
+      if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
+      else for (const c of r.checks) out.write(`${c.status.toUpperCase().padEnd(4)}  ${c.title}: ${c.reason}${c.fix && c.status !== 'pass' ? ` (fix: ${c.fix})` : ''}\n`);
+      return r.ok ? 0 : 1;
+    }
+    if (cmd === 'evacuate') {
+      allowOnly(p, ['to', 'parallel', 'deadline', 'bandwidth']);
+      want(1);
+      const to = p.flags.get('to');
+      if (typeof to !== 'string') throw new UsageError('evacuate needs --to HOST[,HOST]');
+      const parallel = num(p, 'parallel', 1, 16);
+      const dl = p.flags.get('deadline');
+      const deadlineMs = typeof dl === 'string' ? parseDuration(dl) : undefined;
+      if (dl !== undefined && !deadlineMs) throw new UsageError('--deadline must be a duration like 90s or 5m');
+      const bw = typeof p.flags.get('bandwidth') === 'string' ? parseByteSize(p.flags.get('bandwidth') as string, 'M') : undefined;
+      const evac = await startEvacuation(service.engine, { host: (id) => service.registry.get(id), transport: (id) => service.transportOf(id) }, {
+        from: args[0]!, to: to.split(',').filter(Boolean), ...(parallel ? { parallel } : {}), ...(deadlineMs ? { deadlineMs } : {}), ...(bw ? { defaults: { maxBandwidth: bw } } : {}),
+      });
+      out.write(`evacuating ${evac.items.length} VM(s) from ${args[0]} to ${to}, ${parallel ?? 1} at a time\n`);
+      let lastLine = '';
+      evac.onProgress((s) => {
+        const line = s.items.map((i) => `${i.vm}→${i.to}:${i.state}`).join('  ');
+        if (line !== lastLine) out.write(`${line}\n`);
+        lastLine = line;
+      });
+      const sum = await evac.whenDone();
+      for (const i of sum.items) out.write(`${i.vm}\t${i.to}\t${i.state}${i.downtimeMs !== undefined ? `\tdowntime ${i.downtimeMs} ms` : ''}${i.reason ? `\t${i.reason}` : ''}\n`);
+      return sum.items.every((i) => i.state === 'completed') ? 0 : 1;
     }
     if (cmd === 'attach') {
       allowOnly(p, ['record']);
@@ -320,6 +374,14 @@ export function progressLine(s: MigrationSample): string {
   if (pr?.drainMs !== undefined) parts.push(`drain ~${formatMs(pr.drainMs)}`);
   if (s.postcopyRequests) parts.push(`${s.postcopyRequests} page requests`);
   return parts.join('  ');
+}
+
+/** "90s", "5m", "1h", "1500ms" or plain seconds -> ms. */
+export function parseDuration(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
+  if (!m) return undefined;
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 's'];
+  return Math.round(Number(m[1]) * mult);
 }
 
 function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: { code: string; message: string } }): T {

@@ -47,6 +47,19 @@ export const MigrationSummarySchema = z.object({
 });
 export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
 
+export const EvacuationSummarySchema = z.object({
+  id: z.string(),
+  from: z.string(),
+  startedAt: z.number(),
+  parallel: z.number(),
+  deadlineMs: z.number().optional(),
+  items: z.array(z.object({
+    vm: z.string(), to: z.string(), state: z.enum(['queued', 'running', 'completed', 'failed', 'cancelled']),
+    migrationId: z.string().optional(), reason: z.string().optional(), downtimeMs: z.number().optional(),
+  })),
+  done: z.boolean(),
+});
+
 export const MigrationControlSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('cancel') }),
   z.object({ action: z.literal('set-bandwidth'), bytesPerSecond: z.number().positive('bandwidth must be positive') }),
@@ -85,6 +98,17 @@ export const invoke = {
     request: z.object({ hostId: HostIdSchema, vm: z.string().min(1).max(63), command: z.string().min(1).max(64).regex(/^[a-z]( [0-9a-z]+)?$/, 'a guest command: a letter and an optional value, e.g. "r 200"') }).strict(),
     response: z.object({ reply: z.string() }),
   },
+  'evacuations:start': {
+    request: z.object({
+      from: HostIdSchema,
+      to: z.array(HostIdSchema).min(1, 'at least one destination host'),
+      parallel: z.number().int().min(1).max(16).optional(),
+      deadlineMs: z.number().int().min(1000).optional(),
+      defaults: z.record(z.string(), z.unknown()).optional(),
+    }).strict(),
+    response: EvacuationSummarySchema,
+  },
+  'evacuations:list': { request: Empty, response: z.array(EvacuationSummarySchema) },
   'migrations:attach': {
     request: z.object({ hostId: HostIdSchema, vm: z.string().min(1).max(63), qmpSocket: z.string().startsWith('/').optional() }).strict(),
     response: MigrationSummarySchema,
@@ -101,6 +125,7 @@ export const events = {
   'migration:sample': z.object({ id: z.string(), sample: MigrationSampleSchema }),
   'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional() }),
   'migration:ended': z.object({ id: z.string(), final: MigrationFinalSchema }),
+  'evacuation:progress': EvacuationSummarySchema,
 } as const;
 
 export type InvokeMap = typeof invoke;

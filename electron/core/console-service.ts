@@ -23,6 +23,8 @@ import { MigrationEngine } from './migration/migration-engine';
 import type { MigrationControl } from './migration/migration-engine';
 import type { MigrationPlan } from '../../shared/model/migration';
 import { preflight } from './migration/preflight';
+import { startEvacuation } from './migration/evacuation';
+import type { Evacuation, EvacuationRequest } from './migration/evacuation';
 import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
 import { GuestConsole } from './lab/demo-guest';
 import { detectAccel, vmFiles } from './hosts/vm-launcher';
@@ -64,6 +66,7 @@ export class ConsoleService {
   private disposed = false;
   readonly engine: MigrationEngine;
   readonly labRoot: string;
+  readonly evacuations = new Map<string, Evacuation>();
   /** Set when this process started the lab: it stops it again on exit. */
   labStartedHere = false;
   private readonly engineHosts = { host: (id: string) => this.registry.get(id), transport: (id: string) => this.transportOf(id) };
@@ -172,6 +175,13 @@ export class ConsoleService {
         con.close();
       }
     },
+    'evacuations:start': async (req: { from: string; to: string[]; parallel?: number; deadlineMs?: number; defaults?: Record<string, unknown> }) => {
+      const evac = await startEvacuation(this.engine, this.engineHosts, req as EvacuationRequest);
+      this.evacuations.set(evac.id, evac);
+      evac.onProgress((summary) => this.emit('evacuation:progress', summary));
+      return evac.summary();
+    },
+    'evacuations:list': async () => [...this.evacuations.values()].map((e) => e.summary()),
     'migrations:attach': async (req: { hostId: string; vm: string; qmpSocket?: string }) => {
       const m = await this.engine.attach(req);
       return m.summary() as unknown as InvokeResponse<'migrations:attach'>;
