@@ -81,7 +81,8 @@ export function MigrationView({ id }: { id: string }) {
   const pr = [...entry.samples].reverse().find((s) => s.projection)?.projection;
   const limit = plan.downtimeLimitMs ?? 300;
   const hasGuest = entry.samples.some((s) => s.guest);
-  const postcopyPlanned = plan.mode !== undefined && plan.mode !== 'precopy';
+  const pol = (plan as { policy?: { name: string; allowPostcopy?: boolean } }).policy;
+  const postcopyPlanned = (plan.mode !== undefined && plan.mode !== 'precopy') || pol?.name === 'postcopy-when-never' || (pol?.name === 'deadline' && pol.allowPostcopy === true);
   const final = entry.final;
   const run = (key: string) => {
     if (key === 'postcopy' && confirm !== key) {

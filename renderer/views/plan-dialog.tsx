@@ -16,6 +16,8 @@ export function PlanDialog() {
   const [xbzrle, setXbzrle] = useState(false);
   const [multifd, setMultifd] = useState('');
   const [busy, setBusy] = useState(false);
+  const [policy, setPolicy] = useState<'manual' | 'postcopy-when-never' | 'downtime-steps' | 'dynamic-rate' | 'deadline'>('manual');
+  const [deadline, setDeadline] = useState('60');
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => e.key === 'Escape' && close();
     window.addEventListener('keydown', onKey);
@@ -24,7 +26,7 @@ export function PlanDialog() {
   if (!plan) return null;
   const failed = plan.preflight && !plan.preflight.ok;
   const bwNum = bw.trim() === '' ? undefined : Number(bw);
-  const bad = (bwNum !== undefined && !(bwNum > 0) && 'bandwidth must be a positive number of MB/s') || (!(Number(dt) >= 1) && 'the downtime limit must be at least 1 ms') || (mode === 'postcopy-after' && !(Number(after) >= 1) && 'postcopy after N passes needs N >= 1');
+  const bad = (bwNum !== undefined && !(bwNum > 0) && 'bandwidth must be a positive number of MB/s') || (!(Number(dt) >= 1) && 'the downtime limit must be at least 1 ms') || (mode === 'postcopy-after' && !(Number(after) >= 1) && 'postcopy after N passes needs N >= 1') || (policy === 'deadline' && !(Number(deadline) >= 1) && 'the deadline must be at least 1 s');
   const reason = plan.running ? 'preflight is running' : failed ? 'preflight failed: fix the checks marked ✗' : plan.preflightError ? plan.preflightError : bad || undefined;
   const submit = async () => {
     const p: MigrationPlanInput = { vm: plan.vm, from: plan.from, to: plan.to, mode, downtimeLimitMs: Math.round(Number(dt)) };
@@ -33,6 +35,10 @@ export function PlanDialog() {
     if (autoConverge) p.autoConverge = true;
     if (xbzrle) p.xbzrleCacheBytes = 64 * 1024 * 1024;
     if (multifd) p.multifdChannels = Math.round(Number(multifd));
+    if (policy === 'postcopy-when-never') p.policy = { name: policy };
+    if (policy === 'downtime-steps') p.policy = { name: policy, stepMs: 100, ceilingMs: Math.max(2000, Math.round(Number(dt))), everyPasses: 1 };
+    if (policy === 'dynamic-rate') p.policy = { name: policy, minBandwidth: 10_000_000, maxBandwidth: bwNum !== undefined ? Math.round(bwNum * 1e6) : 1_000_000_000, marginBandwidth: 6_250_000 };
+    if (policy === 'deadline') p.policy = { name: policy, deadlineMs: Math.round(Number(deadline) * 1000), ceilingDowntimeMs: 2000, allowPostcopy: mode !== 'precopy' };
     setBusy(true);
     await start(p);
     setBusy(false);
@@ -73,6 +79,22 @@ export function PlanDialog() {
             <label>
               Passes
               <input type="number" min={1} value={after} onChange={(e) => setAfter(e.target.value)} aria-label="passes before postcopy" />
+            </label>
+          )}
+          <label>
+            Policy
+            <select value={policy} onChange={(e) => setPolicy(e.target.value as typeof policy)} aria-label="policy">
+              <option value="manual">Manual</option>
+              <option value="postcopy-when-never">Postcopy when it will never converge</option>
+              <option value="downtime-steps">Raise the downtime limit step by step</option>
+              <option value="dynamic-rate">Dynamic rate limiting</option>
+              <option value="deadline">Done by a deadline</option>
+            </select>
+          </label>
+          {policy === 'deadline' && (
+            <label>
+              Deadline (s)
+              <input type="number" min={1} value={deadline} onChange={(e) => setDeadline(e.target.value)} aria-label="deadline in seconds" />
             </label>
           )}
           <label>
