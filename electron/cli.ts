@@ -368,7 +368,8 @@ export function progressLine(s: MigrationSample): string {
     `remaining ${formatBytes(s.remainingBytes)}`,
   ];
   const pr = s.projection;
-  if (pr?.downtimeMs !== undefined) parts.push(`downtime now ~${formatMs(pr.downtimeMs)} (QEMU: ${formatMs(s.expectedDowntimeMs)})`);
+  const dt = pr?.switchoverDowntimeMs ?? pr?.downtimeMs;
+  if (dt !== undefined) parts.push(`downtime ~${formatMs(dt)} (QEMU: ${formatMs(s.expectedDowntimeMs)})`);
   else if (s.expectedDowntimeMs !== undefined) parts.push(`QEMU expects ${formatMs(s.expectedDowntimeMs)} downtime`);
   if (pr && pr.verdict !== 'unknown') parts.push(pr.verdict === 'never' ? 'NOT CONVERGING' : `${pr.verdict}${pr.etaMs !== undefined ? `, done in ~${formatMs(pr.etaMs)}` : ''}`);
   if (pr?.drainMs !== undefined) parts.push(`drain ~${formatMs(pr.drainMs)}`);

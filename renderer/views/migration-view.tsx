@@ -18,7 +18,8 @@ export function rowsOf(samples: readonly MigrationSample[], startedAt: number): 
     if (s.transferRate !== undefined) r.xfer = s.transferRate;
     if (s.remainingBytes !== undefined) r.remaining = s.remainingBytes;
     if (s.transferredBytes !== undefined) r.transferred = s.transferredBytes;
-    if (s.projection?.downtimeMs !== undefined) r.ferry = Math.min(s.projection.downtimeMs, 60_000);
+    const fp = s.projection?.switchoverDowntimeMs ?? s.projection?.downtimeMs;
+    if (fp !== undefined) r.ferry = Math.min(fp, 60_000);
     if (s.expectedDowntimeMs !== undefined) r.qemu = s.expectedDowntimeMs;
     if (s.guest) r.stall = s.guest.stallMs;
     if (s.postcopyRequests !== undefined) r.requests = s.postcopyRequests;
@@ -126,7 +127,7 @@ export function MigrationView({ id }: { id: string }) {
           <div><dt>Dirty</dt><dd>{formatRate(pr?.dirtyRate ?? last?.dirtyRate)}</dd></div>
           <div><dt>Transfer</dt><dd>{formatRate(pr?.transferRate ?? last?.transferRate)}</dd></div>
           <div><dt>Remaining</dt><dd>{formatBytes(last?.remainingBytes)}</dd></div>
-          <div><dt>Downtime now (Ferry)</dt><dd>{formatMs(pr?.downtimeMs)}</dd></div>
+          <div><dt>Downtime at switchover (Ferry)</dt><dd>{formatMs(pr?.switchoverDowntimeMs ?? pr?.downtimeMs)}</dd></div>
           <div><dt>QEMU expects</dt><dd>{formatMs(last?.expectedDowntimeMs)}</dd></div>
           {last?.cpuThrottlePct ? <div><dt>Throttle</dt><dd>{last.cpuThrottlePct}%</dd></div> : null}
           {last?.xbzrle ? <div><dt>XBZRLE misses</dt><dd>{last.xbzrle.cacheMiss}</dd></div> : null}

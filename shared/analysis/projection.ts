@@ -24,6 +24,8 @@ export interface Projection {
   verdict: Verdict;
   /** Downtime if the switchover happened now. */
   downtimeMs?: number;
+  /** Downtime expected at the switchover QEMU will make (the dirty set left then, at the final-copy speed). */
+  switchoverDowntimeMs?: number;
   /** Passes still needed before the remaining set fits the downtime limit. */
   remainingPasses?: number;
   /** Time to completion. */
@@ -42,6 +44,11 @@ export interface ProjectionInput {
   finalCopyRate?: number;
   /** Fixed cost of a switchover besides RAM (device state, pausing, resuming). */
   switchoverOverheadMs?: number;
+  /**
+   * Guest memory ever touched (from the source QEMU's resident size): pages never touched
+   * are zero pages that cost almost nothing in the bulk pass, and bound the dirty set.
+   */
+  touchedBytes?: number;
 }
 
 /** Exponentially weighted mean with a time constant, over (t, value) points. */
@@ -94,6 +101,21 @@ export function learnFinalCopyRate(downtimeBytes: number | undefined, downtimeMs
   return (downtimeBytes * 1000) / Math.max(1, downtimeMs - overheadMs);
 }
 
+/** How fast `remaining` falls during the current pass (bytes/s): in the bulk pass zero pages fly by. */
+export function remainingDropRate(samples: readonly MigrationSample[], windowMs = 2000): number | undefined {
+  const last = samples.at(-1);
+  if (!last) return undefined;
+  const pts: { t: number; v: number }[] = [];
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1]!;
+    const b = samples[i]!;
+    if (b.t < last.t - windowMs || a.pass !== b.pass || b.phase !== 'precopy' || a.remainingBytes === undefined || b.remainingBytes === undefined || b.t <= a.t) continue;
+    const drop = ((a.remainingBytes - b.remainingBytes) * 1000) / (b.t - a.t);
+    if (drop > 0) pts.push({ t: b.t, v: drop });
+  }
+  return pts.length ? ewma(pts, 800) : undefined;
+}
+
 /** The dirty set at the start of each pass after the first (remaining when the pass count ticks). */
 export function passSizes(samples: readonly MigrationSample[]): number[] {
   const out: number[] = [];
@@ -137,18 +159,49 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
     return out;
   }
   if (dirty === undefined || !xfer || remaining === undefined) return out;
+  const finalRate = input.finalCopyRate ?? xfer;
+  const downtimeFor = (bytes: number) => (bytes * 1000) / finalRate + overhead;
   const r = dirty / xfer;
   out.ratio = r;
   // QEMU's switchover test uses its measured bandwidth (the capped one).
   const threshold = (xfer * input.downtimeLimitMs) / 1000;
-  if (remaining <= threshold) {
+  const inBulk = (last.pass ?? 1) <= 1;
+  if (!inBulk && remaining <= threshold) {
     out.verdict = 'converging';
     out.remainingPasses = 0;
-    out.etaMs = (remaining * 1000) / (input.finalCopyRate ?? xfer) + overhead;
+    out.switchoverDowntimeMs = downtimeFor(remaining);
+    out.etaMs = out.switchoverDowntimeMs;
     out.projectedTotalBytes = (last.transferredBytes ?? 0) + remaining;
     return out;
   }
-  const dirtySet = remaining;
+  // The dirty set the iterative passes start from, and the time until then.
+  let dirtySet = remaining;
+  let leadMs = 0;
+  if (inBulk) {
+    // Bulk pass: it ends when `remaining` runs out, at the pace it is falling (zero pages are
+    // nearly free); by then the guest will have dirtied about dirty rate x the pass's length.
+    const raw = last.remainingBytes ?? remaining;
+    if (input.touchedBytes !== undefined && last.normalPages !== undefined && last.pageSize !== undefined) {
+      // What is left to send for real: touched memory not yet sent; the rest is zero pages.
+      const sent = last.normalPages * last.pageSize;
+      leadMs = (Math.max(0, Math.min(raw, input.touchedBytes - sent)) * 1000) / xfer;
+    } else {
+      const drop = remainingDropRate(samples);
+      if (!drop) return out;
+      leadMs = (raw * 1000) / drop;
+    }
+    const passStart = samples.find((x) => x.pass === last.pass)?.t ?? last.t;
+    const passMs = last.t - passStart + leadMs;
+    dirtySet = Math.min(input.touchedBytes ?? last.totalBytes ?? Infinity, (dirty * passMs) / 1000);
+    if (dirtySet <= threshold) {
+      out.verdict = 'converging';
+      out.remainingPasses = 1;
+      out.switchoverDowntimeMs = downtimeFor(dirtySet);
+      out.etaMs = leadMs + out.switchoverDowntimeMs;
+      out.projectedTotalBytes = (last.transferredBytes ?? 0) + remaining + dirtySet;
+      return out;
+    }
+  }
   // Rates can mislead when the working set saturates (QEMU counts distinct pages per pass):
   // a dirty set that stops shrinking from pass to pass is the other sign of "never".
   const sizes = passSizes(samples);
@@ -157,15 +210,17 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
     out.verdict = 'never';
     return out;
   }
+  if (input.touchedBytes !== undefined) dirtySet = Math.min(dirtySet, input.touchedBytes);
   // Pass k sends dirtySet·r^k; stop when it fits under the threshold.
   const n = Math.max(1, Math.ceil(Math.log(threshold / dirtySet) / Math.log(r)));
   const geometric = (1 - r ** n) / (1 - r);
   const precopyBytes = dirtySet * geometric;
   const finalBytes = dirtySet * r ** n;
   out.verdict = r < 0.8 ? 'converging' : 'slow';
-  out.remainingPasses = n;
-  out.etaMs = (precopyBytes * 1000) / xfer + (finalBytes * 1000) / (input.finalCopyRate ?? xfer) + overhead;
-  out.projectedTotalBytes = (last.transferredBytes ?? 0) + precopyBytes + finalBytes;
+  out.remainingPasses = n + (inBulk ? 1 : 0);
+  out.switchoverDowntimeMs = downtimeFor(finalBytes);
+  out.etaMs = leadMs + (precopyBytes * 1000) / xfer + out.switchoverDowntimeMs;
+  out.projectedTotalBytes = (last.transferredBytes ?? 0) + (inBulk ? remaining : 0) + precopyBytes + finalBytes;
   return out;
 }
 

@@ -76,7 +76,7 @@ describe('evacuation and preflight (real QEMU)', () => {
 
     // the VM already running on the destination
     await launchVm(new LocalTransport(), path.join(lab.root, 'lab-b'), { name: 'demo', memoryKiB: 65_500, paused: true });
-    const busy = await preflight({ vm: 'demo', from: 'lab-a', to: 'lab-b' }, hosts);
+    const busy = await preflight({ vm: 'demo', from: 'lab-a', to: 'lab-b', mode: 'precopy' }, hosts);
     expect(busy.ok).toBe(false);
     expect(busy.checks.find((c) => c.id === 'name-free')).toMatchObject({ status: 'fail', reason: expect.stringMatching(/already runs on lab-b/) });
 
@@ -88,11 +88,11 @@ describe('evacuation and preflight (real QEMU)', () => {
     copyFileSync(spec.kernel!, path.join(kdir, 'guest.elf'));
     await launchVm(new LocalTransport(), path.join(lab.root, 'lab-a'), { ...spec, kernel: path.join(kdir, 'guest.elf') });
     rmSync(kdir, { recursive: true, force: true });
-    const missing = await preflight({ vm: 'onlyhere', from: 'lab-a', to: 'lab-b' }, hosts);
+    const missing = await preflight({ vm: 'onlyhere', from: 'lab-a', to: 'lab-b', mode: 'precopy' }, hosts);
     expect(missing.checks.find((c) => c.id === 'storage')).toMatchObject({ status: 'fail', reason: expect.stringMatching(/missing/) });
 
     // the requested capabilities are checked against what the source QEMU reports
-    const caps = await preflight({ vm: 'demo', from: 'lab-a', to: 'lab-b', multifdChannels: 2 }, hosts);
+    const caps = await preflight({ vm: 'demo', from: 'lab-a', to: 'lab-b', mode: 'precopy', multifdChannels: 2 }, hosts);
     expect(caps.checks.find((c) => c.id === 'capabilities')).toMatchObject({ status: 'pass' });
 
     // the destination's QEMU binary unavailable: a wrapper that fails, first on PATH for that host
@@ -101,7 +101,7 @@ describe('evacuation and preflight (real QEMU)', () => {
     const oldPath = process.env.PATH;
     process.env.PATH = `${fake}:${oldPath}`;
     try {
-      const noQemu = await preflight({ vm: 'demo', from: 'lab-a', to: 'broken-b' }, hosts);
+      const noQemu = await preflight({ vm: 'demo', from: 'lab-a', to: 'broken-b', mode: 'precopy' }, hosts);
       expect(noQemu.checks.find((c) => c.id === 'destination-qemu')).toMatchObject({ status: 'fail', reason: expect.stringMatching(/not found on broken-b/) });
       expect(noQemu.ok).toBe(false);
     } finally {

@@ -127,6 +127,8 @@ export class Migration {
   private sourceWasRunning = true;
   private destStarted = false;
   private downtimeLimitMs = 300;
+  /** Guest memory the source QEMU has touched (its RSS less its own footprint), read at start. */
+  private touchedBytes: number | undefined;
   private maxBandwidth: number | undefined;
   private waitingForStart = false;
   private stoppedByControl = false;
@@ -172,6 +174,7 @@ export class Migration {
       ...(this.maxBandwidth !== undefined ? { maxBandwidth: this.maxBandwidth } : {}),
       ...(fit.rate !== undefined ? { finalCopyRate: fit.rate } : {}),
       ...(fit.overheadMs !== undefined ? { switchoverOverheadMs: fit.overheadMs } : {}),
+      ...(this.touchedBytes !== undefined ? { touchedBytes: this.touchedBytes } : {}),
     });
   }
 
@@ -258,6 +261,10 @@ export class Migration {
       throw new FerryException('NOT_FOUND', `no running VM "${plan.vm}" started by Ferry on ${plan.from}`, { vm: plan.vm, host: plan.from });
     }
     this.record = record;
+    const status = await srcT.readFile(`/proc/${pid}/status`).then((b) => b.toString()).catch(() => '');
+    const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+    // QEMU's own footprint (binary, heap, TCG or KVM structures) is a few tens of MiB.
+    if (Number.isFinite(rssKiB)) this.touchedBytes = Math.max(16 << 20, rssKiB * 1024 - (40 << 20));
     const dstPid = await readPid(dstT, dstFiles.pidFile);
     if (dstPid && (await processAlive(dstT, dstPid))) {
       throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" is already running on ${plan.to} (pid ${dstPid})`, { vm: plan.vm, host: plan.to });
