@@ -102,7 +102,7 @@ export function guestImagePath(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export function demoVmSpec(options: { name?: string; memoryKiB?: number; accel?: 'auto' | 'kvm' | 'tcg'; wsMiB?: number; rateMiBs?: number | null; hbMs?: number } = {}): VmSpec {
-  const rate = options.rateMiBs === undefined ? 20 : options.rateMiBs === null ? 'max' : String(options.rateMiBs);
+  const rate = options.rateMiBs === undefined ? 20 : options.rateMiBs === null ? 'max' : String(Math.round(options.rateMiBs));
   return {
     name: options.name ?? LAB_VM_NAME,
     memoryKiB: options.memoryKiB ?? LAB_DEFAULT_MEMORY_KIB,
