@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { isAlive, killPid, sleep } from '../support/processes';
 
 const GUEST_DIR = fileURLToPath(new URL('../../assets/guest/', import.meta.url));
 const GUEST_ELF = path.join(GUEST_DIR, 'guest.elf');
@@ -28,33 +29,6 @@ function kvmUsable(): boolean {
 const KVM = kvmUsable();
 /** The accelerator for the tests that need only one: KVM when usable. */
 const ACCEL: Accel = KVM ? 'kvm' : 'tcg';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Alive = /proc/PID/stat exists and the state is not zombie/dead (PID 1 here does not reap). */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-async function killPid(pid: number): Promise<void> {
-  const signal = async (sig: NodeJS.Signals, waitMs: number) => {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      return;
-    }
-    const deadline = Date.now() + waitMs;
-    while (isAlive(pid) && Date.now() < deadline) await sleep(20);
-  };
-  if (isAlive(pid)) await signal('SIGTERM', 2000);
-  if (isAlive(pid)) await signal('SIGKILL', 5000);
-}
 
 /** `KEYWORD k=v k=v` -> { k: v }. */
 function fields(line: string): Record<string, string> {
@@ -346,9 +320,14 @@ describe('demo guest', () => {
     // rolls a rewritten page back to its previous version.
     await fresh.command('w 8', /^OK w/);
     await fresh.command('r 200', /^OK r/);
-    await sleep(300);
+    // Wait on the guest's own counter, not the clock: a busy 2-core host may starve the vCPU.
+    const writesNow = async () => num(await fresh.command('s', /^STATUS /), 'writes');
+    const until = async (n: number) => {
+      for (let i = 0; i < 200 && (await writesNow()) < n; i++) await sleep(50);
+    };
+    await until(2 * 2048);
     await fresh.command('k 3', /^OK k/);
-    await sleep(300);
+    await until((await writesNow()) + 2 * 2048);
     await fresh.command('r 0', /^OK r/);
     const after = await fresh.command('v', /^VERIFY /);
     expect(after).toMatch(/^VERIFY result=ok pages=2048 bad=0 stale=0 first_bad=-1 /);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConsoleService } from '../../electron/core/console-service';
 import type { ConsoleServiceOptions } from '../../electron/core/console-service';
-import { labDown, labHosts, labUp } from '../../electron/core/lab/local-lab';
+import { labDown, labHosts, labUp, waitGuestReady } from '../../electron/core/lab/local-lab';
 import type { LabUpOptions } from '../../electron/core/lab/local-lab';
 import { GuestConsole } from '../../electron/core/lab/demo-guest';
 import { LocalTransport } from '../../electron/core/transport/local-transport';
@@ -36,6 +36,8 @@ export interface TestLab {
   /** pid of the demo VM on a lab host, if it runs there. */
   pidOn(hostId: string, vm?: string): Promise<number | undefined>;
   guest(hostId: string, vm?: string): Promise<GuestConsole>;
+  /** Waits until a demo guest answers on its serial console. */
+  waitGuest(hostId: string, vm?: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -77,6 +79,9 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
     },
     async guest(hostId, vm = 'demo') {
       return GuestConsole.open(local, vmFiles(dirOf(hostId), vm).serialSocket);
+    },
+    async waitGuest(hostId, vm = 'demo') {
+      await waitGuestReady(local, vmFiles(dirOf(hostId), vm).serialSocket);
     },
     async close() {
       await service.dispose();

@@ -7,27 +7,11 @@ import type { TestLab } from '../../../test/support/lab';
 import { demoVmSpec } from '../lab/local-lab';
 import { launchVm } from '../hosts/vm-launcher';
 import { LocalTransport } from '../transport/local-transport';
-import { waitFor } from '../../../test/support/processes';
 import type { EvacuationSummary } from './evacuation';
 import { preflight } from './preflight';
 import type { HostConfig } from '../../../shared/model/host';
 
 const SMALL_KIB = 131_000; // ~128 MiB, not a multiple of 256 KiB
-
-async function guestReady(lab: TestLab, host: string, vm: string) {
-  await waitFor(async () => {
-    const c = await lab.guest(host, vm).catch(() => undefined);
-    if (!c) return false;
-    try {
-      await c.command('s', 2000);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      c.close();
-    }
-  }, `${vm} ready`, 30_000);
-}
 
 describe('evacuation and preflight (real QEMU)', () => {
   let lab: TestLab | undefined;
@@ -41,7 +25,7 @@ describe('evacuation and preflight (real QEMU)', () => {
     await lab.up({ memoryKiB: SMALL_KIB, workload: { wsMiB: 16, rateMiBs: 10 } });
     for (const name of ['demo2', 'demo3']) {
       await launchVm(new LocalTransport(), path.join(lab.root, 'lab-a'), demoVmSpec({ name, memoryKiB: SMALL_KIB, wsMiB: 16, rateMiBs: 10 }));
-      await guestReady(lab, 'lab-a', name);
+      await lab.waitGuest('lab-a', name);
     }
     const seen: EvacuationSummary[] = [];
     const r = await lab.service.invoke('evacuations:start', { from: 'lab-a', to: ['lab-b'], parallel: 2, defaults: { maxBandwidth: 100_000_000 } });

@@ -21,7 +21,7 @@ describe('more migration plans (real QEMU + demo guest)', () => {
     await lab.up({ workload: { wsMiB: 32, rateMiBs: 10 } });
     // a second demo VM on lab-b
     await launchVm(new LocalTransport(), path.join(lab.root, 'lab-b'), demoVmSpec({ name: 'demo2', wsMiB: 32, rateMiBs: 10 }));
-    await waitFor(async () => (await lab!.guest('lab-b', 'demo2').then(async (c) => { try { await c.command('s', 2000); return true; } catch { return false; } finally { c.close(); } })), 'demo2 ready', 20_000);
+    await lab.waitGuest('lab-b', 'demo2');
     const [a, b] = await Promise.all([
       lab.service.engine.start({ vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 60_000_000 }),
       lab.service.engine.start({ vm: 'demo2', from: 'lab-b', to: 'lab-a', maxBandwidth: 60_000_000 }),
