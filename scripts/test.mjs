@@ -15,18 +15,23 @@ function run(cmd, args, env = {}) {
   return r.status ?? 1;
 }
 
-// 1. vitest: unit and integration (real QEMU, sshd) projects
-const vitestJson = path.join(tmp, 'vitest.json');
-rmSync(vitestJson, { force: true });
-const vitestCode = run('npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${vitestJson}`, ...process.argv.slice(2)]);
-if (existsSync(vitestJson)) {
-  const r = JSON.parse(readFileSync(vitestJson, 'utf8'));
-  totals.passed += r.numPassedTests;
-  totals.failed += r.numFailedTests;
-  totals.skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-  if (vitestCode !== 0 && r.numFailedTests === 0) broken = true; // e.g. a suite failed to load
-} else {
-  broken = true;
+// 1. vitest: the unit project, then the integration project (real QEMU, sshd) on its own so
+//    that nothing else competes with its real processes for the two cores.
+const extra = process.argv.slice(2);
+const projects = extra.some((a) => a.startsWith('--project')) ? [[]] : [['--project', 'unit'], ['--project', 'int']];
+for (const [i, sel] of projects.entries()) {
+  const vitestJson = path.join(tmp, `vitest-${i}.json`);
+  rmSync(vitestJson, { force: true });
+  const code = run('npx', ['vitest', 'run', ...sel, '--reporter=default', '--reporter=json', `--outputFile.json=${vitestJson}`, ...extra]);
+  if (existsSync(vitestJson)) {
+    const r = JSON.parse(readFileSync(vitestJson, 'utf8'));
+    totals.passed += r.numPassedTests;
+    totals.failed += r.numFailedTests;
+    totals.skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    if (code !== 0 && r.numFailedTests === 0) broken = true; // e.g. a suite failed to load
+  } else {
+    broken = true;
+  }
 }
 
 // 2. Playwright end-to-end specs, once they exist
