@@ -1,49 +1,123 @@
 /**
- * Electron main: a hardened window and one generic IPC bridge to the console service.
- * All logic lives in electron/core (plain Node, tested without Electron).
+ * Electron main: a hardened window, the menu, native dialogs and notifications, and the one
+ * IPC bridge (ipc-bridge.ts) to the console service. All logic lives in electron/core (plain
+ * Node, tested without Electron); nothing here needs a test to reach it.
  */
-import { app, BrowserWindow, ipcMain, shell } from 'electron';
+import { app, BrowserWindow, Menu, Notification, dialog, ipcMain, session, shell } from 'electron';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ConsoleService } from './core/console-service';
-import { EVENT_CHANNELS } from '../shared/contract';
+import { labHosts, labDown, LAB_HOST_IDS } from './core/lab/local-lab';
+import { installIpcBridge } from './ipc-bridge';
 
+if (!app.requestSingleInstanceLock()) app.quit();
+
+const service = new ConsoleService({ builtinHosts: labHosts() });
 let win: BrowserWindow | undefined;
-const service = new ConsoleService();
+const rendererIndex = path.join(__dirname, '..', 'renderer', 'index.html');
+const rendererUrl = pathToFileURL(rendererIndex).href;
+const stateFile = () => path.join(app.getPath('userData'), 'window.json');
+
+function savedBounds(): Electron.Rectangle | undefined {
+  try {
+    return JSON.parse(readFileSync(stateFile(), 'utf8')) as Electron.Rectangle;
+  } catch {
+    return undefined;
+  }
+}
 
 function createWindow(): void {
+  const bounds = savedBounds();
   win = new BrowserWindow({
-    width: 1400,
-    height: 900,
+    width: bounds?.width ?? 1400,
+    height: bounds?.height ?? 900,
+    ...(bounds ? { x: bounds.x, y: bounds.y } : {}),
+    minWidth: 1280,
+    minHeight: 720,
     title: 'Ferry',
+    show: false,
     webPreferences: {
       preload: path.join(__dirname, 'preload.cjs'),
       contextIsolation: true,
       sandbox: true,
       nodeIntegration: false,
+      webSecurity: true,
       webviewTag: false,
+      spellcheck: false,
     },
   });
+  win.once('ready-to-show', () => win?.show());
+  win.on('close', () => {
+    if (win) writeFileSync(stateFile(), JSON.stringify(win.getBounds()));
+  });
+  // Links open in the system browser (http/https only); the app never navigates away.
   win.webContents.setWindowOpenHandler(({ url }) => {
-    if (/^https:\/\//.test(url)) void shell.openExternal(url);
+    if (/^https?:\/\//.test(url)) void shell.openExternal(url);
     return { action: 'deny' };
   });
   win.webContents.on('will-navigate', (e) => e.preventDefault());
-  void win.loadFile(path.join(__dirname, '..', 'renderer', 'index.html'));
+  win.webContents.on('will-attach-webview', (e) => e.preventDefault());
+  void win.loadFile(rendererIndex);
 }
 
-ipcMain.handle('ferry:invoke', (event, channel: unknown, request: unknown) => {
-  // Only our own window may call in.
-  if (!win || event.sender !== win.webContents) {
-    return { ok: false, error: { code: 'INVALID_REQUEST', message: 'unknown sender' } };
-  }
-  return service.invoke(String(channel), request);
+function buildMenu(): void {
+  const send = (what: string) => win?.webContents.send('ferry:event', { channel: 'ui:command', payload: what });
+  Menu.setApplicationMenu(Menu.buildFromTemplate([
+    { label: 'File', submenu: [
+      { label: 'Open timeline…', accelerator: 'CmdOrCtrl+O', click: async () => {
+        const r = await dialog.showOpenDialog({ filters: [{ name: 'Ferry timeline', extensions: ['jsonl'] }], properties: ['openFile'] });
+        if (!r.canceled && r.filePaths[0]) send(`open:${r.filePaths[0]}`);
+      } },
+      { type: 'separator' },
+      { role: 'quit' },
+    ] },
+    { label: 'Lab', submenu: [
+      { label: 'Start lab', click: () => void service.invoke('lab:up', {}) },
+      { label: 'Stop lab', click: () => void service.invoke('lab:down', {}) },
+    ] },
+    { label: 'View', submenu: [{ label: 'Toggle theme', accelerator: 'T', click: () => send('toggle-theme') }, { role: 'reload' }, { role: 'toggleDevTools' }] },
+    { role: 'help', submenu: [{ label: 'About Ferry', click: () => void dialog.showMessageBox({ message: `Ferry ${app.getVersion()}`, detail: 'Visual live migration for QEMU/KVM.' }) }] },
+  ]));
+}
+
+installIpcBridge(ipcMain, service, {
+  isTrustedSender: (sender) => win !== undefined && sender === win.webContents,
+  isTrustedUrl: (url) => url === rendererUrl,
+  send: (channel, payload) => win?.webContents.send(channel, payload),
 });
 
-for (const channel of EVENT_CHANNELS) {
-  service.on(channel, (payload) => win?.webContents.send('ferry:event', channel, payload));
-}
+let running = 0;
+service.on('migration:phase', () => {
+  running = service.engine.list().filter((m) => !['completed', 'failed', 'cancelled'].includes(m.phase)).length;
+  app.setBadgeCount(running);
+});
+service.on('migration:ended', ({ final }) => {
+  if (Notification.isSupported()) {
+    new Notification({ title: `Migration ${String(final.outcome)}`, body: final.outcome === 'completed' ? `Downtime ${String(final.downtimeMs ?? '?')} ms` : String(final.reason ?? '') }).show();
+  }
+});
 
-app.whenReady().then(createWindow);
+app.on('second-instance', () => {
+  if (win?.isMinimized()) win.restore();
+  win?.focus();
+});
+
+app.whenReady().then(() => {
+  // No page of ours needs a permission (camera, notifications from the page, ...): deny all.
+  session.defaultSession.setPermissionRequestHandler((_wc, _perm, cb) => cb(false));
+  buildMenu();
+  createWindow();
+  void service.engine.recover([...LAB_HOST_IDS]).catch(() => undefined);
+});
+
 app.on('window-all-closed', () => {
-  void service.dispose().finally(() => app.quit());
+  const still = service.engine.list().filter((m) => !['completed', 'failed', 'cancelled'].includes(m.phase));
+  if (still.length > 0) {
+    dialog.showMessageBoxSync({ message: `${still.length} migration(s) still running`, detail: 'They belong to QEMU and go on; Ferry picks them up again when it next starts.' });
+  }
+  void service
+    .dispose()
+    .then(() => (service.labStartedHere ? labDown({ root: service.labRoot }) : undefined))
+    .finally(() => app.quit());
 });

@@ -80,22 +80,28 @@ export function transportFor(host: HostConfig): HostTransport {
   return host.transport.netns ? new NetnsTransport(host.transport.netns) : new LocalTransport();
 }
 
-/** Finds assets/guest/guest.elf from the source tree, the built app, or FERRY_GUEST_IMAGE. */
-export function guestImagePath(env: NodeJS.ProcessEnv = process.env): string {
+/**
+ * Finds the demo guest image: FERRY_GUEST_IMAGE, then `assets/guest/guest.elf` up from this
+ * module (the source tree), then `<resources>/guest/guest.elf` (the packaged app, where
+ * electron-builder puts it as an extra resource), then the working directory.
+ */
+export function guestImagePath(env: NodeJS.ProcessEnv = process.env, where: { moduleDir?: string; resourcesPath?: string; cwd?: string } = {}): string {
   const candidates: string[] = [];
   if (env.FERRY_GUEST_IMAGE) candidates.push(env.FERRY_GUEST_IMAGE);
-  let here: string | undefined;
-  try {
-    here = path.dirname(fileURLToPath(import.meta.url));
-  } catch {
-    here = typeof __dirname === 'string' ? __dirname : undefined;
+  let here = where.moduleDir;
+  if (here === undefined) {
+    try {
+      here = path.dirname(fileURLToPath(import.meta.url));
+    } catch {
+      here = typeof __dirname === 'string' ? __dirname : undefined;
+    }
   }
   for (let dir = here; dir && dir !== path.dirname(dir); dir = path.dirname(dir)) {
     candidates.push(path.join(dir, 'assets', 'guest', 'guest.elf'));
   }
-  const resources = (process as NodeJS.Process & { resourcesPath?: string }).resourcesPath;
+  const resources = where.resourcesPath ?? (process as NodeJS.Process & { resourcesPath?: string }).resourcesPath;
   if (resources) candidates.push(path.join(resources, 'guest', 'guest.elf'));
-  candidates.push(path.resolve('assets', 'guest', 'guest.elf'));
+  candidates.push(path.resolve(where.cwd ?? process.cwd(), 'assets', 'guest', 'guest.elf'));
   const found = candidates.find((c) => existsSync(c));
   if (!found) throw new FerryException('NOT_FOUND', `demo guest image not found (looked in ${candidates.join(', ')}); run npm run build:guest`);
   return found;
