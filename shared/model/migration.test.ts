@@ -50,6 +50,12 @@ describe('phaseForStatus', () => {
     expect(phaseForStatus('cancelling', false, 'precopy')).toBe('precopy');
     expect(phaseForStatus('cancelled', false, 'precopy')).toBe('cancelled');
     expect(phaseForStatus('wait-unplug', false, 'setup')).toBe('setup');
+    // a stale 'setup' reply after the move to active does not take the phase back
+    expect(phaseForStatus('setup', false, 'precopy')).toBe('precopy');
+    expect(phaseForStatus('setup', false, 'reservation')).toBe('setup');
+    expect(phaseForStatus('active', true, 'postcopy')).toBe('postcopy');
+    expect(phaseForStatus('postcopy-active', true, 'postcopy-paused')).toBe('postcopy');
+    expect(phaseForStatus('postcopy-paused', true, 'postcopy')).toBe('postcopy-paused');
   });
 });
 

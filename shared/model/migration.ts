@@ -209,8 +209,23 @@ export function sampleFromQueryMigrate(raw: Record<string, unknown>, t: number, 
   return s;
 }
 
-/** The phase a QEMU status means, given whether the source has stopped its vCPUs. */
+const PHASE_RANK: Record<MigrationPhase, number> = {
+  preflight: 0, reservation: 1, setup: 2, precopy: 3, 'stop-and-copy': 4, postcopy: 5, 'postcopy-paused': 5,
+  commitment: 6, activation: 7, completed: 8, failed: 8, cancelled: 8,
+};
+
+/**
+ * The phase a QEMU status means, given whether the source has stopped its vCPUs. Phases only
+ * move forward (postcopy and postcopy-paused alternate): a reply computed just before QEMU
+ * moved on can arrive after the MIGRATION event announcing the move, since both share the
+ * monitor stream, and must not take the phase back.
+ */
 export function phaseForStatus(status: string, sourceStopped: boolean, current: MigrationPhase): MigrationPhase {
+  const next = rawPhaseForStatus(status, sourceStopped, current);
+  return PHASE_RANK[next] < PHASE_RANK[current] ? current : next;
+}
+
+function rawPhaseForStatus(status: string, sourceStopped: boolean, current: MigrationPhase): MigrationPhase {
   switch (status) {
     case 'setup':
       return 'setup';

@@ -146,7 +146,17 @@ class GuestVm {
       if (!isAlive(vm.pid) || Date.now() > deadline) throw new Error(`QEMU did not create its serial socket: ${vm.stderr}`);
       await sleep(10);
     }
-    await vm.connectSerial(serial);
+    // The socket file appears at bind(), a moment before listen(): retry a refused connect.
+    for (;;) {
+      try {
+        await vm.connectSerial(serial);
+        break;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || !isAlive(vm.pid) || Date.now() > deadline) throw e;
+        await sleep(20);
+      }
+    }
     return vm;
   }
 

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, closeSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { connect } from 'node:net';
 import { isAlive, killPid, waitFor } from './processes';
 
 export const QEMU = 'qemu-system-x86_64';
@@ -49,6 +50,18 @@ export async function startTestVm(options: { dir?: string; extraArgs?: string[] 
     await killPid(pid);
     throw new Error(`QEMU did not create its QMP socket: ${stderr}`);
   }
+  // The socket file appears at bind(), a moment before listen(): wait until it accepts.
+  await waitFor(() => new Promise<boolean>((resolve) => {
+    const s = connect(qmpPath);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  }), 'QMP socket listening').catch(async (e: unknown) => {
+    await killPid(pid);
+    throw e;
+  });
   return {
     pid,
     dir,
