@@ -735,6 +735,7 @@ export class Migration {
       }
     }
     const dest = this.dest;
+    if (this.mode === 'engine') await this.awaitGuestSign();
     if (this.mode === 'attach') {
       this.setPhase(status, final.reason);
       this.end(final);
@@ -779,6 +780,17 @@ export class Migration {
       this.setPhase(status, final.reason);
     }
     this.end(final);
+  }
+
+  /**
+   * Whether the guest is the demo guest is known from its first line; a migration that ends
+   * very early may have ended before one arrived: give the consoles a moment to speak.
+   */
+  private async awaitGuestSign(): Promise<void> {
+    if (this.guestSeen) return;
+    const consoles = [this.source?.console, this.dest?.console].filter((c): c is GuestConsole => c !== undefined);
+    if (consoles.length === 0) return;
+    await Promise.any(consoles.map((c) => c.waitFor((l) => l.parsed !== undefined, 2000, 'a first guest line'))).catch(() => undefined);
   }
 
   private async teardownDest(): Promise<void> {
