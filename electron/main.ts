@@ -91,11 +91,7 @@ installIpcBridge(ipcMain, service, {
   send: (channel, payload) => win?.webContents.send(channel, payload),
 });
 
-let running = 0;
-service.on('migration:phase', () => {
-  running = service.engine.list().filter((m) => !['completed', 'failed', 'cancelled'].includes(m.phase)).length;
-  app.setBadgeCount(running);
-});
+service.on('migration:phase', () => app.setBadgeCount(service.engine.active().length));
 service.on('migration:ended', ({ final }) => {
   if (Notification.isSupported()) {
     new Notification({ title: `Migration ${String(final.outcome)}`, body: final.outcome === 'completed' ? `Downtime ${String(final.downtimeMs ?? '?')} ms` : String(final.reason ?? '') }).show();
@@ -116,7 +112,7 @@ app.whenReady().then(() => {
 });
 
 app.on('window-all-closed', () => {
-  const still = service.engine.list().filter((m) => !['completed', 'failed', 'cancelled'].includes(m.phase));
+  const still = service.engine.active();
   if (still.length > 0) {
     dialog.showMessageBoxSync({ message: `${still.length} migration(s) still running`, detail: 'They belong to QEMU and go on; Ferry picks them up again when it next starts.' });
   }

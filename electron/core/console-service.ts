@@ -27,7 +27,7 @@ import { startEvacuation } from './migration/evacuation';
 import type { Evacuation, EvacuationRequest } from './migration/evacuation';
 import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
 import { GuestConsole } from './lab/demo-guest';
-import { detectAccel, vmFiles } from './hosts/vm-launcher';
+import { detectAccel, qemuVersionOf, vmFiles } from './hosts/vm-launcher';
 import { runtimeDirOf } from './hosts/vm-discovery';
 
 export interface ConsoleServiceOptions {
@@ -300,13 +300,12 @@ export class ConsoleService {
     if (hit && Date.now() - hit.at < 10_000) return hit.facts;
     const t = await this.transportOf(host.id);
     const [v, mem, kvm] = await Promise.all([
-      t.exec(['qemu-system-x86_64', '--version'], { timeoutMs: 5000 }).catch(() => undefined),
+      qemuVersionOf(t),
       t.readFile('/proc/meminfo').catch(() => undefined),
       detectAccel(t).catch(() => undefined),
     ]);
     const facts: NonNullable<HostInfo['facts']> = {};
-    const ver = v?.code === 0 ? /version (\d+\.\d+\.\d+)/.exec(v.stdout)?.[1] : undefined;
-    if (ver) facts.qemuVersion = ver;
+    if (v) facts.qemuVersion = v.join('.');
     const avail = mem ? /MemAvailable:\s+(\d+)/.exec(mem.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
     if (kvm) facts.kvm = kvm === 'kvm';

@@ -157,7 +157,7 @@ export interface MigrationFinal {
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
 /** Sets `key` only when `value` is defined (fields absent in QEMU stay absent). */
-function put<T extends object, K extends keyof T>(o: T, key: K, value: T[K] | undefined): void {
+export function put<T extends object, K extends keyof T>(o: T, key: K, value: T[K] | undefined): void {
   if (value !== undefined) o[key] = value;
 }
 

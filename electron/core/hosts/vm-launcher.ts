@@ -81,6 +81,13 @@ export function vmFiles(runtimeDir: string, name: string): VmFiles {
   };
 }
 
+/** The host's QEMU version as [major, minor, micro], or undefined when it has none that runs. */
+export async function qemuVersionOf(transport: HostTransport): Promise<[number, number, number] | undefined> {
+  const r = await transport.exec([QEMU_BINARY, '--version'], { timeoutMs: 10_000 }).catch(() => undefined);
+  const m = r?.code === 0 ? /version (\d+)\.(\d+)\.(\d+)/.exec(r.stdout) : null;
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+
 /** KVM when /dev/kvm is readable and writable on the host, otherwise TCG. */
 export async function detectAccel(transport: HostTransport): Promise<'kvm' | 'tcg'> {
   const r = await transport.exec(['test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm']);

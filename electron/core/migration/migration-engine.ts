@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryException, toFerryError } from '../../../shared/errors';
 import type { HostConfig } from '../../../shared/model/host';
-import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, planAllowsPostcopy, sampleFromQueryMigrate } from '../../../shared/model/migration';
+import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, planAllowsPostcopy, put, sampleFromQueryMigrate } from '../../../shared/model/migration';
 import { makePolicies } from './policies';
 import type { PolicyRunner } from './policies';
 import type { GuestFigures, MigrationFinal, MigrationPhase, MigrationPlan, MigrationPlanInput, MigrationSample } from '../../../shared/model/migration';
@@ -75,6 +75,9 @@ export interface MigrationSummary {
 }
 
 type Listener<T> = (v: T) => void;
+
+/** Samples the projection looks at (60 s at 10 Hz): enough for rates and pass sizes. */
+const PROJECTION_WINDOW = 600;
 
 /** 'active' statuses in which QEMU is still moving memory. */
 const RUNNING_PHASES: readonly MigrationPhase[] = ['setup', 'precopy', 'stop-and-copy', 'postcopy', 'postcopy-paused'];
@@ -169,7 +172,8 @@ export class Migration {
 
   private projectionFor(samples: readonly MigrationSample[]) {
     const fit = fitSwitchover(this.options.switchovers?.get(this.pairKey) ?? []);
-    return project(samples, {
+    // Every estimator looks back seconds, not hours: keep the per-sample work bounded.
+    return project(samples.slice(-PROJECTION_WINDOW), {
       downtimeLimitMs: this.downtimeLimitMs,
       ...(this.maxBandwidth !== undefined ? { maxBandwidth: this.maxBandwidth } : {}),
       ...(fit.rate !== undefined ? { finalCopyRate: fit.rate } : {}),
@@ -918,6 +922,11 @@ export class MigrationEngine {
     return m;
   }
 
+  /** Migrations still running (QEMU moves memory; Ferry only watches). */
+  active(): MigrationSummary[] {
+    return this.list().filter((m) => !TERMINAL_PHASES.includes(m.phase));
+  }
+
   get(id: string): Migration {
     const m = this.migrations.get(id);
     if (!m) throw new FerryException('NOT_FOUND', `no migration with id "${id}"`, { id });
@@ -941,10 +950,6 @@ function versionOf(q: QmpClient): string | undefined {
 
 function bracket(addr: string): string {
   return addr.includes(':') && !addr.startsWith('[') ? `[${addr}]` : addr;
-}
-
-function put<T extends object, K extends keyof T>(o: T, key: K, value: T[K] | undefined): void {
-  if (value !== undefined) o[key] = value;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

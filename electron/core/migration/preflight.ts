@@ -8,7 +8,7 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { MigrationPlan } from '../../../shared/model/migration';
 import type { PreflightCheck, PreflightResult } from '../../../shared/model/preflight';
 import type { HostTransport } from '../transport/host-transport';
-import { QEMU_BINARY, processAlive, readArgvRecord, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
+import { QEMU_BINARY, qemuVersionOf, processAlive, readArgvRecord, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
 import type { ArgvRecord } from '../hosts/vm-launcher';
 import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
 import { QmpClient } from '../qmp/qmp-client';
@@ -20,10 +20,6 @@ const pass = (reason: string): Check => ({ status: 'pass', reason });
 const warn = (reason: string, fix?: string): Check => (fix ? { status: 'warn', reason, fix } : { status: 'warn', reason });
 const fail = (reason: string, fix?: string): Check => (fix ? { status: 'fail', reason, fix } : { status: 'fail', reason });
 
-function parseVersion(text: string): [number, number, number] | undefined {
-  const m = /version (\d+)\.(\d+)\.(\d+)/.exec(text);
-  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
-}
 const cmpVersion = (a: number[], b: number[]) => a[0]! - b[0]! || a[1]! - b[1]! || a[2]! - b[2]!;
 
 function argAfter(argv: readonly string[], flag: string): string[] {
@@ -70,14 +66,10 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
   }
   add('source-vm', 'VM running on the source', pass(`${plan.vm} runs on ${plan.from} (pid ${srcPid})`));
 
-  const version = async (t: HostTransport) => {
-    const r = await t.exec([QEMU_BINARY, '--version'], { timeoutMs: 10_000 }).catch((e: unknown) => ({ code: 127, stdout: '', stderr: toFerryError(e).message }));
-    return r.code === 0 ? parseVersion(r.stdout) : undefined;
-  };
 
   const tasks: Promise<void>[] = [];
   tasks.push((async () => {
-    const [sv, dv] = await Promise.all([version(S.t), version(D.t)]);
+    const [sv, dv] = await Promise.all([qemuVersionOf(S.t), qemuVersionOf(D.t)]);
     if (!dv) {
       add('destination-qemu', 'QEMU on the destination', fail(`${QEMU_BINARY} not found on ${plan.to}`, 'install qemu-system-x86 there'));
       return;
