@@ -18,11 +18,16 @@ import type { Migration } from './core/migration/migration-engine';
 import { startEvacuation } from './core/migration/evacuation';
 import type { PreflightResult } from '../shared/model/preflight';
 import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/timeline-reader';
+import { writeCompare, writeReport } from './core/recorder/report';
+import { runLabDemo } from './core/lab/lab-demo';
+import type { WrittenReport } from './core/recorder/report';
 
 const USAGE = `usage: ferry <command> [options]
 
   ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB]
                                    start the local lab (lab-a, lab-b) with the demo VM on lab-a
+  ferry lab demo [--bandwidth MB/s] [-o compare.html]
+                                   precopy then postcopy of the same workload; writes their comparison
   ferry lab down                   stop everything the lab started
   ferry lab status [--json]
   ferry hosts list [--json]        the hosts Ferry knows and their state
@@ -43,6 +48,10 @@ const USAGE = `usage: ferry <command> [options]
   ferry attach HOST VM [--record FILE]
                                    watch and record a migration someone else runs (no control issued)
   ferry timeline FILE --csv|--json export a recorded timeline
+  ferry report FILE [-o report.html]
+                                   a self-contained HTML report (charts, plan, preflight, events)
+  ferry compare A B [...] -o compare.html
+                                   overlay two or more timelines, final figures side by side
   ferry serve                      the console in a browser (see README)
 `;
 
@@ -58,7 +67,11 @@ function parseArgs(argv: string[], valued: string[]): Parsed {
   const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a.startsWith('--')) {
+    if (a === '-o') {
+      const val = argv[++i];
+      if (val === undefined) throw new UsageError('-o needs a file name');
+      flags.set('output', val);
+    } else if (a.startsWith('--')) {
       const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
       if (valued.includes(k)) {
         const val = v ?? argv[++i];
@@ -100,6 +113,34 @@ function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
   }
 }
 
+async function reportCommand(cmd: 'report' | 'compare', argv: string[], out: NodeJS.WritableStream, errOut: NodeJS.WritableStream): Promise<number> {
+  try {
+    const p = parseArgs(argv, ['output']);
+    allowOnly(p, ['output']);
+    const o = p.flags.get('output');
+    const output = typeof o === 'string' ? path.resolve(o) : undefined;
+    let r: WrittenReport;
+    if (cmd === 'report') {
+      if (p.positional.length !== 1) throw new UsageError(`report: expected one timeline file, got ${p.positional.length}`);
+      r = await writeReport(path.resolve(p.positional[0]!), output);
+    } else {
+      if (p.positional.length < 2) throw new UsageError(`compare: expected at least two timeline files, got ${p.positional.length}`);
+      if (!output) throw new UsageError('compare needs -o FILE.html');
+      r = await writeCompare(p.positional.map((f) => path.resolve(f)), output);
+    }
+    for (const f of r.truncated) errOut.write(`ferry: ${f} is truncated (recording cut short); the report shows its complete records and says so\n`);
+    out.write(`wrote ${r.output} (${(r.bytes / 1024).toFixed(0)} kB)\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      errOut.write(`ferry: ${e.message}\n${USAGE}`);
+      return 2;
+    }
+    errOut.write(`ferry: ${toFerryError(e).message}\n`);
+    return 1;
+  }
+}
+
 export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout, errOut: NodeJS.WritableStream = process.stderr): Promise<number> {
   const [cmd, sub] = argv;
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
@@ -111,10 +152,11 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     await serve(argv.slice(1));
     return await new Promise<number>(() => undefined); // runs until Ctrl-C
   }
+  if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -130,6 +172,19 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
         else out.write('the lab was already up\n');
         printLab(r.status, out);
+        return 0;
+      }
+      if (sub === 'demo') {
+        allowOnly(p, ['bandwidth', 'output']);
+        want(0);
+        const bw = num(p, 'bandwidth', 5, 10_000);
+        const runs = await runLabDemo({
+          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}),
+          onRun: (label, m) => out.write(`${label}: ${m.plan.vm} ${m.plan.from} → ${m.plan.to} (timeline ${m.timelineFile})\n`),
+        });
+        const o = p.flags.get('output');
+        const r = await writeCompare(runs.map((x) => x.timeline), typeof o === 'string' ? path.resolve(o) : path.join(service.timelineDir, `demo-${runs[0]!.id}.compare.html`), runs.map((x) => x.label));
+        out.write(`both completed; comparison: ${r.output}\n`);
         return 0;
       }
       if (sub === 'down') {

@@ -47,6 +47,21 @@ export const MigrationSummarySchema = z.object({
 });
 export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
 
+/** A bare file name in the timeline directory: no path, no dot-files. */
+export const TimelineNameSchema = z.string().min(1).max(255).regex(/^[A-Za-z0-9_][A-Za-z0-9_.+-]*\.jsonl$/, 'a timeline file name (letters, digits, . _ + -, ending in .jsonl), no directories');
+
+export const TimelineFileSchema = z.object({
+  name: z.string(),
+  bytes: z.number(),
+  modifiedAt: z.number(),
+  migrationId: z.string().optional(),
+  vm: z.string().optional(),
+  from: z.string().optional(),
+  to: z.string().optional(),
+  outcome: z.string().optional(),
+});
+export type TimelineFile = z.infer<typeof TimelineFileSchema>;
+
 export const EvacuationSummarySchema = z.object({
   id: z.string(),
   from: z.string(),
@@ -94,6 +109,15 @@ export const invoke = {
   'lab:status': { request: Empty, response: z.object({ running: z.boolean(), vms: z.number(), netns: z.boolean() }) },
   'lab:up': { request: z.object({ accel: z.enum(['auto', 'kvm', 'tcg']).optional() }).strict(), response: z.object({ bootMs: z.number(), started: z.boolean() }) },
   'lab:down': { request: Empty, response: z.object({ stopped: z.array(z.string()) }) },
+  /** The trainer's demo: the same workload under precopy, then postcopy; resolves when both have ended. */
+  'lab:demo': {
+    request: z.object({ bandwidthMBps: z.number().min(5).max(10_000).optional(), workingSetMiB: z.number().int().min(8).max(400).optional(), dirtyMiBps: z.number().int().min(1).max(2000).optional() }).strict(),
+    response: z.object({ runs: z.array(z.object({ label: z.string(), id: z.string(), timeline: z.string(), outcome: z.string() })) }),
+  },
+  /** Timelines recorded by this console (its timeline directory), newest first. */
+  'timelines:list': { request: Empty, response: z.array(TimelineFileSchema) },
+  /** One recorded timeline's text, by its name in the timeline directory. */
+  'timelines:read': { request: z.object({ name: TimelineNameSchema }).strict(), response: z.object({ name: z.string(), text: z.string() }) },
   'guest:command': {
     request: z.object({ hostId: HostIdSchema, vm: z.string().min(1).max(63), command: z.string().min(1).max(64).regex(/^[a-z]( [0-9a-z]+)?$/, 'a guest command: a letter and an optional value, e.g. "r 200"') }).strict(),
     response: z.object({ reply: z.string() }),
@@ -123,7 +147,9 @@ export const events = {
     error: FerryErrorSchema.optional(),
   }),
   'migration:sample': z.object({ id: z.string(), sample: MigrationSampleSchema }),
-  'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional() }),
+  /** Sent before the migration's first phase change or sample, so a console sees all of them. */
+  'migration:started': MigrationSummarySchema,
+  'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional(), t: z.number().optional() }),
   'migration:ended': z.object({ id: z.string(), final: MigrationFinalSchema }),
   'evacuation:progress': EvacuationSummarySchema,
 } as const;

@@ -29,6 +29,8 @@ export const ERROR_CODES = [
   'QMP_TIMEOUT',
   'QMP_DISCONNECTED',
   'QMP_EXECUTE',
+  // migrations
+  'MIGRATION_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

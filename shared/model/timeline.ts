@@ -4,6 +4,7 @@
  * `end` line. A truncated file still opens: every complete line is kept.
  */
 import type { MigrationFinal, MigrationPhase, MigrationPlan, MigrationSample } from './migration';
+import type { PreflightResult } from './preflight';
 
 export const TIMELINE_FORMAT = 'ferry-timeline';
 export const TIMELINE_VERSION = 1;
@@ -42,6 +43,7 @@ export type TimelineRecord =
   | { type: 'gap'; t: number; side: 'source' | 'destination'; fromT: number; toT: number; reason: string }
   | { type: 'guest'; t: number; side: 'source' | 'destination'; line: string }
   | { type: 'note'; t: number; text: string }
+  | { type: 'preflight'; t: number; result: PreflightResult }
   | ({ type: 'end'; t: number } & MigrationFinal);
 
 export interface ParsedTimeline {

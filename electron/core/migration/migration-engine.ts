@@ -26,6 +26,7 @@ import { TimelineWriter } from '../recorder/timeline-writer';
 import { fitSwitchover, project } from '../../../shared/analysis/projection';
 import type { SwitchoverPoint } from '../../../shared/analysis/projection';
 import { readTimeline } from '../recorder/timeline-reader';
+import type { PreflightResult } from '../../../shared/model/preflight';
 
 export const FERRY_VERSION = '0.1.0';
 
@@ -120,7 +121,7 @@ export class Migration {
   readonly timelineFile: string;
   private writer: TimelineWriter | undefined;
   private readonly sampleListeners = new Set<Listener<MigrationSample>>();
-  private readonly phaseListeners = new Set<Listener<{ phase: MigrationPhase; from: MigrationPhase; reason?: string }>>();
+  private readonly phaseListeners = new Set<Listener<{ phase: MigrationPhase; from: MigrationPhase; reason?: string; t: number }>>();
   private readonly endListeners = new Set<Listener<MigrationFinal>>();
   private source!: Side;
   private dest: Side | undefined;
@@ -183,6 +184,11 @@ export class Migration {
   }
 
   /** Settles when the migration has ended (completed, failed or cancelled). */
+  /** Keeps the preflight the user saw with the migration's timeline (for its report). */
+  recordPreflight(result: PreflightResult): void {
+    this.rec({ type: 'preflight', t: Date.now(), result });
+  }
+
   whenDone(): Promise<MigrationFinal> {
     return this.done;
   }
@@ -191,7 +197,7 @@ export class Migration {
     this.sampleListeners.add(l);
     return () => this.sampleListeners.delete(l);
   }
-  onPhase(l: Listener<{ phase: MigrationPhase; from: MigrationPhase; reason?: string }>): () => void {
+  onPhase(l: Listener<{ phase: MigrationPhase; from: MigrationPhase; reason?: string; t: number }>): () => void {
     this.phaseListeners.add(l);
     return () => this.phaseListeners.delete(l);
   }
@@ -246,9 +252,10 @@ export class Migration {
     if (phase === this.phase) return;
     const from = this.phase;
     this.phase = phase;
-    const r: TimelineRecord = reason ? { type: 'phase', t: Date.now(), phase, from, reason } : { type: 'phase', t: Date.now(), phase, from };
+    const t = Date.now();
+    const r: TimelineRecord = reason ? { type: 'phase', t, phase, from, reason } : { type: 'phase', t, phase, from };
     this.rec(r);
-    for (const l of [...this.phaseListeners]) l(reason ? { phase, from, reason } : { phase, from });
+    for (const l of [...this.phaseListeners]) l(reason ? { phase, from, reason, t } : { phase, from, t });
   }
 
   /** Validation, reservation (destination started and listening), then `migrate`. */
@@ -845,7 +852,7 @@ export class MigrationEngine {
   }
 
   /** Validates the plan, reserves the destination and issues `migrate`; throws (cleaned up) on any failure. */
-  async start(input: MigrationPlanInput): Promise<Migration> {
+  async start(input: MigrationPlanInput, extras: { preflight?: PreflightResult } = {}): Promise<Migration> {
     const parsed = MigrationPlanSchema.safeParse(input);
     if (!parsed.success) throw new FerryException('INVALID_REQUEST', `invalid migration plan: ${describeIssues(parsed.error)}`);
     const plan = parsed.data;
@@ -855,6 +862,7 @@ export class MigrationEngine {
       }
     }
     const m = new Migration(plan, this.hosts, this.options);
+    if (extras.preflight) m.recordPreflight(extras.preflight);
     this.migrations.set(m.id, m);
     for (const l of [...this.startedListeners]) l(m);
     try {

@@ -1,0 +1,32 @@
+/** `ferry report` and `ferry compare`: timelines on disk to self-contained HTML files. */
+import path from 'node:path';
+import { FerryException } from '../../../shared/errors';
+import { compareHtml, reportHtml } from '../../../shared/report/report-html';
+import { writeFileAtomic } from '../transport/local-transport';
+import { readTimeline } from './timeline-reader';
+
+/** `run-1.ferry.jsonl` → `run-1.report.html` beside it. */
+export function defaultReportPath(file: string): string {
+  return path.join(path.dirname(file), `${path.basename(file).replace(/(\.ferry)?\.jsonl$/, '')}.report.html`);
+}
+
+export interface WrittenReport {
+  output: string;
+  truncated: string[];
+  bytes: number;
+}
+
+export async function writeReport(file: string, output = defaultReportPath(file)): Promise<WrittenReport> {
+  const t = readTimeline(file);
+  const html = reportHtml(t, path.basename(file));
+  await writeFileAtomic(output, html);
+  return { output, truncated: t.truncated ? [file] : [], bytes: Buffer.byteLength(html) };
+}
+
+export async function writeCompare(files: string[], output: string, names?: string[]): Promise<WrittenReport> {
+  if (files.length < 2) throw new FerryException('INVALID_REQUEST', `compare needs at least two timelines, got ${files.length}`);
+  const items = files.map((f, i) => ({ name: names?.[i] ?? path.basename(f).replace(/(\.ferry)?\.jsonl$/, ''), timeline: readTimeline(f) }));
+  const html = compareHtml(items);
+  await writeFileAtomic(output, html);
+  return { output, truncated: files.filter((_, i) => items[i]!.timeline.truncated), bytes: Buffer.byteLength(html) };
+}

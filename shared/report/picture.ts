@@ -1,0 +1,220 @@
+/**
+ * The picture of one migration, whether it is running (samples arriving as events) or
+ * recorded (a timeline file): the same entry type, the same chart rows, phase bands, pass
+ * markers and chart specs. The live view, the timeline viewer and the HTML report all draw
+ * from here, so a replayed timeline looks exactly like the live migration did.
+ */
+import type { MigrationSummaryPayload } from '../contract';
+import type { MigrationFinal, MigrationPhase, MigrationSample } from '../model/migration';
+import type { ParsedTimeline, TimelineRecord } from '../model/timeline';
+import type { PreflightResult } from '../model/preflight';
+import { formatBytes, formatMs } from '../analysis/units';
+
+export interface LogEntry {
+  t: number;
+  kind: 'phase' | 'control' | 'error' | 'info' | 'end' | 'policy' | 'event';
+  text: string;
+}
+
+export interface MigrationEntry {
+  summary: MigrationSummaryPayload;
+  samples: MigrationSample[];
+  phases: { phase: MigrationPhase; t: number }[];
+  log: LogEntry[];
+  final?: MigrationFinal;
+  preflight?: PreflightResult;
+}
+
+export interface ChartRow {
+  /** Seconds since the migration started. */
+  t: number;
+  [key: string]: number | undefined;
+}
+
+export interface SeriesDef {
+  key: string;
+  label: string;
+  color: string;
+  dashed?: boolean;
+}
+
+export interface PhaseSpan {
+  phase: MigrationPhase;
+  from: number;
+  to: number;
+}
+
+export interface ChartSpec {
+  id: string;
+  title: string;
+  series: SeriesDef[];
+  unit: 'MB/s' | 'MB' | 'ms' | '%' | 'count';
+  yMax?: number;
+  marks?: { y: number; label: string; color: string }[];
+}
+
+export const PHASE_COLORS: Partial<Record<MigrationPhase, string>> = {
+  reservation: '#94a3b8',
+  setup: '#94a3b8',
+  precopy: '#60a5fa',
+  'stop-and-copy': '#f59e0b',
+  postcopy: '#a78bfa',
+  'postcopy-paused': '#ef4444',
+  commitment: '#34d399',
+  activation: '#34d399',
+  completed: '#10b981',
+  failed: '#ef4444',
+  cancelled: '#9ca3af',
+};
+
+/** Formats a value in a chart's unit (decimal MB, as QEMU's bandwidth settings are). */
+export function formatUnit(unit: ChartSpec['unit'], v: number): string {
+  switch (unit) {
+    case 'MB/s':
+      return `${(v / 1e6).toFixed(Math.abs(v) < 1e7 ? 1 : 0)} MB/s`;
+    case 'MB':
+      return `${(v / 1e6).toFixed(Math.abs(v) < 1e7 ? 1 : 0)} MB`;
+    case 'ms':
+      return Math.abs(v) < 10 && v !== 0 ? `${v.toFixed(1)} ms` : `${Math.round(v)} ms`;
+    case '%':
+      return `${Math.round(v)}%`;
+    default:
+      return String(Math.round(v));
+  }
+}
+
+export function rowsOf(samples: readonly MigrationSample[], startedAt: number): ChartRow[] {
+  return samples.map((s) => {
+    const r: ChartRow = { t: (s.t - startedAt) / 1000 };
+    if (s.dirtyRate !== undefined) r.dirty = s.dirtyRate;
+    if (s.transferRate !== undefined) r.xfer = s.transferRate;
+    if (s.remainingBytes !== undefined) r.remaining = s.remainingBytes;
+    if (s.transferredBytes !== undefined) r.transferred = s.transferredBytes;
+    const fp = s.projection?.switchoverDowntimeMs ?? s.projection?.downtimeMs;
+    if (fp !== undefined) r.ferry = Math.min(fp, 60_000);
+    if (s.expectedDowntimeMs !== undefined) r.qemu = s.expectedDowntimeMs;
+    if (s.guest) r.stall = s.guest.stallMs;
+    if (s.postcopyRequests !== undefined) r.requests = s.postcopyRequests;
+    if (s.cpuThrottlePct !== undefined) r.throttle = s.cpuThrottlePct;
+    return r;
+  });
+}
+
+/** Phase bands in seconds since the start; the last one runs to `now` (ms, wall clock). */
+export function phaseSpans(phases: readonly { phase: MigrationPhase; t: number }[], startedAt: number, now: number): PhaseSpan[] {
+  return phases.map((p, i) => ({
+    phase: p.phase,
+    from: (p.t - startedAt) / 1000,
+    to: ((phases[i + 1]?.t ?? now) - startedAt) / 1000,
+  }));
+}
+
+/** Where each RAM pass after the first began, in seconds since the start. */
+export function passStarts(samples: readonly MigrationSample[], startedAt: number): number[] {
+  const out: number[] = [];
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1]!.pass;
+    const b = samples[i]!.pass;
+    if (a !== undefined && b !== undefined && b > a) out.push((samples[i]!.t - startedAt) / 1000);
+  }
+  return out;
+}
+
+type Plan = { downtimeLimitMs?: number };
+
+/** The charts of a migration, in order; optional ones only when their data exists. */
+export function chartSpecs(entry: Pick<MigrationEntry, 'summary' | 'samples' | 'final'>, rows: readonly ChartRow[]): ChartSpec[] {
+  const limit = (entry.summary.plan as Plan).downtimeLimitMs ?? 300;
+  const final = entry.final;
+  const specs: ChartSpec[] = [
+    { id: 'rates', title: 'Dirty rate vs transfer rate', unit: 'MB/s', series: [{ key: 'dirty', label: 'dirty', color: '#ef4444' }, { key: 'xfer', label: 'transfer', color: '#2563eb' }] },
+    { id: 'memory', title: 'Memory', unit: 'MB', series: [{ key: 'remaining', label: 'remaining', color: '#f59e0b' }, { key: 'transferred', label: 'transferred', color: '#10b981' }] },
+    {
+      id: 'downtime',
+      title: 'Projected downtime: Ferry vs QEMU',
+      unit: 'ms',
+      series: [{ key: 'ferry', label: 'Ferry', color: '#7c3aed' }, { key: 'qemu', label: 'QEMU expected', color: '#64748b', dashed: true }],
+      yMax: Math.ceil(Math.max(limit * 3, ...rows.map((r) => (r.qemu ?? 0) * 1.2), (final?.downtimeMs ?? 0) * 1.5) / 50) * 50,
+      marks: [{ y: limit, label: `limit ${limit} ms`, color: '#dc2626' }, ...(final?.downtimeMs !== undefined ? [{ y: final.downtimeMs, label: `actual ${final.downtimeMs} ms`, color: '#059669' }] : [])],
+    },
+  ];
+  if (entry.samples.some((s) => s.guest)) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: [{ key: 'stall', label: 'stall', color: '#0891b2' }] });
+  if (entry.samples.some((s) => s.cpuThrottlePct)) specs.push({ id: 'throttle', title: 'CPU throttle (auto-converge)', unit: '%', series: [{ key: 'throttle', label: 'throttle', color: '#db2777' }] });
+  if (entry.samples.some((s) => s.postcopyRequests)) specs.push({ id: 'requests', title: 'Postcopy page requests', unit: 'count', series: [{ key: 'requests', label: 'requests', color: '#7c3aed' }] });
+  return specs;
+}
+
+/** One line of the event log for a timeline record (undefined for records that are not events). */
+export function logLine(r: TimelineRecord): LogEntry | undefined {
+  switch (r.type) {
+    case 'phase':
+      return { t: r.t, kind: 'phase', text: `${r.from ?? '?'} → ${r.phase}${r.reason ? ` (${r.reason})` : ''}` };
+    case 'control':
+      return { t: r.t, kind: r.result.ok ? 'control' : 'error', text: `${r.who}: ${r.action}${r.args ? ` ${JSON.stringify(r.args)}` : ''}: ${r.result.ok ? 'done' : (r.result.error ?? 'failed')}` };
+    case 'policy':
+      return { t: r.t, kind: 'policy', text: `policy ${r.policy}: ${r.action} (${r.why})` };
+    case 'event':
+      return { t: r.t, kind: 'event', text: `${r.side}: ${r.event}${r.data ? ` ${JSON.stringify(r.data)}` : ''}` };
+    case 'gap':
+      return { t: r.t, kind: 'error', text: `${r.side}: no samples for ${((r.toT - r.fromT) / 1000).toFixed(1)} s (${r.reason})` };
+    case 'note':
+      return { t: r.t, kind: 'info', text: r.text };
+    case 'end':
+      return { t: r.t, kind: 'end', text: `${r.outcome}${r.reason ? `: ${r.reason}` : ''}${r.downtimeMs !== undefined ? `, downtime ${r.downtimeMs} ms` : ''}` };
+    default:
+      return undefined;
+  }
+}
+
+/** A recorded timeline as the same entry the live console builds from events. */
+export function entryFromTimeline(t: ParsedTimeline): MigrationEntry {
+  const h = t.header;
+  const startedAt = h?.createdAt ?? t.samples[0]?.t ?? 0;
+  const phases: MigrationEntry['phases'] = [];
+  const log: LogEntry[] = [];
+  let preflight: PreflightResult | undefined;
+  for (const r of t.records) {
+    if (r.type === 'phase') phases.push({ phase: r.phase, t: r.t });
+    if (r.type === 'preflight') preflight = r.result;
+    const l = logLine(r);
+    if (l) log.push(l);
+  }
+  const first = t.records.find((r): r is Extract<TimelineRecord, { type: 'phase' }> => r.type === 'phase');
+  if (first?.from) phases.unshift({ phase: first.from, t: startedAt });
+  const end = t.end;
+  const final: MigrationFinal | undefined = end ? (({ type: _t, t: _tt, ...f }) => f)(end) : undefined;
+  const last = t.samples.at(-1);
+  const phase: MigrationPhase = final?.outcome ?? phases.at(-1)?.phase ?? last?.phase ?? 'preflight';
+  const plan = (h?.plan ?? { vm: h?.vm.name ?? '?', from: h?.source.id ?? '?', to: h?.destination?.id ?? '?' }) as Record<string, unknown>;
+  const summary: MigrationSummaryPayload = { id: h?.migrationId ?? 'timeline', plan, phase, startedAt, timeline: '' };
+  return { summary, samples: t.samples, phases, log, ...(final ? { final } : {}), ...(preflight ? { preflight } : {}) };
+}
+
+/** The sample shown under a cursor at `tSec` seconds since the start: the last one at or before it. */
+export function sampleAt(samples: readonly MigrationSample[], startedAt: number, tSec: number): MigrationSample | undefined {
+  const target = startedAt + tSec * 1000;
+  let lo = 0;
+  let hi = samples.length - 1;
+  if (hi < 0 || samples[0]!.t > target) return samples[0];
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (samples[mid]!.t <= target) lo = mid;
+    else hi = mid - 1;
+  }
+  return samples[lo];
+}
+
+/** The final figures as label/value pairs, in display order (absent figures left out). */
+export function figuresOf(final: MigrationFinal): { label: string; value: string; id: string; cls?: string }[] {
+  const f: { label: string; value: string; id: string; cls?: string }[] = [
+    { id: 'outcome', label: 'Outcome', value: `${final.outcome}${final.reason ? `: ${final.reason}` : ''}`, cls: final.outcome === 'completed' ? 'ok' : 'bad' },
+    { id: 'downtime', label: 'Downtime', value: formatMs(final.downtimeMs) },
+    { id: 'guest-downtime', label: 'Guest saw', value: formatMs(final.guestDowntimeMs) },
+    { id: 'total', label: 'Total', value: formatMs(final.totalTimeMs) },
+    { id: 'passes', label: 'Passes', value: final.passes !== undefined ? String(final.passes) : '?' },
+    { id: 'sent', label: 'Sent', value: formatBytes(final.transferredBytes) },
+  ];
+  if (final.postcopyRequests) f.push({ id: 'requests', label: 'Page requests', value: String(final.postcopyRequests) });
+  if (final.verify) f.push({ id: 'verify', label: 'Guest memory', value: final.verify.ok ? 'verified' : `${final.verify.bad + final.verify.stale} bad pages`, cls: final.verify.ok ? 'ok' : 'bad' });
+  return f;
+}
