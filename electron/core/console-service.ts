@@ -26,6 +26,9 @@ import { preflight } from './migration/preflight';
 import { startEvacuation } from './migration/evacuation';
 import type { Evacuation, EvacuationRequest } from './migration/evacuation';
 import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
+import { runLabDemo } from './lab/lab-demo';
+import { listTimelines, readTimelineText } from './recorder/timeline-files';
+import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
 import { detectAccel, qemuVersionOf, vmFiles } from './hosts/vm-launcher';
 import { runtimeDirOf } from './hosts/vm-discovery';
@@ -56,6 +59,10 @@ interface HostRuntime {
 
 type Handlers = { [C in InvokeChannel]: (req: never) => Promise<InvokeResponse<C>> };
 
+/** How long a preflight shown in the plan dialog counts as the one a migration started from. */
+const PREFLIGHT_KEPT_MS = 10 * 60_000;
+const preflightKey = (p: MigrationPlan) => `${p.vm}\n${p.from}\n${p.to}`;
+
 export class ConsoleService {
   readonly registry: HostRegistry;
   readonly configDir: string;
@@ -66,6 +73,11 @@ export class ConsoleService {
   private disposed = false;
   readonly engine: MigrationEngine;
   readonly labRoot: string;
+  /** Where the engine records timelines (and what `timelines:*` may read). */
+  readonly timelineDir: string;
+  /** The last preflight shown for a plan, recorded with the migration started from it. */
+  private readonly preflights = new Map<string, { at: number; result: PreflightResult }>();
+  private demoRunning = false;
   readonly evacuations = new Map<string, Evacuation>();
   /** Set when this process started the lab: it stops it again on exit. */
   labStartedHere = false;
@@ -76,11 +88,13 @@ export class ConsoleService {
     this.registry = new HostRegistry(this.configDir, options.builtinHosts ?? []);
     this.knownHostsFile = path.join(this.configDir, 'known_hosts');
     this.labRoot = options.labRoot ?? labRoot();
+    this.timelineDir = path.join(this.configDir, 'timelines');
     this.engine = new MigrationEngine(
       this.engineHosts,
-      { timelineDir: path.join(this.configDir, 'timelines') },
+      { timelineDir: this.timelineDir },
     );
     this.engine.onStarted((m) => {
+      this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
       m.onSample((sample) => this.emit('migration:sample', { id: m.id, sample: sample as EventPayload<'migration:sample'>['sample'] }));
       m.onPhase((p) => this.emit('migration:phase', { id: m.id, ...p }));
       m.onEnd((final) => this.emit('migration:ended', { id: m.id, final: final as EventPayload<'migration:ended'>['final'] }));
@@ -145,7 +159,10 @@ export class ConsoleService {
       return this.info(host);
     },
     'migrations:start': async (req: MigrationPlan) => {
-      const m = await this.engine.start(req);
+      const key = preflightKey(req);
+      const seen = this.preflights.get(key);
+      this.preflights.delete(key);
+      const m = await this.engine.start(req, seen && Date.now() - seen.at < PREFLIGHT_KEPT_MS ? { preflight: seen.result } : {});
       return m.summary() as unknown as InvokeResponse<'migrations:start'>;
     },
     'migrations:control': async (req: { id: string; control: MigrationControl }) => {
@@ -153,7 +170,23 @@ export class ConsoleService {
       return {};
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
-    'migrations:preflight': async (req: MigrationPlan) => preflight(req, this.engineHosts),
+    'migrations:preflight': async (req: MigrationPlan) => {
+      const result = await preflight(req, this.engineHosts);
+      this.preflights.set(preflightKey(req), { at: Date.now(), result });
+      return result;
+    },
+    'lab:demo': async (req: { bandwidthMBps?: number; workingSetMiB?: number; dirtyMiBps?: number }) => {
+      if (this.demoRunning) throw new FerryException('ALREADY_EXISTS', 'the lab demo is already running');
+      this.demoRunning = true;
+      try {
+        const runs = await runLabDemo({ root: this.labRoot, engine: this.engine, ...req });
+        return { runs: runs.map((r) => ({ ...r, timeline: path.basename(r.timeline) })) };
+      } finally {
+        this.demoRunning = false;
+      }
+    },
+    'timelines:list': async () => listTimelines(this.timelineDir),
+    'timelines:read': async (req: { name: string }) => ({ name: req.name, text: await readTimelineText(this.timelineDir, req.name) }),
     'lab:status': async () => {
       const st = await labStatus(this.labRoot);
       return { running: st.hosts.some((h) => h.vms.some((v) => v.runState !== 'stopped')), vms: st.hosts.reduce((a, h) => a + h.vms.length, 0), netns: st.netns !== undefined };

@@ -47,7 +47,7 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
   const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-testcfg-'));
   let hosts = labHosts(root);
   let all = [...hosts, ...extraHosts(root)];
-  let service = new ConsoleService({ configDir, ...serviceOptions, builtinHosts: all });
+  let service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts: all });
   const local = new LocalTransport();
   const dirOf = (hostId: string) => {
     const h = all.find((x) => x.id === hostId);
@@ -70,7 +70,7 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
         await service.dispose();
         hosts = labHosts(root);
         all = [...hosts, ...extraHosts(root)];
-        service = new ConsoleService({ configDir, ...serviceOptions, builtinHosts: all });
+        service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts: all });
       }
     },
     async pidOn(hostId, vm = 'demo') {

@@ -41,7 +41,8 @@ function modePolicy(plan: MigrationPlan): PolicyRunner | undefined {
     const n = plan.postcopyAfterPasses;
     return {
       name: `postcopy-after-${n}`,
-      decide: (c) => (!c.postcopyStarted && c.sample.phase === 'precopy' && (c.sample.pass ?? 0) >= n ? { act: { action: 'postcopy' }, why: `pass ${c.sample.pass} reached (postcopy after ${n} passes)` } : undefined),
+      // QEMU's dirty-sync-count is 1 during the first pass: n passes are done once it exceeds n.
+      decide: (c) => (!c.postcopyStarted && c.sample.phase === 'precopy' && (c.sample.pass ?? 0) > n ? { act: { action: 'postcopy' }, why: `${n} pass${n === 1 ? '' : 'es'} done (postcopy after ${n} passes)` } : undefined),
     };
   }
   if (plan.mode === 'postcopy') {
