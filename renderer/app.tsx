@@ -6,12 +6,17 @@ import { HostsBoard } from './views/hosts-board';
 import { PlanDialog } from './views/plan-dialog';
 import { MigrationView } from './views/migration-view';
 import { AddHostForm, TrustDialog } from './views/host-dialogs';
+import { TimelineView } from './views/timeline-view';
+import { CompareView } from './views/compare-view';
+import { OpenTimelineButton, RecordedMenu, TimelineTabs, useDropToOpen } from './views/timeline-picker';
 
 function MigrationTabs() {
   const order = useConsole((s) => s.order);
   const migrations = useConsole((s) => s.migrations);
   const selected = useConsole((s) => s.selected);
   const select = useConsole((s) => s.select);
+  const view = useConsole((s) => s.view);
+  const show = useConsole((s) => s.show);
   if (order.length === 0) return <p className="empty">No migrations yet: drag a VM card onto another host.</p>;
   return (
     <nav className="tabs" aria-label="migrations">
@@ -19,7 +24,7 @@ function MigrationTabs() {
         const m = migrations[id]!;
         const p = m.summary.plan as { vm: string; from: string; to: string };
         return (
-          <button key={id} type="button" className={`tab ${selected === id ? 'active' : ''}`} aria-pressed={selected === id} onClick={() => select(id)}>
+          <button key={id} type="button" className={`tab ${view.kind === 'live' && selected === id ? 'active' : ''}`} aria-pressed={view.kind === 'live' && selected === id} onClick={() => { select(id); show({ kind: 'live' }); }}>
             {p.vm} {p.from}→{p.to} <span className={`phase-badge phase-${m.summary.phase}`}>{m.summary.phase}</span>
           </button>
         );
@@ -39,6 +44,12 @@ export function App() {
   const error = useConsole((s) => s.error);
   const [conn, setConn] = useState<BridgeState>('connecting');
   const [adding, setAdding] = useState(false);
+  const view = useConsole((s) => s.view);
+  const timelines = useConsole((s) => s.timelines);
+  const demo = useConsole((s) => s.demo);
+  const runDemo = useConsole((s) => s.runDemo);
+  const dropping = useDropToOpen();
+  const openTimeline = view.kind === 'timeline' ? timelines.find((t) => t.key === view.key) : undefined;
 
   useEffect(() => {
     const off = wireEvents();
@@ -77,6 +88,11 @@ export function App() {
         <button type="button" onClick={() => void startLab()} disabled={lab.starting} data-testid="start-lab">
           {lab.starting ? 'Starting lab…' : lab.running ? 'Lab running' : 'Start lab'}
         </button>
+        <button type="button" onClick={() => void runDemo()} disabled={demo.running || lab.starting} data-testid="run-demo" title="Migrate the lab's demo guest with precopy, then back with postcopy, and compare the two">
+          {demo.running ? 'Demo running…' : 'Demo: precopy vs postcopy'}
+        </button>
+        <OpenTimelineButton />
+        <RecordedMenu />
         <button type="button" onClick={() => setAdding((a) => !a)}>Add host</button>
         <button type="button" onClick={toggleTheme} aria-label="toggle dark theme" title="Theme (t)">{theme === 'light' ? '☾' : '☀'}</button>
       </header>
@@ -84,7 +100,11 @@ export function App() {
       {adding && <AddHostForm onDone={() => setAdding(false)} />}
       <HostsBoard />
       <MigrationTabs />
-      {selected && <MigrationView id={selected} />}
+      <TimelineTabs />
+      {view.kind === 'live' && selected && <MigrationView id={selected} />}
+      {view.kind === 'timeline' && openTimeline && <TimelineView open={openTimeline} />}
+      {view.kind === 'compare' && <CompareView keys={view.keys} />}
+      {dropping && <div className="drop-overlay" aria-hidden="true">Drop a .ferry.jsonl timeline to open it</div>}
       <PlanDialog />
       <TrustDialog />
       <div className="toasts" aria-live="polite">

@@ -8,6 +8,7 @@ import { createRoot } from 'react-dom/client';
 import { Line, LineChart, XAxis, YAxis } from 'recharts';
 import { TimeChart } from '../../renderer/charts/time-chart';
 import type { ChartRow } from '../../renderer/charts/time-chart';
+import type { ChartSpec } from '../../shared/report/picture';
 
 const N = 36_000;
 const KEYS = ['dirty', 'xfer', 'remaining', 'transferred', 'ferry', 'qemu'];
@@ -27,10 +28,12 @@ function Raw({ rows }: { rows: ChartRow[] }) {
   );
 }
 
+const SPEC: ChartSpec = { id: 'bench', title: 'bench', unit: 'count', series };
+
 function Chart({ mode, rows }: { mode: string; rows: ChartRow[] }) {
   return mode === 'raw' ? <Raw rows={rows} /> : (
     <div style={{ width: 1200 }}>
-      <TimeChart title="bench" rows={rows} series={series} format={(v) => String(Math.round(v))} phases={[]} passes={[]} maxPoints={Number(new URLSearchParams(location.search).get('pts') ?? 1200)} height={180} />
+      <TimeChart spec={SPEC} rows={rows} maxPoints={Number(new URLSearchParams(location.search).get('pts') ?? 1200)} height={180} />
     </div>
   );
 }

@@ -9,23 +9,26 @@ import type { VmInfo } from '../../shared/model/vm';
 import type { MigrationFinal, MigrationPhase, MigrationPlanInput, MigrationSample } from '../../shared/model/migration';
 import type { PreflightResult } from '../../shared/model/preflight';
 import type { FerryError } from '../../shared/errors';
+import type { TimelineFile } from '../../shared/contract';
+import { entryFromTimeline } from '../../shared/report/picture';
+import type { LogEntry, MigrationEntry } from '../../shared/report/picture';
+import { parseTimeline, TIMELINE_FORMAT } from '../../shared/model/timeline';
+import type { ParsedTimeline } from '../../shared/model/timeline';
 import { ferry } from '../bridge/ferry-bridge';
 
 export const RING = 36_000; // one hour at 10 Hz
 
-export interface LogEntry {
-  t: number;
-  kind: 'phase' | 'control' | 'error' | 'info' | 'end';
-  text: string;
+export type { LogEntry, MigrationEntry } from '../../shared/report/picture';
+
+/** A timeline open in the viewer. */
+export interface OpenTimeline {
+  key: string;
+  name: string;
+  entry: MigrationEntry;
+  parsed: ParsedTimeline;
 }
 
-export interface MigrationEntry {
-  summary: MigrationSummaryPayload;
-  samples: MigrationSample[];
-  phases: { phase: MigrationPhase; t: number }[];
-  log: LogEntry[];
-  final?: MigrationFinal;
-}
+export type ConsoleView = { kind: 'live' } | { kind: 'timeline'; key: string } | { kind: 'compare'; keys: string[] };
 
 export interface PlanDraft {
   vm: string;
@@ -55,8 +58,21 @@ export interface ConsoleState {
   theme: 'light' | 'dark';
   lab: { running: boolean; starting: boolean };
   error?: string;
+  view: ConsoleView;
+  timelines: OpenTimeline[];
+  recorded: TimelineFile[];
+  demo: { running: boolean; error?: string };
 
   refresh(): Promise<void>;
+  /** Opens a timeline's text (a file the user picked or dropped); false, with a toast, when it is not one. */
+  openTimelineText(name: string, text: string): boolean;
+  /** Opens a timeline this console recorded, by its file name. */
+  openRecorded(name: string): Promise<void>;
+  refreshRecorded(): Promise<void>;
+  closeTimeline(key: string): void;
+  show(view: ConsoleView): void;
+  /** The lab demo: precopy then postcopy of one workload, then their comparison. */
+  runDemo(): Promise<void>;
   refreshVms(hostId: string): Promise<void>;
   startLab(): Promise<void>;
   openPlan(vm: string, from: string, to: string): Promise<void>;
@@ -73,7 +89,8 @@ export interface ConsoleState {
   guestCommand(hostId: string, vm: string, command: string): Promise<void>;
   toggleTheme(): void;
   applySample(id: string, sample: MigrationSample): void;
-  applyPhase(id: string, phase: MigrationPhase, from: MigrationPhase, reason?: string): void;
+  applyStarted(summary: MigrationSummaryPayload): void;
+  applyPhase(id: string, phase: MigrationPhase, from: MigrationPhase, reason?: string, t?: number): void;
   applyEnded(id: string, final: MigrationFinal): void;
 }
 
@@ -96,6 +113,66 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
   toasts: [],
   theme: (typeof localStorage !== 'undefined' && localStorage.getItem('ferry-theme') === 'dark') ? 'dark' : 'light',
   lab: { running: false, starting: false },
+  view: { kind: 'live' },
+  timelines: [],
+  recorded: [],
+  demo: { running: false },
+
+  openTimelineText(name, text) {
+    const parsed = parseTimeline(text);
+    if (!parsed.header || parsed.header.format !== TIMELINE_FORMAT) {
+      get().toast(`${name} is not a Ferry timeline (its first line is not a ${TIMELINE_FORMAT} header)`, 'error');
+      return false;
+    }
+    const key = `${parsed.header.migrationId}:${name}`;
+    const open: OpenTimeline = { key, name, parsed, entry: entryFromTimeline(parsed) };
+    set((s) => ({ timelines: [...s.timelines.filter((t) => t.key !== key), open], view: { kind: 'timeline', key } }));
+    if (parsed.truncated) get().toast(`${name} is truncated: showing its ${parsed.records.length} complete records`, 'info');
+    return true;
+  },
+
+  async openRecorded(name) {
+    const r = await ferry().invoke('timelines:read', { name });
+    if (!r.ok) {
+      get().toast(`Cannot open ${name}: ${r.error.message}`, 'error');
+      return;
+    }
+    get().openTimelineText(r.value.name, r.value.text);
+  },
+
+  async refreshRecorded() {
+    const r = await ferry().invoke('timelines:list', {});
+    if (r.ok) set({ recorded: r.value });
+  },
+
+  closeTimeline(key) {
+    set((s) => {
+      const timelines = s.timelines.filter((t) => t.key !== key);
+      const view: ConsoleView = s.view.kind === 'timeline' && s.view.key === key ? { kind: 'live' } : s.view.kind === 'compare' ? { kind: 'compare', keys: s.view.keys.filter((k) => k !== key) } : s.view;
+      return { timelines, view };
+    });
+  },
+
+  show(view) {
+    set({ view });
+  },
+
+  async runDemo() {
+    set({ demo: { running: true }, view: { kind: 'live' } });
+    const r = await ferry().invoke('lab:demo', {});
+    if (!r.ok) {
+      set({ demo: { running: false, error: r.error.message } });
+      get().toast(`Demo failed: ${r.error.message}`, 'error');
+      return;
+    }
+    const keys: string[] = [];
+    for (const run of r.value.runs) {
+      const t = await ferry().invoke('timelines:read', { name: run.timeline });
+      if (t.ok && get().openTimelineText(run.label, t.value.text)) keys.push(get().timelines.at(-1)!.key);
+    }
+    set({ demo: { running: false }, view: keys.length >= 2 ? { kind: 'compare', keys } : get().view });
+    void get().refreshRecorded();
+  },
 
   async refresh() {
     const [hosts, lab, migs] = await Promise.all([ferry().invoke('hosts:list', {}), ferry().invoke('lab:status', {}), ferry().invoke('migrations:list', {})]);
@@ -240,16 +317,22 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     set({ theme });
   },
 
+  applyStarted(summary) {
+    set((s) => (s.migrations[summary.id] ? s : { migrations: { ...s.migrations, [summary.id]: emptyEntry(summary) }, order: [...s.order, summary.id] }));
+  },
+
   applySample(id, sample) {
     set((s) => {
       const e = s.migrations[id];
       if (!e) return s;
+      const prev = e.samples.at(-1);
+      if (prev && sample.t <= prev.t) return s; // already have it (e.g. the summary's last sample)
       const samples = e.samples.length >= RING ? [...e.samples.slice(e.samples.length - RING + 1), sample] : [...e.samples, sample];
       return { migrations: { ...s.migrations, [id]: { ...e, samples } } };
     });
   },
 
-  applyPhase(id, phase, from, reason) {
+  applyPhase(id, phase, from, reason, t = Date.now()) {
     set((s) => {
       const e = s.migrations[id];
       if (!e) return s;
@@ -259,8 +342,8 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
           [id]: {
             ...e,
             summary: { ...e.summary, phase },
-            phases: [...e.phases, { phase, t: Date.now() }],
-            log: [...e.log, { t: Date.now(), kind: 'phase', text: `${from} → ${phase}${reason ? ` (${reason})` : ''}` }],
+            phases: [...e.phases, { phase, t }],
+            log: [...e.log, { t, kind: 'phase', text: `${from} → ${phase}${reason ? ` (${reason})` : ''}` }],
           },
         },
       };
@@ -289,7 +372,8 @@ export function wireEvents(): () => void {
       if (!st().migrations[p.id]) void st().refresh();
       st().applySample(p.id, p.sample as unknown as MigrationSample);
     }),
-    api.on('migration:phase', (p) => st().applyPhase(p.id, p.phase, p.from, p.reason)),
+    api.on('migration:started', (p) => st().applyStarted(p)),
+    api.on('migration:phase', (p) => st().applyPhase(p.id, p.phase, p.from, p.reason, p.t)),
     api.on('migration:ended', (p) => st().applyEnded(p.id, p.final as unknown as MigrationFinal)),
     api.on('hosts:state', () => void st().refresh()),
   ];

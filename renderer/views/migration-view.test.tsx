@@ -2,7 +2,8 @@
 import { describe, expect, it, beforeEach } from 'vitest';
 import { act } from 'react';
 import { createRoot } from 'react-dom/client';
-import { MigrationView, passStarts, phaseSpans, rowsOf } from './migration-view';
+import { MigrationView } from './migration-view';
+import { passStarts, phaseSpans, rowsOf } from '../../shared/report/picture';
 import { RING, useConsole } from '../store/console-store';
 import type { MigrationEntry } from '../store/console-store';
 import type { MigrationSample } from '../../shared/model/migration';
@@ -33,7 +34,7 @@ describe('migration view helpers', () => {
   it('finds pass starts and phase spans', () => {
     const samples = Array.from({ length: 25 }, (_, i) => sample(i));
     expect(passStarts(samples, t0)).toEqual([1, 2]);
-    const spans = phaseSpans(entry({}, 'precopy', samples), t0 + 2400);
+    const spans = phaseSpans(entry({}, 'precopy', samples).phases, t0, t0 + 2400);
     expect(spans).toEqual([{ phase: 'setup', from: 0, to: 0.05 }, { phase: 'precopy', from: 0.05, to: 2.4 }]);
   });
 });

@@ -1,0 +1,94 @@
+// @vitest-environment happy-dom
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { act } from 'react';
+import { createRoot } from 'react-dom/client';
+import { useConsole } from '../../renderer/store/console-store';
+import { parseTimeline } from '../../shared/model/timeline';
+import type { TimelineRecord } from '../../shared/model/timeline';
+import { chartSpecs, entryFromTimeline, passStarts, phaseSpans, rowsOf } from '../../shared/report/picture';
+import type { MigrationEntry } from '../../shared/report/picture';
+import type { MigrationSample } from '../../shared/model/migration';
+import { cursorValues, TimelineView } from '../../renderer/views/timeline-view';
+
+const text = readFileSync(path.resolve('test/fixtures/timelines/postcopy.ferry.jsonl'), 'utf8');
+const parsed = parseTimeline(text);
+
+/** What a console that watched the migration live holds: its records replayed as the service's events. */
+function liveEntryOf(records: readonly TimelineRecord[]): MigrationEntry {
+  const h = parsed.header!;
+  const st = useConsole.getState();
+  st.applyStarted({ id: h.migrationId, plan: h.plan as unknown as Record<string, unknown>, phase: 'preflight', startedAt: h.createdAt, timeline: '/x/postcopy.ferry.jsonl' });
+  for (const r of records) {
+    if (r.type === 'phase') st.applyPhase(h.migrationId, r.phase, r.from ?? 'preflight', r.reason, r.t);
+    if (r.type === 'sample') {
+      const { type: _t, ...s } = r;
+      st.applySample(h.migrationId, s as MigrationSample);
+    }
+    if (r.type === 'end') {
+      const { type: _t, t: _tt, ...f } = r;
+      st.applyEnded(h.migrationId, f);
+    }
+  }
+  return useConsole.getState().migrations[h.migrationId]!;
+}
+
+const picture = (e: MigrationEntry) => {
+  const start = e.summary.startedAt;
+  const rows = rowsOf(e.samples, start);
+  return { rows, phases: phaseSpans(e.phases, start, e.samples.at(-1)!.t), passes: passStarts(e.samples, start), specs: chartSpecs(e, rows), final: e.final };
+};
+
+describe('live and replay are the same picture', () => {
+  beforeEach(() => useConsole.setState({ migrations: {}, order: [], timelines: [], view: { kind: 'live' } }));
+
+  it('a replayed timeline gives the charts exactly the rows, bands, markers and specs the live view had', () => {
+    const live = liveEntryOf(parsed.records);
+    const replay = entryFromTimeline(parsed);
+    expect(live.samples).toHaveLength(parsed.samples.length);
+    expect(picture(replay)).toEqual(picture(live));
+  });
+
+  it('a sample delivered twice (summary, then event) is kept once', () => {
+    const live = liveEntryOf(parsed.records);
+    const n = live.samples.length;
+    useConsole.getState().applySample(live.summary.id, live.samples.at(-1)!);
+    expect(useConsole.getState().migrations[live.summary.id]!.samples).toHaveLength(n);
+  });
+});
+
+describe('the timeline viewer', () => {
+  (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+  beforeEach(() => useConsole.setState({ timelines: [], view: { kind: 'live' }, toasts: [] }));
+
+  it('opens a timeline, refuses what is not one, and says when one is truncated', () => {
+    expect(useConsole.getState().openTimelineText('x.jsonl', '{"type":"sample"}\n')).toBe(false);
+    expect(useConsole.getState().toasts.at(-1)!.text).toContain('x.jsonl is not a Ferry timeline');
+    expect(useConsole.getState().openTimelineText('p.ferry.jsonl', text)).toBe(true);
+    const open = useConsole.getState().timelines[0]!;
+    expect(useConsole.getState().view).toEqual({ kind: 'timeline', key: open.key });
+    expect(useConsole.getState().openTimelineText('cut.ferry.jsonl', text.slice(0, 5000))).toBe(true);
+    expect(useConsole.getState().toasts.at(-1)!.text).toMatch(/cut.ferry.jsonl is truncated: showing its \d+ complete records/);
+
+    const el = document.createElement('div');
+    document.body.append(el);
+    const root = createRoot(el);
+    act(() => root.render(<TimelineView open={useConsole.getState().timelines[1]!} />));
+    expect(el.querySelector('[data-testid=truncated]')?.textContent).toContain('truncated');
+    act(() => root.render(<TimelineView open={open} />));
+    expect(el.querySelector('[data-testid=truncated]')).toBeNull();
+    expect(el.querySelector('[data-testid=downtime]')?.textContent).toBe('61 ms');
+    // cursor at 0: the first sample (the panel never shows an empty moment)
+    expect(el.querySelector('[data-field=time] dd')?.textContent).toBe(`+${((parsed.samples[0]!.t - parsed.header!.createdAt) / 1000).toFixed(2)} s`);
+    act(() => root.unmount());
+    el.remove();
+  });
+
+  it('the cursor panel lists every value the sample has', () => {
+    const s = parsed.samples.find((x) => x.guest && x.postcopyRequests !== undefined)!;
+    const ids = cursorValues(s, parsed.header!.createdAt).map((v) => v.id);
+    expect(ids).toEqual(expect.arrayContaining(['time', 'phase', 'pass', 'dirty', 'transfer', 'remaining', 'transferred', 'qemu-downtime', 'stall', 'requests']));
+    expect(cursorValues({ t: 0, elapsedMs: 0, status: 'setup', phase: 'setup' }, 0).map((v) => v.id)).not.toContain('stall');
+  });
+});
