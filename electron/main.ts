@@ -4,12 +4,14 @@
  * Node, tested without Electron); nothing here needs a test to reach it.
  */
 import { app, BrowserWindow, Menu, Notification, dialog, ipcMain, session, shell } from 'electron';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConsoleService } from './core/console-service';
 import { labHosts, labDown, LAB_HOST_IDS } from './core/lab/local-lab';
 import { installIpcBridge } from './ipc-bridge';
+import { MAX_TIMELINE_BYTES } from './core/recorder/timeline-files';
+import type { EventPayload } from '../shared/contract';
 
 if (!app.requestSingleInstanceLock()) app.quit();
 
@@ -66,21 +68,32 @@ function createWindow(): void {
 }
 
 function buildMenu(): void {
-  const send = (what: string) => win?.webContents.send('ferry:event', { channel: 'ui:command', payload: what });
+  const event = <C extends 'ui:command' | 'ui:open-timeline'>(channel: C, payload: EventPayload<C>) => win?.webContents.send('ferry:event', { channel, payload });
+  const command = (c: EventPayload<'ui:command'>['command']) => event('ui:command', { command: c });
   Menu.setApplicationMenu(Menu.buildFromTemplate([
     { label: 'File', submenu: [
       { label: 'Open timeline…', accelerator: 'CmdOrCtrl+O', click: async () => {
         const r = await dialog.showOpenDialog({ filters: [{ name: 'Ferry timeline', extensions: ['jsonl'] }], properties: ['openFile'] });
-        if (!r.canceled && r.filePaths[0]) send(`open:${r.filePaths[0]}`);
+        const file = r.filePaths[0];
+        if (r.canceled || !file) return;
+        try {
+          if (statSync(file).size > MAX_TIMELINE_BYTES) throw new Error(`larger than ${MAX_TIMELINE_BYTES / 1e6} MB; export it with 'ferry timeline --csv'`);
+          event('ui:open-timeline', { name: path.basename(file), text: readFileSync(file, 'utf8') });
+        } catch (e) {
+          void dialog.showMessageBox({ type: 'error', message: `Cannot open ${file}`, detail: (e as Error).message });
+        }
       } },
+      // The renderer downloads the report; Electron's download asks where to save it.
+      { label: 'Export report…', accelerator: 'CmdOrCtrl+E', click: () => command('export-report') },
       { type: 'separator' },
       { role: 'quit' },
     ] },
     { label: 'Lab', submenu: [
-      { label: 'Start lab', click: () => void service.invoke('lab:up', {}) },
+      { label: 'Start lab', click: () => command('start-lab') },
       { label: 'Stop lab', click: () => void service.invoke('lab:down', {}) },
+      { label: 'Demo: precopy vs postcopy', click: () => command('run-demo') },
     ] },
-    { label: 'View', submenu: [{ label: 'Toggle theme', accelerator: 'T', click: () => send('toggle-theme') }, { role: 'reload' }, { role: 'toggleDevTools' }] },
+    { label: 'View', submenu: [{ label: 'Toggle theme', accelerator: 'T', click: () => command('toggle-theme') }, { role: 'reload' }, { role: 'toggleDevTools' }] },
     { role: 'help', submenu: [{ label: 'About Ferry', click: () => void dialog.showMessageBox({ message: `Ferry ${app.getVersion()}`, detail: 'Visual live migration for QEMU/KVM.' }) }] },
   ]));
 }

@@ -72,7 +72,10 @@ export function App() {
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
       if (e.key === 't') toggleTheme();
+      if (e.key === 'o') document.querySelector<HTMLInputElement>('[data-testid=timeline-file]')?.click();
+      if (e.key === 'e') useConsole.getState().exportReport();
       if (e.key === 'r') void refresh();
     };
     window.addEventListener('keydown', onKey);

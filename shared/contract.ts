@@ -152,6 +152,10 @@ export const events = {
   'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional(), t: z.number().optional() }),
   'migration:ended': z.object({ id: z.string(), final: MigrationFinalSchema }),
   'evacuation:progress': EvacuationSummarySchema,
+  /** From the desktop shell's menu (never from the service): an action for the renderer. */
+  'ui:command': z.object({ command: z.enum(['toggle-theme', 'export-report', 'run-demo', 'start-lab']) }),
+  /** From the desktop shell: a timeline file the user picked in the native open dialog. */
+  'ui:open-timeline': z.object({ name: z.string(), text: z.string() }),
 } as const;
 
 export type InvokeMap = typeof invoke;

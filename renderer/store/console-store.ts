@@ -13,6 +13,8 @@ import type { TimelineFile } from '../../shared/contract';
 import { entryFromTimeline } from '../../shared/report/picture';
 import type { LogEntry, MigrationEntry } from '../../shared/report/picture';
 import { parseTimeline, TIMELINE_FORMAT } from '../../shared/model/timeline';
+import { compareHtml, reportHtml } from '../../shared/report/report-html';
+import { baseName, downloadText } from '../export/exports';
 import type { ParsedTimeline } from '../../shared/model/timeline';
 import { ferry } from '../bridge/ferry-bridge';
 
@@ -73,6 +75,8 @@ export interface ConsoleState {
   show(view: ConsoleView): void;
   /** The lab demo: precopy then postcopy of one workload, then their comparison. */
   runDemo(): Promise<void>;
+  /** Downloads the HTML report of the timeline (or comparison) on screen. */
+  exportReport(): void;
   refreshVms(hostId: string): Promise<void>;
   startLab(): Promise<void>;
   openPlan(vm: string, from: string, to: string): Promise<void>;
@@ -155,6 +159,19 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
 
   show(view) {
     set({ view });
+  },
+
+  exportReport() {
+    const { view, timelines } = get();
+    if (view.kind === 'timeline') {
+      const t = timelines.find((x) => x.key === view.key);
+      if (t) downloadText(`${baseName(t.name)}.report.html`, reportHtml(t.parsed, t.name), 'text/html');
+    } else if (view.kind === 'compare') {
+      const items = view.keys.map((k) => timelines.find((x) => x.key === k)).filter((x) => x !== undefined);
+      downloadText('ferry-compare.html', compareHtml(items.map((x) => ({ name: x.name, timeline: x.parsed }))), 'text/html');
+    } else {
+      get().toast('Open a timeline (or a comparison) to export its report', 'info');
+    }
   },
 
   async runDemo() {
@@ -376,6 +393,14 @@ export function wireEvents(): () => void {
     api.on('migration:phase', (p) => st().applyPhase(p.id, p.phase, p.from, p.reason, p.t)),
     api.on('migration:ended', (p) => st().applyEnded(p.id, p.final as unknown as MigrationFinal)),
     api.on('hosts:state', () => void st().refresh()),
+    // The desktop shell's menu and native open dialog.
+    api.on('ui:open-timeline', (p) => void st().openTimelineText(p.name, p.text)),
+    api.on('ui:command', (p) => {
+      if (p.command === 'toggle-theme') st().toggleTheme();
+      if (p.command === 'start-lab') void st().startLab();
+      if (p.command === 'run-demo') void st().runDemo();
+      if (p.command === 'export-report') st().exportReport();
+    }),
   ];
   return () => offs.forEach((o) => o());
 }

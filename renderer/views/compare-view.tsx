@@ -3,12 +3,11 @@ import { useMemo } from 'react';
 import { useConsole } from '../store/console-store';
 import { TimeChart } from '../charts/time-chart';
 import { compareData } from '../../shared/report/compare';
-import { compareHtml } from '../../shared/report/report-html';
-import { downloadText } from '../export/exports';
 
 export function CompareView({ keys }: { keys: string[] }) {
   const timelines = useConsole((s) => s.timelines);
   const show = useConsole((s) => s.show);
+  const exportReport = useConsole((s) => s.exportReport);
   const items = useMemo(() => keys.map((k) => timelines.find((t) => t.key === k)).filter((t) => t !== undefined), [keys, timelines]);
   const data = useMemo(() => compareData(items.map((t) => ({ name: t.name, entry: t.entry, truncated: t.parsed.truncated }))), [items]);
   if (items.length < 2) return <p className="empty">Pick at least two open timelines to compare.</p>;
@@ -17,7 +16,7 @@ export function CompareView({ keys }: { keys: string[] }) {
       <header className="migration-head">
         <h2>Compare: {items.map((t) => t.name).join(' vs ')}</h2>
         <div className="spacer" />
-        <button type="button" onClick={() => downloadText('ferry-compare.html', compareHtml(items.map((t) => ({ name: t.name, timeline: t.parsed }))), 'text/html')}>HTML report</button>
+        <button type="button" onClick={exportReport} title="The overlay as a self-contained HTML file (e)">HTML report</button>
         <button type="button" onClick={() => show({ kind: 'live' })} aria-label="close comparison">✕</button>
       </header>
       <p className="muted small">Aligned at the moment each began migrating (t = 0).</p>

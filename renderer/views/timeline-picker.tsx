@@ -51,7 +51,7 @@ export function OpenTimelineButton() {
   const input = useRef<HTMLInputElement>(null);
   return (
     <>
-      <button type="button" onClick={() => input.current?.click()} title="Open a recorded .ferry.jsonl (or drop it on the window)">Open timeline…</button>
+      <button type="button" onClick={() => input.current?.click()} title="Open a recorded .ferry.jsonl, or drop it on the window (o)">Open timeline…</button>
       <input
         ref={input}
         type="file"

@@ -10,7 +10,6 @@ import { EventLog, FinalFigures, MigrationCharts } from './migration-picture';
 import type { ChartInteraction } from './migration-picture';
 import { sampleAt } from '../../shared/report/picture';
 import { timelineToCsv, timelineToJson } from '../../shared/report/export';
-import { reportHtml } from '../../shared/report/report-html';
 import { formatBytes, formatMs, formatRate } from '../../shared/analysis/units';
 import type { MigrationSample } from '../../shared/model/migration';
 import { baseName, download, downloadText, stackedChartsSvg, svgToPng } from '../export/exports';
@@ -41,6 +40,7 @@ export function cursorValues(s: MigrationSample, startedAt: number): { id: strin
 export function TimelineView({ open }: { open: OpenTimeline }) {
   const closeTimeline = useConsole((s) => s.closeTimeline);
   const toast = useConsole((s) => s.toast);
+  const exportReport = useConsole((s) => s.exportReport);
   const { entry, parsed, name } = open;
   const start = entry.summary.startedAt;
   const tMax = Math.max(0.1, ((entry.samples.at(-1)?.t ?? start) - start) / 1000);
@@ -86,7 +86,7 @@ export function TimelineView({ open }: { open: OpenTimeline }) {
           <button type="button" onClick={() => downloadText(`${base}.csv`, timelineToCsv(parsed), 'text/csv')}>CSV</button>
           <button type="button" onClick={() => downloadText(`${base}.json`, timelineToJson(parsed), 'application/json')}>JSON</button>
           <button type="button" onClick={() => void exportPng()}>PNG</button>
-          <button type="button" onClick={() => downloadText(`${base}.report.html`, reportHtml(parsed, name), 'text/html')}>HTML report</button>
+          <button type="button" onClick={exportReport} title="A self-contained HTML report (e)">HTML report</button>
           <button type="button" onClick={() => closeTimeline(open.key)} aria-label="close timeline">✕</button>
         </div>
       </header>
