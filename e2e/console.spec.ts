@@ -99,3 +99,48 @@ test('adding an SSH host shows the unknown key fingerprint and trusts it only on
     home.cleanup();
   }
 });
+
+test('an encrypted key asks for its passphrase (remembering refused in the browser, with the reason); editing a host reconnects with its new settings', async ({ page }) => {
+  const sshd = await startSshd();
+  const home = makeClientHome([sshd], { passphrase: 'open sesame' });
+  home.trust(sshd);
+  const server = await startServer({ FERRY_SSH_HOME: home.home });
+  try {
+    await page.goto(server.url);
+    await page.getByRole('button', { name: 'Add host' }).click();
+    await page.getByLabel('host id').fill('hv2');
+    await page.getByLabel('ssh host').fill('127.0.0.1');
+    await page.getByLabel('ssh user').fill('root');
+    await page.getByLabel('ssh port').fill('99999');
+    await expect(page.getByRole('button', { name: 'Add', exact: true })).toBeDisabled();
+    await expect(page.getByRole('alert').filter({ hasText: 'port: a number from 1 to 65535' })).toBeVisible();
+    await page.getByLabel('ssh port').fill(String(sshd.port));
+    await page.getByLabel('identity file').fill(home.keyPath);
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: 'Passphrase for hv2' });
+    await expect(dialog).toBeVisible();
+    await expect(dialog.getByLabel('remember the passphrase')).toBeDisabled();
+    await expect(dialog).toContainText('needs the desktop app');
+    await dialog.getByLabel('key passphrase').fill('wrong one');
+    await dialog.getByRole('button', { name: 'Connect' }).click();
+    await expect(dialog).toContainText('That passphrase did not open the key.');
+    await dialog.getByLabel('key passphrase').fill('open sesame');
+    await page.screenshot({ path: shot('passphrase-dialog') });
+    await dialog.getByRole('button', { name: 'Connect' }).click();
+    await expect(dialog).toHaveCount(0);
+    await expect(page.getByTestId('host-hv2').locator('.conn')).toHaveText('connected', { timeout: 20_000 });
+
+    // Edit: a port nothing listens on; the host is reconnected with it and fails, saying so.
+    await page.getByRole('button', { name: 'edit host hv2' }).click();
+    const form = page.getByRole('form', { name: 'edit host hv2' });
+    await expect(form.getByLabel('host id')).toHaveValue('hv2');
+    await expect(form.getByLabel('identity file')).toHaveValue(home.keyPath);
+    await form.getByLabel('ssh port').fill('1');
+    await form.getByRole('button', { name: 'Save' }).click();
+    await expect(page.getByTestId('host-hv2').locator('.conn')).toHaveText('failed', { timeout: 20_000 });
+  } finally {
+    await server.stop();
+    await sshd.stop();
+    home.cleanup();
+  }
+});

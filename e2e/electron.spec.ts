@@ -1,9 +1,10 @@
 /**
- * The same console inside Electron. Runs where an Electron binary exists; here (no binary can
- * be downloaded) it is skipped with the reason printed.
+ * The golden path inside Electron: start, lab, migrate, complete. Runs where an Electron
+ * binary exists; here (no binary can be downloaded) it is skipped with the reason printed.
  */
 import { test, expect, _electron as electron } from '@playwright/test';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 const pathFile = path.join('node_modules', 'electron', 'path.txt');
@@ -11,11 +12,41 @@ const binary = existsSync(pathFile) ? path.join('node_modules', 'electron', 'dis
 const reason = binary && existsSync(binary) ? undefined : 'no Electron binary installed (ELECTRON_SKIP_BINARY_DOWNLOAD): Electron e2e skipped';
 if (reason) console.log(`[electron] ${reason}`);
 
-test('the Electron window shows the hosts board', async () => {
+const pidsMentioning = (text: string) =>
+  readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text);
+    } catch {
+      return false;
+    }
+  });
+
+test('Electron: start, start the lab, drag the VM to lab-b, migrate, see it complete', async () => {
   test.skip(reason !== undefined, reason);
-  const app = await electron.launch({ args: ['dist/electron/main.cjs'], executablePath: binary! });
-  const win = await app.firstWindow();
-  await expect(win.getByText('Ferry', { exact: true })).toBeVisible();
-  await expect(win.getByTestId('host-lab-a')).toBeVisible();
-  await app.close();
+  test.setTimeout(180_000);
+  const labRoot = mkdtempSync(path.join(tmpdir(), 'ferry-electron-lab-'));
+  const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-electron-cfg-'));
+  const app = await electron.launch({ args: ['dist/electron/main.cjs'], executablePath: binary!, env: { ...process.env, FERRY_LAB_DIR: labRoot, XDG_CONFIG_HOME: configDir } });
+  try {
+    const win = await app.firstWindow();
+    await expect(win.getByText('Ferry', { exact: true })).toBeVisible();
+    // The renderer got the preload's API, not the WebSocket bridge.
+    expect(await win.evaluate(() => Object.keys((window as unknown as { ferry: object }).ferry).sort())).toEqual(['invoke', 'on']);
+    await win.getByTestId('start-lab').click();
+    await expect(win.getByTestId('vm-lab-a-demo')).toBeVisible({ timeout: 60_000 });
+    await win.getByTestId('vm-lab-a-demo').dragTo(win.getByTestId('host-lab-b'));
+    await expect(win.getByTestId('preflight').locator('li').first()).toBeVisible();
+    await win.getByRole('button', { name: 'Start migration' }).click();
+    await expect(win.getByTestId('phase')).toHaveText('completed', { timeout: 90_000 });
+    await expect(win.getByTestId('vm-lab-b-demo')).toBeVisible();
+  } finally {
+    await app.close();
+    for (const pid of pidsMentioning(labRoot)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+    rmSync(labRoot, { recursive: true, force: true });
+    rmSync(configDir, { recursive: true, force: true });
+  }
 });

@@ -3,7 +3,7 @@
  * IPC bridge (ipc-bridge.ts) to the console service. All logic lives in electron/core (plain
  * Node, tested without Electron); nothing here needs a test to reach it.
  */
-import { app, BrowserWindow, Menu, Notification, dialog, ipcMain, session, shell } from 'electron';
+import { app, BrowserWindow, Menu, Notification, dialog, ipcMain, safeStorage, session, shell } from 'electron';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,7 +15,15 @@ import type { EventPayload } from '../shared/contract';
 
 if (!app.requestSingleInstanceLock()) app.quit();
 
-const service = new ConsoleService({ builtinHosts: labHosts() });
+// Remembered passphrases are encrypted by the OS keychain (never stored in plain text). On
+// Linux without a keyring Electron falls back to a hard-coded key ('basic_text'): treated
+// as no encryption at all, so nothing is remembered there.
+const secretCipher = {
+  available: () => safeStorage.isEncryptionAvailable() && !(process.platform === 'linux' && safeStorage.getSelectedStorageBackend() === 'basic_text'),
+  encrypt: (plain: string) => safeStorage.encryptString(plain),
+  decrypt: (data: Buffer) => safeStorage.decryptString(data),
+};
+const service = new ConsoleService({ builtinHosts: labHosts(), secretCipher });
 let win: BrowserWindow | undefined;
 const rendererIndex = path.join(__dirname, '..', 'renderer', 'index.html');
 const rendererUrl = pathToFileURL(rendererIndex).href;
@@ -119,6 +127,10 @@ app.on('second-instance', () => {
 app.whenReady().then(() => {
   // No page of ours needs a permission (camera, notifications from the page, ...): deny all.
   session.defaultSession.setPermissionRequestHandler((_wc, _perm, cb) => cb(false));
+  // Exports (CSV, JSON, PNG, HTML report) are downloads from the renderer: ask where to save each.
+  session.defaultSession.on('will-download', (_e, item) => {
+    item.setSaveDialogOptions({ title: 'Export', defaultPath: path.join(app.getPath('documents'), item.getFilename()) });
+  });
   buildMenu();
   createWindow();
   void service.engine.recover([...LAB_HOST_IDS]).catch(() => undefined);

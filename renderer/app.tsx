@@ -5,7 +5,7 @@ import type { BridgeState } from './bridge/ferry-bridge';
 import { HostsBoard } from './views/hosts-board';
 import { PlanDialog } from './views/plan-dialog';
 import { MigrationView } from './views/migration-view';
-import { AddHostForm, TrustDialog } from './views/host-dialogs';
+import { AddHostForm, PassphraseDialog, TrustDialog } from './views/host-dialogs';
 import { TimelineView } from './views/timeline-view';
 import { CompareView } from './views/compare-view';
 import { OpenTimelineButton, RecordedMenu, TimelineTabs, useDropToOpen } from './views/timeline-picker';
@@ -110,6 +110,7 @@ export function App() {
       {dropping && <div className="drop-overlay" aria-hidden="true">Drop a .ferry.jsonl timeline to open it</div>}
       <PlanDialog />
       <TrustDialog />
+      <PassphraseDialog />
       <div className="toasts" aria-live="polite">
         {toasts.map((t) => (
           <div key={t.id} className={`toast toast-${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'}>{t.text}</div>

@@ -90,10 +90,13 @@ const HostRef = z.object({ id: HostIdSchema }).strict();
 export const invoke = {
   'hosts:list': { request: Empty, response: z.array(HostInfoSchema) },
   'hosts:add': { request: HostConfigSchema, response: HostInfoSchema },
+  /** New settings for a host (same id): its connection is dropped and made again with them. */
+  'hosts:update': { request: HostConfigSchema, response: HostInfoSchema },
   'hosts:remove': { request: HostRef, response: Empty },
   'hosts:connect': {
     // The passphrase is held in memory for this one attempt and never written anywhere.
-    request: z.object({ id: HostIdSchema, passphrase: z.string().max(1024).optional() }).strict(),
+    // remember: also keep it encrypted by the OS keychain (desktop app only; refused elsewhere).
+    request: z.object({ id: HostIdSchema, passphrase: z.string().max(1024).optional(), remember: z.boolean().optional() }).strict(),
     response: HostInfoSchema,
   },
   'hosts:trust-key': {
@@ -114,6 +117,8 @@ export const invoke = {
     request: z.object({ bandwidthMBps: z.number().min(5).max(10_000).optional(), workingSetMiB: z.number().int().min(8).max(400).optional(), dirtyMiBps: z.number().int().min(1).max(2000).optional() }).strict(),
     response: z.object({ runs: z.array(z.object({ label: z.string(), id: z.string(), timeline: z.string(), outcome: z.string() })) }),
   },
+  /** Whether key passphrases can be remembered here (encrypted by the OS keychain), and if not why. */
+  'secrets:status': { request: Empty, response: z.object({ available: z.boolean(), reason: z.string().optional() }) },
   /** Timelines recorded by this console (its timeline directory), newest first. */
   'timelines:list': { request: Empty, response: z.array(TimelineFileSchema) },
   /** One recorded timeline's text, by its name in the timeline directory. */

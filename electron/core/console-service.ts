@@ -27,6 +27,8 @@ import { startEvacuation } from './migration/evacuation';
 import type { Evacuation, EvacuationRequest } from './migration/evacuation';
 import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
 import { runLabDemo } from './lab/lab-demo';
+import { SecretStore } from './secrets';
+import type { SecretCipher } from './secrets';
 import { listTimelines, readTimelineText } from './recorder/timeline-files';
 import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
@@ -44,6 +46,8 @@ export interface ConsoleServiceOptions {
   labRoot?: string;
   /** First delay before re-establishing a dropped connection; doubles up to 30 s. 0 = never. */
   reconnectDelayMs?: number;
+  /** Encrypts remembered passphrases (the desktop shell's safeStorage); without it nothing is remembered. */
+  secretCipher?: SecretCipher;
 }
 
 interface HostRuntime {
@@ -78,6 +82,7 @@ export class ConsoleService {
   /** The last preflight shown for a plan, recorded with the migration started from it. */
   private readonly preflights = new Map<string, { at: number; result: PreflightResult }>();
   private demoRunning = false;
+  private readonly secrets: SecretStore;
   readonly evacuations = new Map<string, Evacuation>();
   /** Set when this process started the lab: it stops it again on exit. */
   labStartedHere = false;
@@ -89,6 +94,7 @@ export class ConsoleService {
     this.knownHostsFile = path.join(this.configDir, 'known_hosts');
     this.labRoot = options.labRoot ?? labRoot();
     this.timelineDir = path.join(this.configDir, 'timelines');
+    this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
     this.engine = new MigrationEngine(
       this.engineHosts,
       { timelineDir: this.timelineDir },
@@ -134,16 +140,36 @@ export class ConsoleService {
   private readonly handlers: Handlers = {
     'hosts:list': async () => Promise.all((await this.registry.list()).map((h) => this.info(h))),
     'hosts:add': async (req: HostConfig) => this.info(await this.registry.add(req)),
+    'hosts:update': async (req: HostConfig) => {
+      const host = await this.registry.update(req);
+      await this.drop(host.id);
+      return this.info(host);
+    },
     'hosts:remove': async (req: { id: string }) => {
       await this.registry.remove(req.id);
       await this.drop(req.id);
+      await this.secrets.forget(req.id);
       return {};
     },
-    'hosts:connect': async (req: { id: string; passphrase?: string }) => {
+    'hosts:connect': async (req: { id: string; passphrase?: string; remember?: boolean }) => {
       const host = await this.registry.get(req.id);
-      await this.connectHost(host, req.passphrase);
+      if (req.remember) {
+        if (req.passphrase === undefined) throw new FerryException('INVALID_REQUEST', 'remember: there is no passphrase to remember');
+        const st = this.secrets.status();
+        if (!st.available) throw new FerryException('UNSUPPORTED', `cannot remember the passphrase: ${st.reason ?? ''}`);
+      }
+      try {
+        await this.connectHost(host, req.passphrase);
+      } catch (e) {
+        // A remembered passphrase that no longer opens the key is forgotten: the user is asked again.
+        if (req.passphrase === undefined && e instanceof FerryException && e.code === 'SSH_PASSPHRASE_REQUIRED' && e.details?.wrong === true) await this.secrets.forget(host.id);
+        throw e;
+      }
+      // Only a passphrase that worked is kept.
+      if (req.remember && req.passphrase !== undefined) await this.secrets.set(host.id, req.passphrase);
       return this.info(host);
     },
+    'secrets:status': async () => this.secrets.status(),
     'hosts:trust-key': async (req: { id: string; fingerprint: string }) => {
       const host = await this.registry.get(req.id);
       const rt = this.runtime(host);
@@ -244,7 +270,8 @@ export class ConsoleService {
       : new SshTransport(host.transport.ssh, {
           ...ssh,
           extraKnownHostsFiles: [...(ssh.extraKnownHostsFiles ?? []), this.knownHostsFile],
-          ...(askPassphrase ? { askPassphrase } : {}),
+          // Asked only when a key is encrypted: the caller's passphrase, else a remembered one.
+          askPassphrase: askPassphrase ?? (async (keyPath) => this.secrets.get(host.id) ?? (await ssh.askPassphrase?.(keyPath))),
         });
     const created: HostRuntime = {
       transport,

@@ -30,6 +30,15 @@ export interface OpenTimeline {
   parsed: ParsedTimeline;
 }
 
+export interface HostFormInput {
+  id: string;
+  host: string;
+  user?: string;
+  port?: number;
+  identityFile?: string;
+  proxyJump?: string;
+}
+
 export type ConsoleView = { kind: 'live' } | { kind: 'timeline'; key: string } | { kind: 'compare'; keys: string[] };
 
 export interface PlanDraft {
@@ -84,8 +93,10 @@ export interface ConsoleState {
   start(plan: MigrationPlanInput): Promise<boolean>;
   control(id: string, control: Parameters<ControlFn>[1]): Promise<FerryError | undefined>;
   select(id: string | undefined): void;
-  addHost(input: { id: string; host: string; user?: string; port?: number }): Promise<FerryError | undefined>;
-  connectHost(id: string): Promise<void>;
+  addHost(input: HostFormInput, edit?: boolean): Promise<FerryError | undefined>;
+  connectHost(id: string, secret?: { passphrase: string; remember: boolean }): Promise<void>;
+  passphrase?: { hostId: string; keys: string[]; wrong: boolean; canRemember?: { available: boolean; reason?: string } };
+  dismissPassphrase(): void;
   removeHost(id: string): Promise<void>;
   trustKey(): Promise<void>;
   dismissTrust(): void;
@@ -273,27 +284,41 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     set({ selected: id });
   },
 
-  async addHost(input) {
-    const r = await ferry().invoke('hosts:add', {
-      id: input.id,
-      transport: { kind: 'ssh', ssh: { host: input.host, ...(input.user ? { user: input.user } : {}), ...(input.port ? { port: input.port } : {}) } },
-    });
+  async addHost(input, edit = false) {
+    const ssh = {
+      host: input.host,
+      ...(input.user ? { user: input.user } : {}),
+      ...(input.port ? { port: input.port } : {}),
+      ...(input.identityFile ? { identityFile: input.identityFile } : {}),
+      ...(input.proxyJump ? { proxyJump: input.proxyJump } : {}),
+    };
+    const r = await ferry().invoke(edit ? 'hosts:update' : 'hosts:add', { id: input.id, transport: { kind: 'ssh', ssh } });
     if (!r.ok) return r.error;
     await get().connectHost(input.id);
     return undefined;
   },
 
-  async connectHost(id) {
-    const r = await ferry().invoke('hosts:connect', { id });
+  async connectHost(id, secret) {
+    const r = await ferry().invoke('hosts:connect', { id, ...(secret ? { passphrase: secret.passphrase, remember: secret.remember } : {}) });
     if (!r.ok) {
       const d = r.error.details ?? {};
       if (r.error.code === 'SSH_HOST_KEY_UNKNOWN' && typeof d.fingerprint === 'string') {
         set({ trust: { hostId: id, fingerprint: d.fingerprint, keyType: String(d.keyType ?? ''), host: `${String(d.host ?? '')}:${String(d.port ?? '')}` } });
+      } else if (r.error.code === 'SSH_PASSPHRASE_REQUIRED') {
+        set({ passphrase: { hostId: id, keys: Array.isArray(d.keys) ? d.keys.map(String) : [], wrong: d.wrong === true } });
+        const st = await ferry().invoke('secrets:status', {});
+        if (st.ok) set((s) => (s.passphrase?.hostId === id ? { passphrase: { ...s.passphrase, canRemember: st.value } } : s));
       } else {
         get().toast(r.error.message, 'error');
       }
+    } else if (get().passphrase?.hostId === id) {
+      set({ passphrase: undefined });
     }
     await get().refresh();
+  },
+
+  dismissPassphrase() {
+    set({ passphrase: undefined });
   },
 
   async removeHost(id) {

@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import { useConsole } from '../store/console-store';
 import type { HostInfo } from '../../shared/contract';
+import { AddHostForm } from './host-dialogs';
 import type { VmInfo } from '../../shared/model/vm';
 
 function Workload({ vm }: { vm: VmInfo }) {
@@ -80,6 +81,8 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
   const connectHost = useConsole((s) => s.connectHost);
   const removeHost = useConsole((s) => s.removeHost);
   const [over, setOver] = useState(false);
+  const [editing, setEditing] = useState(false);
+  const ssh = host.config.transport.kind === 'ssh' ? host.config.transport.ssh : undefined;
   return (
     <section
       className={`host-column ${over ? 'drop' : ''}`}
@@ -103,10 +106,19 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
       <header>
         <h3>{host.config.name ?? host.config.id}</h3>
         <span className={`conn conn-${host.state}`} title={host.lastError?.message ?? host.label}>{host.state}</span>
+        {ssh && (
+          <button type="button" className="icon-button" aria-label={`edit host ${host.config.id}`} title="Edit this host's SSH settings" onClick={() => setEditing((x) => !x)}>✎</button>
+        )}
         {!host.config.id.startsWith('lab-') && (
           <button type="button" className="icon-button" aria-label={`remove host ${host.config.id}`} title="Remove this host from Ferry" onClick={() => window.confirm(`Remove ${host.config.id} from Ferry? Its VMs keep running.`) && void removeHost(host.config.id)}>×</button>
         )}
       </header>
+      {editing && ssh && (
+        <AddHostForm
+          initial={{ id: host.config.id, host: ssh.host, ...(ssh.user ? { user: ssh.user } : {}), ...(ssh.port ? { port: ssh.port } : {}), ...(ssh.identityFile ? { identityFile: ssh.identityFile } : {}), ...(ssh.proxyJump ? { proxyJump: ssh.proxyJump } : {}) }}
+          onDone={() => setEditing(false)}
+        />
+      )}
       <p className="meta">{host.label}{host.config.migrationAddress ? ` · migrates via ${host.config.migrationAddress}` : ''}</p>
       {host.facts && (
         <p className="meta" data-testid={`facts-${host.config.id}`}>

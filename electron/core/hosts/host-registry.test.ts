@@ -47,6 +47,20 @@ describe('HostRegistry', () => {
     expect(await reg.list()).toEqual([lab]);
   });
 
+  it('edits a host in place, and refuses editing built-ins, unknown ids and invalid settings', async () => {
+    const reg = new HostRegistry(dir, [lab]);
+    await reg.add(hv1);
+    await reg.add({ id: 'hv2', transport: { kind: 'local' } });
+    const edited: HostConfig = { id: 'hv1', transport: { kind: 'ssh', ssh: { host: 'hv1.example', identityFile: '/root/.ssh/id_hv', proxyJump: 'bastion.example:2200' } } };
+    await reg.update(edited);
+    expect((await new HostRegistry(dir, [lab]).list()).map((h) => h.id)).toEqual(['lab-a', 'hv1', 'hv2']);
+    expect(await new HostRegistry(dir, [lab]).get('hv1')).toEqual(edited);
+    expect(await codeOf(reg.update({ ...lab }))).toBe('INVALID_REQUEST');
+    expect(await codeOf(reg.update({ ...hv1, id: 'nope' }))).toBe('NOT_FOUND');
+    expect(await codeOf(reg.update({ id: 'hv1', transport: { kind: 'ssh', ssh: { host: '-oProxyCommand=x' } } }))).toBe('INVALID_REQUEST');
+    expect(await reg.get('hv1')).toEqual(edited);
+  });
+
   it('keeps concurrent adds', async () => {
     const reg = new HostRegistry(dir);
     await Promise.all(['a1', 'a2', 'a3', 'a4'].map((id) => reg.add({ id, transport: { kind: 'local' } })));

@@ -56,6 +56,21 @@ export class HostRegistry {
     });
   }
 
+  /** Replaces a host's settings (same id); the built-in lab hosts cannot be edited. */
+  update(config: HostConfig): Promise<HostConfig> {
+    return this.serial(async () => {
+      const parsed = HostConfigSchema.safeParse(config);
+      if (!parsed.success) throw new FerryException('INVALID_REQUEST', `invalid host: ${describeIssues(parsed.error)}`);
+      if (this.builtin.some((h) => h.id === config.id)) {
+        throw new FerryException('INVALID_REQUEST', `host "${config.id}" is built in (the local lab) and cannot be edited`, { id: config.id });
+      }
+      const hosts = await this.load();
+      if (!hosts.some((h) => h.id === config.id)) throw new FerryException('NOT_FOUND', `no host with id "${config.id}"`, { id: config.id });
+      await this.save(hosts.map((h) => (h.id === config.id ? parsed.data : h)));
+      return parsed.data;
+    });
+  }
+
   remove(id: string): Promise<void> {
     return this.serial(async () => {
       if (this.builtin.some((h) => h.id === id)) {
