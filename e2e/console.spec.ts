@@ -31,7 +31,7 @@ test('start the lab, drag the VM to lab-b, preflight, migrate, see it complete',
   const view = page.locator('section.migration');
   await expect(view).toBeVisible();
   // the charts receive points while it runs
-  await expect(view.locator('.recharts-line-curve').first()).toBeVisible({ timeout: 20_000 });
+  await expect(view.locator('path.series-line[data-series=transferred]')).toBeVisible({ timeout: 20_000 });
   await page.screenshot({ path: shot('live-migration') });
   await expect(page.getByTestId('phase')).toHaveText('completed', { timeout: 90_000 });
   await expect(page.getByTestId('downtime')).toHaveText(/\d+ ms/);

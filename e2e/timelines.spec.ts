@@ -24,9 +24,9 @@ async function saved(page: Page, click: () => Promise<void>): Promise<{ file: st
   return { file, name: dl.suggestedFilename() };
 }
 
-/** The `d` of every recharts line, chart by chart: what the user sees drawn. */
+/** The `d` of every series line, chart by chart: what the user sees drawn. */
 async function linePaths(page: Page, section: string): Promise<string[][]> {
-  return page.locator(`${section} figure.chart`).evaluateAll((figs) => figs.map((f) => Array.from(f.querySelectorAll('path.recharts-line-curve')).map((p) => p.getAttribute('d') ?? '')));
+  return page.locator(`${section} figure.chart`).evaluateAll((figs) => figs.map((f) => Array.from(f.querySelectorAll('path.series-line')).map((p) => p.getAttribute('d') ?? '')));
 }
 
 test('open a timeline with the file picker, scrub, read the values, export CSV, JSON, PNG and the HTML report', async ({ server, page, browser }) => {
@@ -36,7 +36,7 @@ test('open a timeline with the file picker, scrub, read the values, export CSV, 
   await expect(view).toBeVisible();
   await expect(view.getByTestId('phase')).toHaveText('completed');
   await expect(view.getByTestId('downtime')).toHaveText('61 ms');
-  await expect(view.locator('.recharts-line-curve').first()).toBeVisible();
+  await expect(view.locator('path.series-line[data-series=transferred]')).toBeVisible();
   await expect(view.getByTestId('truncated')).toHaveCount(0);
 
   // Scrub to 2.0 s: the panel shows the sample at or before that moment.
@@ -118,7 +118,7 @@ test('drop a timeline on the window; a truncated one opens with its complete rec
   const cutView = page.locator('section.timeline-view[aria-label="Timeline cut.ferry.jsonl"]');
   await expect(cutView).toBeVisible();
   await expect(cutView.getByTestId('truncated')).toContainText(`Showing its ${complete} complete records`);
-  await expect(cutView.locator('path.recharts-line-curve[name=remaining]')).toBeVisible();
+  await expect(cutView.locator('path.series-line[data-series=remaining]')).toBeVisible();
   await expect(cutView.getByTestId('final-figures')).toHaveCount(0);
   await page.screenshot({ path: shot('timeline-truncated') });
 

@@ -92,3 +92,14 @@ describe('the timeline viewer', () => {
     expect(cursorValues({ t: 0, elapsedMs: 0, status: 'setup', phase: 'setup' }, 0).map((v) => v.id)).not.toContain('stall');
   });
 });
+
+describe('live chart axis', () => {
+  it('the time axis end moves in steps, not on every sample, and always covers the last one', async () => {
+    const { xEndOf } = await import('../../renderer/charts/time-chart');
+    expect(xEndOf(0)).toBe(1);
+    expect(xEndOf(3600)).toBe(4000);
+    expect(xEndOf(3600.1)).toBe(4000);
+    expect(xEndOf(12.3)).toBe(14);
+    for (const t of [1.01, 7.7, 99.9, 1234, 35_999]) expect(xEndOf(t)).toBeGreaterThanOrEqual(t);
+  });
+});
