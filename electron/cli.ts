@@ -39,9 +39,10 @@ const USAGE = `usage: ferry <command> [options]
                                    (r 200 = dirty 200 MiB/s, r max, w 128 = working set, v = verify, s = status)
   ferry migrate VM --from HOST --to HOST [--postcopy] [--postcopy-after N] [--bandwidth MB/s]
         [--downtime ms] [--auto-converge] [--xbzrle MiB] [--multifd N] [--keep-source] [--record FILE]
+        [--capabilities NAME[=off],...]   any other QEMU migration capability (preflight checks QEMU has it)
                                    live-migrate a VM, with a live progress line
         [--policy postcopy-when-never|downtime-steps|dynamic-rate|deadline] [--deadline 90s] [--downtime-ceiling ms]
-  ferry preflight VM --from HOST --to HOST [--postcopy]
+  ferry preflight VM --from HOST --to HOST [--postcopy] [--capabilities NAME,...]
                                    the checks a migration would run first (exit 1 when one fails)
   ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
                                    move every VM off a host
@@ -101,6 +102,20 @@ function accelOf(p: Parsed): 'auto' | 'kvm' | 'tcg' | undefined {
   return a;
 }
 
+/** `--capabilities zero-copy-send,validate-uuid=off`: QAPI capability names, on unless `=off`. */
+function capabilitiesOf(p: Parsed): Record<string, boolean> | undefined {
+  const v = p.flags.get('capabilities');
+  if (v === undefined) return undefined;
+  if (v === true) throw new UsageError('--capabilities needs a list, e.g. zero-copy-send,validate-uuid=off');
+  const out: Record<string, boolean> = {};
+  for (const item of v.split(',').filter(Boolean)) {
+    const m = /^([a-z][a-z0-9-]*)(?:=(on|off|true|false))?$/.exec(item);
+    if (!m) throw new UsageError(`--capabilities: "${item}" is not NAME or NAME=on|off`);
+    out[m[1]!] = m[2] === undefined || m[2] === 'on' || m[2] === 'true';
+  }
+  return out;
+}
+
 function allowOnly(p: Parsed, allowed: string[]): void {
   for (const k of p.flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}`);
 }
@@ -156,7 +171,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -271,7 +286,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
     }
     if (cmd === 'migrate') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling', 'capabilities']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
@@ -296,6 +311,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const mf = num(p, 'multifd', 1, 64);
       if (mf !== undefined) plan.multifdChannels = Math.round(mf);
       if (p.flags.get('keep-source') === true) plan.keepSource = true;
+      const caps = capabilitiesOf(p);
+      if (caps) plan.capabilities = caps;
       const record = p.flags.get('record');
       if (typeof record === 'string') plan.recordPath = path.resolve(record);
       const policy = p.flags.get('policy');
@@ -315,12 +332,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return await follow(m, out, errOut, true);
     }
     if (cmd === 'preflight') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'json']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'json', 'capabilities']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
       if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('preflight needs --from HOST and --to HOST');
-      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}) })) as PreflightResult;
+      const caps = capabilitiesOf(p);
+      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}), ...(caps ? { capabilities: caps } : {}) })) as PreflightResult;
       if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
       else for (const c of r.checks) out.write(`${c.status.toUpperCase().padEnd(4)}  ${c.title}: ${c.reason}${c.fix && c.status !== 'pass' ? ` (fix: ${c.fix})` : ''}\n`);
       return r.ok ? 0 : 1;

@@ -60,6 +60,11 @@ export const MigrationPlanSchema = z.object({
   /** XBZRLE cache size in bytes (enables xbzrle). */
   xbzrleCacheBytes: z.number().int().min(1 << 20).optional(),
   multifdChannels: z.number().int().min(1).max(64).optional(),
+  /**
+   * Any other migration capability by its QAPI name (e.g. `zero-copy-send`, or
+   * `switchover-ack` on QEMU 8.1+), set on both ends; preflight checks QEMU knows it.
+   */
+  capabilities: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,63}$/, 'capability: a QAPI name such as zero-copy-send'), z.boolean()).optional(),
   /** Pause before switchover; continue with the `continue` control. */
   pauseBeforeSwitchover: z.boolean().optional(),
   /** Keep the (paused) source QEMU after completion instead of quitting it. */

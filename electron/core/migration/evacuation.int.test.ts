@@ -78,6 +78,15 @@ describe('evacuation and preflight (real QEMU)', () => {
     // the requested capabilities are checked against what the source QEMU reports
     const caps = await preflight({ vm: 'demo', from: 'lab-a', to: 'lab-b', mode: 'precopy', multifdChannels: 2 }, hosts);
     expect(caps.checks.find((c) => c.id === 'capabilities')).toMatchObject({ status: 'pass' });
+    // a capability this QEMU (7.2) does not have: switchover-ack came with 8.1
+    const newer = await preflight({ vm: 'demo', from: 'lab-a', to: 'lab-b', mode: 'precopy', capabilities: { 'switchover-ack': true, 'zero-copy-send': false } }, hosts);
+    const have = await lab.service.transportOf('lab-a').then(async () => (await import('node:child_process')).execFileSync('qemu-system-x86_64', ['--version']).toString());
+    if (/version [0-7]\.|version 8\.0/.test(have)) {
+      expect(newer.checks.find((c) => c.id === 'capabilities')).toMatchObject({ status: 'fail', reason: "not supported by the source's QEMU: switchover-ack" });
+      expect(newer.ok).toBe(false);
+    } else {
+      expect(newer.checks.find((c) => c.id === 'capabilities')).toMatchObject({ status: 'pass' });
+    }
 
     // the destination's QEMU binary unavailable: a wrapper that fails, first on PATH for that host
     writeFileSync(path.join(fake, 'qemu-system-x86_64'), '#!/bin/sh\necho "qemu-system-x86_64: not installed here" >&2\nexit 127\n');
@@ -91,6 +100,23 @@ describe('evacuation and preflight (real QEMU)', () => {
     } finally {
       process.env.PATH = oldPath;
       rmSync(fake, { recursive: true, force: true });
+    }
+  });
+
+  it('a migration asking for a capability this QEMU lacks is refused before anything moves', async () => {
+    const version = (await import('node:child_process')).execFileSync('qemu-system-x86_64', ['--version']).toString();
+    if (!/version [0-7]\.|version 8\.0/.test(version)) return; // newer QEMU has switchover-ack
+    lab = await makeTestLab();
+    await lab.up({ memoryKiB: SMALL_KIB, workload: { wsMiB: 8, rateMiBs: 0 } });
+    const pid = await lab.pidOn('lab-a');
+    await expect(lab.service.engine.start({ vm: 'demo', from: 'lab-a', to: 'lab-b', capabilities: { 'switchover-ack': true } })).rejects.toThrow(/switchover-ack/);
+    expect(await lab.pidOn('lab-a')).toBe(pid);
+    expect(await lab.pidOn('lab-b')).toBeUndefined();
+    const con = await lab.guest('lab-a');
+    try {
+      expect(await con.command('v', 20_000)).toMatchObject({ ok: true });
+    } finally {
+      con.close();
     }
   });
 });

@@ -423,7 +423,9 @@ export class Migration {
       multifd: p.multifdChannels !== undefined,
     };
     const source: Record<string, boolean> = { ...both, 'auto-converge': !!p.autoConverge, xbzrle: p.xbzrleCacheBytes !== undefined, 'pause-before-switchover': !!p.pauseBeforeSwitchover };
-    return { source, dest: { ...both } };
+    // The plan's extra capabilities go to both ends; Ferry's own choices above win.
+    const extra = Object.fromEntries(Object.entries(p.capabilities ?? {}).filter(([k]) => !(k in source)));
+    return { source: { ...extra, ...source }, dest: { ...extra, ...both } };
   }
 
   private parameters(): { source: Record<string, unknown>; dest: Record<string, unknown> } {

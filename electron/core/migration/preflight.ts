@@ -190,14 +190,15 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
   }
 
   tasks.push((async () => {
-    const wanted = ['events', ...(plan.mode !== 'precopy' ? ['postcopy-ram'] : []), ...(plan.autoConverge ? ['auto-converge'] : []), ...(plan.xbzrleCacheBytes ? ['xbzrle'] : []), ...(plan.multifdChannels ? ['multifd'] : [])];
+    const extra = Object.entries(plan.capabilities ?? {}).filter(([, on]) => on).map(([k]) => k);
+    const wanted = [...new Set(['events', ...(plan.mode !== 'precopy' ? ['postcopy-ram'] : []), ...(plan.autoConverge ? ['auto-converge'] : []), ...(plan.xbzrleCacheBytes ? ['xbzrle'] : []), ...(plan.multifdChannels ? ['multifd'] : []), ...extra])];
     let q: QmpClient | undefined;
     try {
       q = await QmpClient.connect(await S.t.openUnix(srcFiles.auxQmpSocket), { handshakeTimeoutMs: 2000 });
       const caps = await q.execute<{ capability: string }[]>('query-migrate-capabilities');
       const have = new Set(caps.map((c) => c.capability));
       const missing = wanted.filter((w) => !have.has(w));
-      add('capabilities', 'Capabilities supported', missing.length === 0 ? pass(wanted.join(', ')) : fail(`not supported by this QEMU: ${missing.join(', ')}`, 'drop them from the plan'));
+      add('capabilities', 'Capabilities supported', missing.length === 0 ? pass(wanted.join(', ')) : fail(`not supported by the source's QEMU: ${missing.join(', ')}`, 'drop them from the plan, or upgrade QEMU on both hosts'));
     } catch (e) {
       add('capabilities', 'Capabilities supported', warn(`could not ask the source QEMU: ${toFerryError(e).message}`));
     } finally {
