@@ -144,3 +144,29 @@ test('an encrypted key asks for its passphrase (remembering refused in the brows
     home.cleanup();
   }
 });
+
+test('evacuate a host: every VM moves to the chosen host, at most K at a time, progress shown', async ({ server, page }) => {
+  await page.goto(server.url);
+  await page.getByTestId('start-lab').click();
+  await expect(page.getByTestId('vm-lab-a-demo')).toBeVisible({ timeout: 60_000 });
+  // a second VM on lab-a, started with the CLI against the same lab
+  execFileSync(process.execPath, ['--import', 'tsx', 'electron/cli.ts', 'vm', 'start', 'lab-a', 'small', '--memory', '128', '--ws', '16', '--rate', '10'], { env: { ...process.env, FERRY_LAB_DIR: server.labRoot, XDG_CONFIG_HOME: server.configDir }, stdio: 'ignore' });
+  await page.keyboard.press('r');
+  await expect(page.getByTestId('vm-lab-a-small')).toBeVisible({ timeout: 20_000 });
+  await page.getByTestId('host-lab-a').getByRole('button', { name: 'Evacuate…' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Evacuate lab-a' });
+  await expect(dialog.getByRole('button', { name: 'Evacuate' })).toBeDisabled();
+  await dialog.getByLabel('evacuate to lab-b').check();
+  await dialog.getByLabel('migrations at a time').fill('2');
+  await dialog.getByLabel('bandwidth per migration in MB/s').fill('200');
+  await page.screenshot({ path: shot('evacuate-dialog') });
+  await dialog.getByRole('button', { name: 'Evacuate' }).click();
+  const panel = page.getByTestId('evacuation-lab-a');
+  await expect(panel).toBeVisible();
+  await expect(panel).toContainText('2/2 moved', { timeout: 90_000 });
+  await expect(panel.locator('li[data-state=completed]')).toHaveCount(2);
+  await expect(page.getByTestId('vm-lab-b-demo')).toBeVisible({ timeout: 20_000 });
+  await expect(page.getByTestId('vm-lab-b-small')).toBeVisible();
+  await expect(page.getByTestId('vm-lab-a-demo')).toHaveCount(0);
+  await page.screenshot({ path: shot('evacuated') });
+});

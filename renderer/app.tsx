@@ -7,6 +7,7 @@ import { PlanDialog } from './views/plan-dialog';
 import { MigrationView } from './views/migration-view';
 import { AddHostForm, PassphraseDialog, TrustDialog } from './views/host-dialogs';
 import { TimelineView } from './views/timeline-view';
+import { EvacuateDialog, EvacuationPanel } from './views/evacuation';
 import { CompareView } from './views/compare-view';
 import { OpenTimelineButton, RecordedMenu, TimelineTabs, useDropToOpen } from './views/timeline-picker';
 
@@ -102,6 +103,7 @@ export function App() {
       {error && <p className="error banner" role="alert">{error}</p>}
       {adding && <AddHostForm onDone={() => setAdding(false)} />}
       <HostsBoard />
+      <EvacuationPanel />
       <MigrationTabs />
       <TimelineTabs />
       {view.kind === 'live' && selected && <MigrationView id={selected} />}
@@ -111,6 +113,7 @@ export function App() {
       <PlanDialog />
       <TrustDialog />
       <PassphraseDialog />
+      <EvacuateDialog />
       <div className="toasts" aria-live="polite">
         {toasts.map((t) => (
           <div key={t.id} className={`toast toast-${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'}>{t.text}</div>

@@ -74,6 +74,7 @@ export const EvacuationSummarySchema = z.object({
   })),
   done: z.boolean(),
 });
+export type EvacuationSummary = z.infer<typeof EvacuationSummarySchema>;
 
 export const MigrationControlSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('cancel') }),

@@ -9,7 +9,7 @@ import type { VmInfo } from '../../shared/model/vm';
 import type { MigrationFinal, MigrationPhase, MigrationPlanInput, MigrationSample } from '../../shared/model/migration';
 import type { PreflightResult } from '../../shared/model/preflight';
 import type { FerryError } from '../../shared/errors';
-import type { TimelineFile } from '../../shared/contract';
+import type { EvacuationSummary, TimelineFile } from '../../shared/contract';
 import { entryFromTimeline } from '../../shared/report/picture';
 import type { LogEntry, MigrationEntry } from '../../shared/report/picture';
 import { parseTimeline, TIMELINE_FORMAT } from '../../shared/model/timeline';
@@ -73,6 +73,13 @@ export interface ConsoleState {
   timelines: OpenTimeline[];
   recorded: TimelineFile[];
   demo: { running: boolean; error?: string };
+  /** The host whose evacuation dialog is open. */
+  evacuating?: string;
+  evacuations: Record<string, EvacuationSummary>;
+  openEvacuate(hostId: string): void;
+  closeEvacuate(): void;
+  startEvacuation(req: { from: string; to: string[]; parallel: number; deadlineMs?: number; defaults?: Record<string, unknown> }): Promise<string | undefined>;
+  applyEvacuation(e: EvacuationSummary): void;
 
   refresh(): Promise<void>;
   /** Opens a timeline's text (a file the user picked or dropped); false, with a toast, when it is not one. */
@@ -132,6 +139,34 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
   timelines: [],
   recorded: [],
   demo: { running: false },
+  evacuations: {},
+
+  openEvacuate(hostId) {
+    set({ evacuating: hostId });
+    void get().refreshVms(hostId);
+  },
+
+  closeEvacuate() {
+    set({ evacuating: undefined });
+  },
+
+  async startEvacuation(req) {
+    const r = await ferry().invoke('evacuations:start', req);
+    if (!r.ok) return r.error.message;
+    set((s) => ({ evacuating: undefined, evacuations: { ...s.evacuations, [r.value.id]: r.value } }));
+    get().toast(`Evacuating ${req.from}: ${r.value.items.length} VM(s) to ${req.to.join(', ')}`, 'info');
+    return undefined;
+  },
+
+  applyEvacuation(e) {
+    const before = get().evacuations[e.id];
+    set((s) => ({ evacuations: { ...s.evacuations, [e.id]: e } }));
+    if (e.done && !before?.done) {
+      const failed = e.items.filter((i) => i.state !== 'completed');
+      get().toast(failed.length ? `Evacuation of ${e.from}: ${failed.length} VM(s) not moved (${failed.map((i) => i.vm).join(', ')})` : `Evacuation of ${e.from} done: ${e.items.length} VM(s) moved`, failed.length ? 'error' : 'ok');
+      void get().refresh();
+    }
+  },
 
   openTimelineText(name, text) {
     const parsed = parseTimeline(text);
@@ -418,6 +453,7 @@ export function wireEvents(): () => void {
     api.on('migration:phase', (p) => st().applyPhase(p.id, p.phase, p.from, p.reason, p.t)),
     api.on('migration:ended', (p) => st().applyEnded(p.id, p.final as unknown as MigrationFinal)),
     api.on('hosts:state', () => void st().refresh()),
+    api.on('evacuation:progress', (p) => st().applyEvacuation(p)),
     // The desktop shell's menu and native open dialog.
     api.on('ui:open-timeline', (p) => void st().openTimelineText(p.name, p.text)),
     api.on('ui:command', (p) => {

@@ -80,6 +80,8 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
   const openPlan = useConsole((s) => s.openPlan);
   const connectHost = useConsole((s) => s.connectHost);
   const removeHost = useConsole((s) => s.removeHost);
+  const openEvacuate = useConsole((s) => s.openEvacuate);
+  const others = hosts.filter((h) => h.config.id !== host.config.id && h.state === 'connected').length;
   const [over, setOver] = useState(false);
   const [editing, setEditing] = useState(false);
   const ssh = host.config.transport.kind === 'ssh' ? host.config.transport.ssh : undefined;
@@ -129,6 +131,11 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
         <button type="button" onClick={() => void connectHost(host.config.id)}>Connect</button>
       )}
       {host.lastError && <p className="error small">{host.lastError.message}</p>}
+      {host.state === 'connected' && (vms?.length ?? 0) > 0 && (
+        <button type="button" className="small" disabled={others === 0} title={others === 0 ? 'Not now: no other connected host to move the VMs to' : `Move every VM off ${host.config.id}`} onClick={() => openEvacuate(host.config.id)}>
+          Evacuate…
+        </button>
+      )}
       <div className="vm-list">
         {(vms ?? []).map((vm) => <VmCard key={vm.name} vm={vm} hosts={hosts} />)}
         {vms && vms.length === 0 && <p className="empty">No VMs. Drop one here to migrate it.</p>}
