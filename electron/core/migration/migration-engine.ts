@@ -183,12 +183,12 @@ export class Migration {
     });
   }
 
-  /** Settles when the migration has ended (completed, failed or cancelled). */
   /** Keeps the preflight the user saw with the migration's timeline (for its report). */
   recordPreflight(result: PreflightResult): void {
     this.rec({ type: 'preflight', t: Date.now(), result });
   }
 
+  /** Settles when the migration has ended (completed, failed or cancelled). */
   whenDone(): Promise<MigrationFinal> {
     return this.done;
   }
