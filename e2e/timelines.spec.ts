@@ -55,6 +55,10 @@ test('open a timeline with the file picker, scrub, read the values, export CSV, 
   await view.getByRole('button', { name: 'zoom in around the cursor' }).click();
   await expect(view.getByTestId('zoom-window')).toContainText('showing');
   await page.screenshot({ path: shot('timeline-viewer'), fullPage: true });
+  await page.locator('body').press('t');
+  await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark');
+  await page.screenshot({ path: shot('timeline-viewer-dark') });
+  await page.locator('body').press('t');
   await view.getByRole('button', { name: 'Whole run' }).click();
   await expect(view.getByTestId('zoom-window')).toHaveCount(0);
 

@@ -1,5 +1,5 @@
-import { memo, useCallback, useLayoutEffect, useMemo, useState, useSyncExternalStore } from 'react';
-import { CartesianGrid, LineChart, ReferenceArea, ReferenceLine, ResponsiveContainer, Tooltip, XAxis, YAxis, useXAxisScale, useYAxisScale } from 'recharts';
+import { memo, useCallback, useId, useLayoutEffect, useMemo, useState, useSyncExternalStore } from 'react';
+import { CartesianGrid, LineChart, ReferenceArea, ReferenceLine, ResponsiveContainer, Tooltip, XAxis, YAxis, usePlotArea, useXAxisScale, useYAxisScale } from 'recharts';
 import { lttb } from '../../shared/analysis/lttb';
 import { formatUnit, PHASE_COLORS } from '../../shared/report/picture';
 import type { ChartRow, ChartSpec, PhaseSpan, SeriesDef } from '../../shared/report/picture';
@@ -106,6 +106,8 @@ function SeriesPaths({ store, series, x0, x1, yTop }: { store: RowsStore; series
   const data = useSyncExternalStore(store.subscribe, store.get);
   const x = useXAxisScale();
   const y = useYAxisScale();
+  const area = usePlotArea();
+  const clipId = `clip-${useId().replace(/[^A-Za-z0-9_-]/g, '')}`;
   if (!x || !y) return null;
   // Both axes are linear: two points give each scale, then a tight loop (no per-point calls).
   const xa = Number(x(x0));
@@ -116,7 +118,12 @@ function SeriesPaths({ store, series, x0, x1, yTop }: { store: RowsStore; series
   const kx = (xb - xa) / (x1 - x0);
   const ky = (yb - ya) / yTop;
   return (
-    <g className="series-lines">
+    <g className="series-lines" clipPath={area ? `url(#${clipId})` : undefined}>
+      {area && (
+        <clipPath id={clipId}>
+          <rect x={area.x} y={area.y - 2} width={area.width} height={area.height + 4} />
+        </clipPath>
+      )}
       {series.map((s) => {
         // "M x y x y ...": pairs after a moveto are implicit linetos.
         const xy: number[] = [];
