@@ -3,23 +3,15 @@
  * binary exists; here (no binary can be downloaded) it is skipped with the reason printed.
  */
 import { test, expect, _electron as electron } from '@playwright/test';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { killPidsMentioning } from './fixtures';
 
 const pathFile = path.join('node_modules', 'electron', 'path.txt');
 const binary = existsSync(pathFile) ? path.join('node_modules', 'electron', 'dist', readFileSync(pathFile, 'utf8').trim()) : undefined;
 const reason = binary && existsSync(binary) ? undefined : 'no Electron binary installed (ELECTRON_SKIP_BINARY_DOWNLOAD): Electron e2e skipped';
 if (reason) console.log(`[electron] ${reason}`);
-
-const pidsMentioning = (text: string) =>
-  readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text);
-    } catch {
-      return false;
-    }
-  });
 
 test('Electron: start, start the lab, drag the VM to lab-b, migrate, see it complete', async () => {
   test.skip(reason !== undefined, reason);
@@ -41,11 +33,7 @@ test('Electron: start, start the lab, drag the VM to lab-b, migrate, see it comp
     await expect(win.getByTestId('vm-lab-b-demo')).toBeVisible();
   } finally {
     await app.close();
-    for (const pid of pidsMentioning(labRoot)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
-    }
+    killPidsMentioning(labRoot);
     rmSync(labRoot, { recursive: true, force: true });
     rmSync(configDir, { recursive: true, force: true });
   }

@@ -12,7 +12,7 @@ export interface FerryServer {
   configDir: string;
 }
 
-function pidsMentioning(text: string): number[] {
+export function pidsMentioning(text: string): number[] {
   return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
     try {
       return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text);
@@ -20,6 +20,17 @@ function pidsMentioning(text: string): number[] {
       return false;
     }
   });
+}
+
+/** SIGKILL, by pid, every process whose command line mentions `text` (e.g. a lab root). */
+export function killPidsMentioning(text: string): void {
+  for (const pid of pidsMentioning(text)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
 
 export async function startServer(env: Record<string, string> = {}): Promise<FerryServer & { stop(): Promise<void> }> {
@@ -53,11 +64,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Fer
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
       // Everything the lab started dies with the server; anything left is killed by pid.
-      for (const pid of pidsMentioning(labRoot)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {}
-      }
+      killPidsMentioning(labRoot);
       rmSync(labRoot, { recursive: true, force: true });
       rmSync(configDir, { recursive: true, force: true });
     },

@@ -5,6 +5,7 @@
 import { useState } from 'react';
 import { useConsole } from '../store/console-store';
 import type { HostInfo } from '../../shared/contract';
+import { ModalForm } from '../components/modal-form';
 
 export function EvacuateDialog() {
   const from = useConsole((s) => s.evacuating);
@@ -27,43 +28,37 @@ export function EvacuateDialog() {
     || (bandwidth !== '' && !(Number(bandwidth) > 0) && 'bandwidth must be a positive number of MB/s')
     || (!vms?.length && `${from} has no VMs to move`);
   return (
-    <div className="overlay" role="presentation">
-      <form
-        className="dialog"
-        role="dialog"
-        aria-modal="true"
-        aria-labelledby="evac-title"
-        onSubmit={(e) => {
-          e.preventDefault();
-          if (bad) return;
-          void start({ from, to: chosen, parallel: k, ...(deadline ? { deadlineMs: Math.round(Number(deadline) * 60_000) } : {}), ...(bandwidth ? { defaults: { maxBandwidth: Math.round(Number(bandwidth) * 1e6) } } : {}) }).then((err) => setError(err));
-        }}
-      >
-        <h2 id="evac-title">Evacuate {from}</h2>
-        <p>Moves every VM on {from} ({vms?.map((v) => v.name).join(', ') || 'none'}) to the hosts you pick, spread over them. A VM that fails stays on {from}; the others go on.</p>
-        <fieldset className="targets">
-          <legend>To</legend>
-          {targets.length === 0 && <p className="muted">No other connected host.</p>}
-          {targets.map((h) => (
-            <label key={h.config.id} className="inline">
-              <input type="checkbox" checked={chosen.includes(h.config.id)} onChange={(e) => setTo(e.target.checked ? [...chosen, h.config.id] : chosen.filter((x) => x !== h.config.id))} aria-label={`evacuate to ${h.config.id}`} />
-              {h.config.name ?? h.config.id}
-            </label>
-          ))}
-        </fieldset>
-        <p className="row">
-          <label className="inline">At most<input type="number" min={1} max={16} value={parallel} onChange={(e) => setParallel(e.target.value)} aria-label="migrations at a time" />at a time</label>
-          <label className="inline">Done within<input type="number" min={0} step="any" value={deadline} placeholder="no deadline" onChange={(e) => setDeadline(e.target.value)} aria-label="deadline in minutes" />min</label>
-          <label className="inline">Bandwidth<input type="number" min={1} value={bandwidth} placeholder="max" onChange={(e) => setBandwidth(e.target.value)} aria-label="bandwidth per migration in MB/s" />MB/s</label>
-        </p>
-        {(error ?? (bad && chosen.length > 0 ? bad : undefined)) && <p className="error" role="alert">{error ?? bad}</p>}
-        <footer>
-          <span className="muted">With a deadline Ferry raises bandwidth, then the downtime limit, then switches to postcopy or stops the VMs.</span>
-          <button type="button" onClick={close}>Cancel</button>
-          <button type="submit" className="primary" disabled={!!bad}>Evacuate</button>
-        </footer>
-      </form>
-    </div>
+    <ModalForm
+      titleId="evac-title"
+      title={`Evacuate ${from}`}
+      onSubmit={() => {
+        if (bad) return;
+        void start({ from, to: chosen, parallel: k, ...(deadline ? { deadlineMs: Math.round(Number(deadline) * 60_000) } : {}), ...(bandwidth ? { defaults: { maxBandwidth: Math.round(Number(bandwidth) * 1e6) } } : {}) }).then((err) => setError(err));
+      }}
+    >
+      <p>Moves every VM on {from} ({vms?.map((v) => v.name).join(', ') || 'none'}) to the hosts you pick, spread over them. A VM that fails stays on {from}; the others go on.</p>
+      <fieldset className="targets">
+        <legend>To</legend>
+        {targets.length === 0 && <p className="muted">No other connected host.</p>}
+        {targets.map((h) => (
+          <label key={h.config.id} className="inline">
+            <input type="checkbox" checked={chosen.includes(h.config.id)} onChange={(e) => setTo(e.target.checked ? [...chosen, h.config.id] : chosen.filter((x) => x !== h.config.id))} aria-label={`evacuate to ${h.config.id}`} />
+            {h.config.name ?? h.config.id}
+          </label>
+        ))}
+      </fieldset>
+      <p className="row">
+        <label className="inline">At most<input type="number" min={1} max={16} value={parallel} onChange={(e) => setParallel(e.target.value)} aria-label="migrations at a time" />at a time</label>
+        <label className="inline">Done within<input type="number" min={0} step="any" value={deadline} placeholder="no deadline" onChange={(e) => setDeadline(e.target.value)} aria-label="deadline in minutes" />min</label>
+        <label className="inline">Bandwidth<input type="number" min={1} value={bandwidth} placeholder="max" onChange={(e) => setBandwidth(e.target.value)} aria-label="bandwidth per migration in MB/s" />MB/s</label>
+      </p>
+      {(error ?? (bad && chosen.length > 0 ? bad : undefined)) && <p className="error" role="alert">{error ?? bad}</p>}
+      <footer>
+        <span className="muted">With a deadline Ferry raises bandwidth, then the downtime limit, then switches to postcopy or stops the VMs.</span>
+        <button type="button" onClick={close}>Cancel</button>
+        <button type="submit" className="primary" disabled={!!bad}>Evacuate</button>
+      </footer>
+    </ModalForm>
   );
 }
 

@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import { useConsole } from '../store/console-store';
 import type { HostFormInput } from '../store/console-store';
+import { ModalForm } from '../components/modal-form';
 
 /** Adds an SSH host, or edits one (`initial`: its current settings; the id stays). */
 export function AddHostForm({ onDone, initial }: { onDone: () => void; initial?: HostFormInput }) {
@@ -51,39 +52,33 @@ export function PassphraseDialog() {
   if (!ask) return null;
   const can = ask.canRemember;
   return (
-    <div className="overlay" role="presentation">
-      <form
-        className="dialog"
-        role="dialog"
-        aria-modal="true"
-        aria-labelledby="pass-title"
-        onSubmit={(e) => {
-          e.preventDefault();
-          const passphrase = value;
-          setValue('');
-          void connectHost(ask.hostId, { passphrase, remember: remember && can?.available === true });
-        }}
-      >
-        <h2 id="pass-title">Passphrase for {ask.hostId}</h2>
-        <p>{ask.wrong ? 'That passphrase did not open the key. ' : ''}The key {ask.keys.join(', ') || ''} is encrypted.</p>
-        <label className="inline">
-          Passphrase
-          <input type="password" autoFocus value={value} onChange={(e) => setValue(e.target.value)} aria-label="key passphrase" autoComplete="off" />
+    <ModalForm
+      titleId="pass-title"
+      title={`Passphrase for ${ask.hostId}`}
+      onSubmit={() => {
+        const passphrase = value;
+        setValue('');
+        void connectHost(ask.hostId, { passphrase, remember: remember && can?.available === true });
+      }}
+    >
+      <p>{ask.wrong ? 'That passphrase did not open the key. ' : ''}The key {ask.keys.join(', ') || ''} is encrypted.</p>
+      <label className="inline">
+        Passphrase
+        <input type="password" autoFocus value={value} onChange={(e) => setValue(e.target.value)} aria-label="key passphrase" autoComplete="off" />
+      </label>
+      <p>
+        <label className="inline" title={can?.available ? 'Encrypted by the OS keychain; never stored in plain text' : (can?.reason ?? '')}>
+          <input type="checkbox" checked={remember && can?.available === true} disabled={!can?.available} onChange={(e) => setRemember(e.target.checked)} aria-label="remember the passphrase" />
+          Remember it (encrypted by the OS keychain)
         </label>
-        <p>
-          <label className="inline" title={can?.available ? 'Encrypted by the OS keychain; never stored in plain text' : (can?.reason ?? '')}>
-            <input type="checkbox" checked={remember && can?.available === true} disabled={!can?.available} onChange={(e) => setRemember(e.target.checked)} aria-label="remember the passphrase" />
-            Remember it (encrypted by the OS keychain)
-          </label>
-          {can && !can.available && <span className="muted small"> — {can.reason}</span>}
-        </p>
-        <footer>
-          <span className="muted">Kept in memory for this session{can?.available ? ' unless you ask to remember it' : ''}.</span>
-          <button type="button" onClick={dismiss}>Cancel</button>
-          <button type="submit" className="primary" disabled={value === ''}>Connect</button>
-        </footer>
-      </form>
-    </div>
+        {can && !can.available && <span className="muted small"> — {can.reason}</span>}
+      </p>
+      <footer>
+        <span className="muted">Kept in memory for this session{can?.available ? ' unless you ask to remember it' : ''}.</span>
+        <button type="button" onClick={dismiss}>Cancel</button>
+        <button type="submit" className="primary" disabled={value === ''}>Connect</button>
+      </footer>
+    </ModalForm>
   );
 }
 
