@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseTimeline } from '../../shared/model/timeline';
-import { ewma, fitSwitchover, learnFinalCopyRate, project } from '../../shared/analysis/projection';
+import { DEFAULT_ZERO_SCAN_RATE, ewma, fitSwitchover, learnFinalCopyRate, project, zeroScanRate } from '../../shared/analysis/projection';
 import type { MigrationSample } from '../../shared/model/migration';
 
 const fixture = (name: string) => parseTimeline(readFileSync(`test/fixtures/timelines/${name}.ferry.jsonl`, 'utf8'));
@@ -80,5 +80,29 @@ describe('projection helpers', () => {
     expect(fitSwitchover([])).toEqual({});
     expect(learnFinalCopyRate(29.5e6, 22, 0)).toBeCloseTo(29.5e6 / 0.022, -3);
     expect(learnFinalCopyRate(100, 22)).toBeUndefined();
+  });
+
+  it('measures how fast zero pages go by, only where QEMU mostly found zero pages', () => {
+    const base = { elapsedMs: 0, status: 'active', phase: 'precopy' as const, pageSize: 4096, pass: 1 };
+    const bulk: MigrationSample[] = [
+      { ...base, t: 0, normalPages: 1000, duplicatePages: 0 },
+      { ...base, t: 100, normalPages: 2000, duplicatePages: 0 }, // sending real pages: not a zero scan
+      { ...base, t: 200, normalPages: 2010, duplicatePages: 12_000 }, // 49 MB of zero pages in 100 ms
+    ];
+    expect(zeroScanRate(bulk.slice(0, 2))).toBeUndefined();
+    expect(zeroScanRate(bulk)).toBeCloseTo((12_000 * 4096 * 1000) / 100, -6);
+  });
+
+  it('in the bulk pass, what is left costs the link for touched memory and a scan for the zero rest', () => {
+    const s = (t: number, normal: number, remaining: number): MigrationSample => ({
+      t, elapsedMs: t, status: 'active', phase: 'precopy', pass: 1, pageSize: 4096, normalPages: normal, duplicatePages: 100,
+      remainingBytes: remaining, transferredBytes: normal * 4096, totalBytes: 128e6, dirtyRate: 0, guest: { side: 'source', seq: 1, stallMs: 1, achievedBytesPerS: 1e6 },
+    });
+    const samples = [s(0, 0, 128e6), s(100, 1000, 124e6), s(200, 2000, 120e6)];
+    const p = project(samples, { downtimeLimitMs: 300, touchedBytes: 40e6 });
+    const xfer = p.transferRate!;
+    const real = 40e6 - 2000 * 4096;
+    const expected = (real * 1000) / xfer + ((120e6 - real) * 1000) / DEFAULT_ZERO_SCAN_RATE;
+    expect(p.etaMs! - p.switchoverDowntimeMs!).toBeCloseTo(expected, 0);
   });
 });
