@@ -24,6 +24,8 @@ interface Props {
   onCursor?: (t: number) => void;
   /** Dragging across the chart selects a window to zoom into. */
   onZoom?: (from: number, to: number) => void;
+  /** Labelled vertical lines (e.g. each run's switchover in an overlay). */
+  xMarks?: readonly { x: number; label: string; color: string }[];
 }
 
 function labelOf(state: unknown): number | undefined {
@@ -158,7 +160,7 @@ function HoverValues({ active, label, store, spec }: { active?: boolean; label?:
  * (LTTB) to about the pixel width before recharts sees them, no animation, phase bands
  * behind, pass markers, reference marks; optionally a cursor and drag-to-zoom.
  */
-export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASES, passes = NO_PASSES, maxPoints = 600, height = 180, domain, cursor, onCursor, onZoom }: Props) {
+export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASES, passes = NO_PASSES, maxPoints = 600, height = 180, domain, cursor, onCursor, onZoom, xMarks = NO_MARKS }: Props) {
   const [drag, setDrag] = useState<{ from: number; to: number }>();
   const visible = useMemo(() => (domain ? windowOf(rows, domain[0], domain[1]) : rows), [rows, domain]);
   const data = useMemo(() => {
@@ -204,6 +206,9 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
           {(spec.marks ?? []).map((m) => (
             <ReferenceLine key={m.label} y={m.y} stroke={m.color} strokeDasharray="6 3" label={{ value: m.label, position: 'insideTopRight', fontSize: 10, fill: m.color }} />
           ))}
+          {xMarks.map((m) => (
+            <ReferenceLine key={`x-${m.label}`} x={m.x} stroke={m.color} strokeDasharray="4 2" className="x-mark" ifOverflow="hidden" label={{ value: m.label, position: 'insideTopRight', fontSize: 9, fill: m.color }} />
+          ))}
           {cursor !== undefined && <ReferenceLine x={cursor} stroke="var(--accent, #2563eb)" strokeWidth={1.5} className="cursor-line" ifOverflow="hidden" />}
           {drag && <ReferenceArea x1={Math.min(drag.from, drag.to)} x2={Math.max(drag.from, drag.to)} fill="#2563eb" fillOpacity={0.15} />}
           <XAxis dataKey="t" type="number" domain={[x0, x1]} allowDataOverflow tickFormatter={(v: number) => `${v.toFixed(x1 - x0 < 10 ? 1 : 0)}s`} fontSize={11} />
@@ -213,7 +218,7 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
         </LineChart>
       </ResponsiveContainer>
     );
-  }, [store, spec, height, interactive, onMouseDown, onMouseMove, onMouseUp, phases, passes, cursor, drag, x0, x1, yTop]);
+  }, [store, spec, height, interactive, onMouseDown, onMouseMove, onMouseUp, phases, passes, xMarks, cursor, drag, x0, x1, yTop]);
   return (
     <figure className="chart" aria-label={spec.title} data-chart={spec.id}>
       <figcaption>{spec.title}</figcaption>
@@ -230,3 +235,4 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
 const MARGIN = { top: 6, right: 12, bottom: 0, left: 4 };
 const NO_PHASES: readonly PhaseSpan[] = [];
 const NO_PASSES: readonly number[] = [];
+const NO_MARKS: NonNullable<Props['xMarks']> = [];

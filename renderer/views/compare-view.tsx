@@ -10,6 +10,7 @@ export function CompareView({ keys }: { keys: string[] }) {
   const exportReport = useConsole((s) => s.exportReport);
   const items = useMemo(() => keys.map((k) => timelines.find((t) => t.key === k)).filter((t) => t !== undefined), [keys, timelines]);
   const data = useMemo(() => compareData(items.map((t) => ({ name: t.name, entry: t.entry, truncated: t.parsed.truncated }))), [items]);
+  const domain = useMemo(() => [0, data.xMax] as const, [data.xMax]);
   if (items.length < 2) return <p className="empty">Pick at least two open timelines to compare.</p>;
   return (
     <section className="migration compare-view" aria-label="comparison">
@@ -37,7 +38,7 @@ export function CompareView({ keys }: { keys: string[] }) {
         </tbody>
       </table>
       <div className="charts">
-        {data.specs.map((spec) => <TimeChart key={spec.id} spec={spec} rows={data.rows} domain={[0, data.xMax]} />)}
+        {data.specs.map((spec) => <TimeChart key={spec.id} spec={spec} rows={data.rows} domain={domain} xMarks={data.switchovers} />)}
       </div>
     </section>
   );

@@ -21,6 +21,14 @@ export interface CompareData {
   specs: ChartSpec[];
   xMax: number;
   table: { label: string; values: string[] }[];
+  /** Where each run switched over (stopped the source, or went postcopy), in overlay seconds. */
+  switchovers: XMark[];
+}
+
+export interface XMark {
+  x: number;
+  label: string;
+  color: string;
 }
 
 /** Wall-clock ms at which this migration began migrating (t = 0 of the overlay). */
@@ -80,5 +88,10 @@ export function compareData(items: readonly CompareItem[]): CompareData {
     { label: 'Page requests', values: items.map((it) => String(it.entry.final?.postcopyRequests ?? 0)) },
     { label: 'Guest memory', values: items.map((it) => fig(it, 'verify')) },
   ];
-  return { columns, rows, specs, xMax: Math.max(1, xMax), table };
+  const switchovers: XMark[] = [];
+  items.forEach((it, i) => {
+    const sw = it.entry.phases.find((p) => p.phase === 'stop-and-copy' || p.phase === 'postcopy');
+    if (sw) switchovers.push({ x: (sw.t - migrationStart(it.entry)) / 1000, label: `${it.name}: ${sw.phase === 'postcopy' ? 'postcopy starts' : 'VM stopped'}`, color: columns[i]!.color });
+  });
+  return { columns, rows, specs, xMax: Math.max(1, xMax), table, switchovers };
 }

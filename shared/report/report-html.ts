@@ -93,7 +93,7 @@ export function compareHtml(items: { name: string; timeline: ParsedTimeline }[])
   parts.push('</tr></thead><tbody>');
   for (const row of c.table) parts.push(`<tr><th>${escapeXml(row.label)}</th>${row.values.map((v) => td(v)).join('')}</tr>`);
   parts.push('</tbody></table><h2>Overlay</h2>');
-  for (const spec of c.specs) parts.push(svgChart({ spec, rows: c.rows, width: 900, height: 220, xMax: c.xMax }));
+  for (const spec of c.specs) parts.push(svgChart({ spec, rows: c.rows, width: 900, height: 220, xMax: c.xMax, xMarks: c.switchovers }));
   return page(title, parts.join('\n'));
 }
 

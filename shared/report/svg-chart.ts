@@ -18,6 +18,8 @@ export interface SvgChartOptions {
   xMax?: number;
   /** Colours for dark pages. */
   dark?: boolean;
+  /** Labelled vertical lines (e.g. each run's switchover in an overlay). */
+  xMarks?: readonly { x: number; label: string; color: string }[];
 }
 
 export function escapeXml(s: string): string {
@@ -35,7 +37,7 @@ export function niceStep(max: number, n = 4): number {
 
 const r1 = (v: number) => Math.round(v * 10) / 10;
 
-export function svgChart({ spec, rows, phases = [], passes = [], width = 720, height = 200, xMax, dark = false }: SvgChartOptions): string {
+export function svgChart({ spec, rows, phases = [], passes = [], width = 720, height = 200, xMax, dark = false, xMarks = [] }: SvgChartOptions): string {
   const m = { top: 22, right: 12, bottom: 34, left: 70 };
   const w = width - m.left - m.right;
   const h = height - m.top - m.bottom;
@@ -73,6 +75,9 @@ export function svgChart({ spec, rows, phases = [], passes = [], width = 720, he
   }
   passes.forEach((t, i) => {
     out.push(`<line class="pass-marker" x1="${X(t)}" x2="${X(t)}" y1="${m.top}" y2="${m.top + h}" stroke="#64748b" stroke-dasharray="2 3"/><text x="${X(t) + 2}" y="${m.top + 9}" font-size="9" fill="#64748b">${i + 2}</text>`);
+  });
+  xMarks.forEach((mk, i) => {
+    out.push(`<line class="x-mark" x1="${X(mk.x)}" x2="${X(mk.x)}" y1="${m.top}" y2="${m.top + h}" stroke="${mk.color}" stroke-dasharray="4 2"/><text x="${X(mk.x) + 3}" y="${m.top + 10 + 11 * i}" font-size="9" fill="${mk.color}">${escapeXml(mk.label)}</text>`);
   });
   for (const mk of spec.marks ?? []) {
     const y = Y(mk.y);

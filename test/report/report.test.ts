@@ -133,6 +133,10 @@ describe('comparison', () => {
     expect(row('Outcome')).toEqual(['completed', 'completed (truncated)']);
     expect(row('Passes')).toEqual([String(a.final!.passes), String(b.final!.passes)]);
     expect(c.specs.map((s) => s.series.length)).toEqual(c.specs.map(() => 2));
+    // each run's switchover, in overlay time: the pre-copy one stops the VM, the other goes postcopy
+    expect(c.switchovers.map((m) => m.label)).toEqual(['pre: VM stopped', 'post: postcopy starts']);
+    const sw = b.phases.find((p) => p.phase === 'postcopy')!;
+    expect(c.switchovers[1]!.x).toBeCloseTo((sw.t - migrationStart(b)) / 1000, 6);
   });
 });
 
