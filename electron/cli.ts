@@ -17,6 +17,7 @@ import type { MigrationPlanInput, MigrationSample } from '../shared/model/migrat
 import type { Migration } from './core/migration/migration-engine';
 import { startEvacuation } from './core/migration/evacuation';
 import type { PreflightResult } from '../shared/model/preflight';
+import type { SavedStateEntry, StateResult } from '../shared/model/saved-state';
 import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/timeline-reader';
 
 const USAGE = `usage: ferry <command> [options]
@@ -42,6 +43,12 @@ const USAGE = `usage: ferry <command> [options]
                                    move every VM off a host
   ferry attach HOST VM [--record FILE]
                                    watch and record a migration someone else runs (no control issued)
+  ferry save HOST VM FILE [--compress zstd|gzip] [--encrypt-to RECIPIENT] [--keep-running]
+                                   save a VM's state to FILE on its host (relative: the host's states dir)
+                                   and stop it (--keep-running: resume it, a checkpoint)
+  ferry restore HOST FILE [--name VM] [--identity FILE]
+                                   start the saved VM again from FILE (checked against its sidecar first)
+  ferry states HOST [--json]       the saved states in a host's states dir
   ferry timeline FILE --csv|--json export a recorded timeline
   ferry serve                      the console in a browser (see README)
 `;
@@ -113,8 +120,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
-    const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel']);
+    const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate', 'save', 'restore', 'states'].includes(cmd);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'compress', 'encrypt-to', 'name', 'identity']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -301,6 +308,36 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
       out.write(`watching ${args[1]} on ${args[0]} (no control is issued); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, false);
+    }
+    if (cmd === 'save' || cmd === 'restore') {
+      allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json'] : ['name', 'identity', 'json']);
+      want(cmd === 'save' ? 3 : 2);
+      const compress = p.flags.get('compress');
+      if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new UsageError('--compress must be zstd, gzip or none');
+      const req = cmd === 'save'
+        ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}) }
+        : { hostId: args[0], file: args[1], ...(typeof p.flags.get('name') === 'string' ? { name: p.flags.get('name') } : {}), ...(typeof p.flags.get('identity') === 'string' ? { identityFile: p.flags.get('identity') } : {}) };
+      let lastPrinted = 0;
+      const off = service.on('state:sample', ({ sample }) => {
+        const s = sample as MigrationSample;
+        if (json || s.t - lastPrinted < 1000) return;
+        lastPrinted = s.t;
+        out.write(`${s.phase} ${formatBytes(s.transferredBytes)} ${formatRate(s.transferRate)}\n`);
+      });
+      const r = unwrap(await service.invoke(cmd === 'save' ? 'states:save' : 'states:restore', req)) as StateResult;
+      off();
+      if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
+      else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (stream ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+      else out.write(`restored ${r.vm} on ${r.hostId} from ${r.file} in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+      return 0;
+    }
+    if (cmd === 'states') {
+      allowOnly(p, ['json']);
+      want(1);
+      const list = unwrap(await service.invoke('states:list', { hostId: args[0] })) as SavedStateEntry[];
+      if (json) out.write(`${JSON.stringify(list, null, 2)}\n`);
+      else for (const e of list) out.write(`${e.file}\t${e.vm}\t${formatBytes(e.sizeBytes)}\t${new Date(e.createdAt).toISOString()}\t${e.compression}${e.encryption ? `+${e.encryption}` : ''}${e.complete ? '' : '\tINCOMPLETE'}\n`);
+      return 0;
     }
     if (cmd === 'timeline') {
       allowOnly(p, ['csv', 'json']);

@@ -9,6 +9,7 @@ import { HostConfigSchema, HostConnectionStateSchema, HostIdSchema } from './mod
 import { VmInfoSchema } from './model/vm';
 import { MIGRATION_PHASES, MigrationPlanSchema } from './model/migration';
 import { PreflightResultSchema } from './model/preflight';
+import { RestoreRequestSchema, SaveRequestSchema, SavedStateEntrySchema, StateResultSchema } from './model/saved-state';
 import { ERROR_CODES } from './errors';
 import type { Result } from './result';
 
@@ -113,6 +114,10 @@ export const invoke = {
     request: z.object({ hostId: HostIdSchema, vm: z.string().min(1).max(63), qmpSocket: z.string().startsWith('/').optional() }).strict(),
     response: MigrationSummarySchema,
   },
+  'states:list': { request: z.object({ hostId: HostIdSchema }).strict(), response: z.array(SavedStateEntrySchema) },
+  /** Resolves when the state is on disk (progress arrives as `state:sample` events). */
+  'states:save': { request: SaveRequestSchema, response: StateResultSchema },
+  'states:restore': { request: RestoreRequestSchema, response: StateResultSchema },
 } as const;
 
 export const events = {
@@ -126,6 +131,7 @@ export const events = {
   'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional() }),
   'migration:ended': z.object({ id: z.string(), final: MigrationFinalSchema }),
   'evacuation:progress': EvacuationSummarySchema,
+  'state:sample': z.object({ id: z.string(), op: z.enum(['save', 'restore']), sample: MigrationSampleSchema }),
 } as const;
 
 export type InvokeMap = typeof invoke;

@@ -29,6 +29,9 @@ export const ERROR_CODES = [
   'QMP_TIMEOUT',
   'QMP_DISCONNECTED',
   'QMP_EXECUTE',
+  // saved VM states
+  'STATE_CORRUPT',
+  'STATE_LOAD_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

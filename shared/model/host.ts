@@ -32,6 +32,8 @@ export const HostConfigSchema = z.object({
   runtimeDir: z.string().startsWith('/', 'runtimeDir must be an absolute path').optional(),
   /** Address of this host that the *other* host reaches for the migration stream. */
   migrationAddress: z.string().min(1).max(255).regex(/^[A-Za-z0-9.:_-]+$/, 'migrationAddress: a host name or IP address').optional(),
+  /** Where saved VM states live (`ferry save`); default /var/lib/ferry/states. */
+  statesDir: z.string().startsWith('/', 'statesDir must be an absolute path').optional(),
   /** Extra globs of QMP sockets of VMs Ferry did not start. */
   qmpSocketGlobs: z.array(z.string().startsWith('/')).optional(),
 });
@@ -41,3 +43,4 @@ export const HostConnectionStateSchema = z.enum(['disconnected', 'connecting', '
 export type HostConnectionState = z.infer<typeof HostConnectionStateSchema>;
 
 export const DEFAULT_RUNTIME_DIR = '/run/ferry';
+export const DEFAULT_STATES_DIR = '/var/lib/ferry/states';

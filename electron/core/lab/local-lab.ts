@@ -71,6 +71,7 @@ export function labHosts(root = labRoot()): HostConfig[] {
     name: i === 0 ? 'Lab A' : 'Lab B',
     transport: ns ? { kind: 'local', netns: ns.namespaces[i]! } : { kind: 'local' },
     runtimeDir: path.join(root, id),
+    statesDir: path.join(root, `${id}-states`),
     migrationAddress: ns ? ns.addresses[i]! : `127.0.0.${i + 2}`,
   }));
 }

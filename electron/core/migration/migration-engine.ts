@@ -91,7 +91,7 @@ export function migrationAddressOf(host: HostConfig, transport: HostTransport): 
 }
 
 /** Ferry's monitor first; the aux one when another Ferry client holds it. */
-async function openVmQmp(transport: HostTransport, files: VmFiles): Promise<QmpClient> {
+export async function openVmQmp(transport: HostTransport, files: VmFiles): Promise<QmpClient> {
   let last: unknown;
   for (const sock of [files.qmpSocket, files.auxQmpSocket]) {
     try {
