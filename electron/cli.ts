@@ -35,9 +35,10 @@ const USAGE = `usage: ferry <command> [options]
                                    (r 200 = dirty 200 MiB/s, r max, w 128 = working set, v = verify, s = status)
   ferry migrate VM --from HOST --to HOST [--postcopy] [--postcopy-after N] [--bandwidth MB/s]
         [--downtime ms] [--auto-converge] [--xbzrle MiB] [--multifd N] [--keep-source] [--record FILE]
-                                   live-migrate a VM, with a live progress line
+        [--tunnel ssh]             live-migrate a VM, with a live progress line; --tunnel ssh carries
+                                   the stream inside SSH (unix sockets relayed by Ferry)
         [--policy postcopy-when-never|downtime-steps|dynamic-rate|deadline] [--deadline 90s] [--downtime-ceiling ms]
-  ferry preflight VM --from HOST --to HOST [--postcopy]
+  ferry preflight VM --from HOST --to HOST [--postcopy] [--tunnel ssh]
                                    the checks a migration would run first (exit 1 when one fails)
   ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
                                    move every VM off a host
@@ -95,6 +96,13 @@ function accelOf(p: Parsed): 'auto' | 'kvm' | 'tcg' | undefined {
   return a;
 }
 
+function tunnelOf(p: Parsed): { transport?: 'ssh-tunnel' } {
+  const t = p.flags.get('tunnel');
+  if (t === undefined) return {};
+  if (t !== 'ssh') throw new UsageError('--tunnel takes one value: ssh');
+  return { transport: 'ssh-tunnel' };
+}
+
 function allowOnly(p: Parsed, allowed: string[]): void {
   for (const k of p.flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}`);
 }
@@ -121,7 +129,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate', 'save', 'restore', 'states'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'compress', 'encrypt-to', 'name', 'identity']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'tunnel', 'compress', 'encrypt-to', 'name', 'identity']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -223,12 +231,12 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
     }
     if (cmd === 'migrate') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling', 'tunnel']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
       if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('migrate needs --from HOST and --to HOST');
-      const plan: MigrationPlanInput = { vm: args[0]!, from, to };
+      const plan: MigrationPlanInput = { vm: args[0]!, from, to, ...tunnelOf(p) };
       const after = num(p, 'postcopy-after', 1, 1000);
       if (after !== undefined) {
         plan.mode = 'postcopy-after';
@@ -263,16 +271,16 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         } else throw new UsageError('--policy must be manual, postcopy-when-never, downtime-steps, dynamic-rate or deadline');
       }
       const m = await service.engine.start(plan);
-      out.write(`migrating ${plan.vm} ${from} -> ${to} (${m.id}); timeline ${m.timelineFile}\n`);
+      out.write(`migrating ${plan.vm} ${from} -> ${to}${plan.transport === 'ssh-tunnel' ? ' through an SSH tunnel' : ''} (${m.id}); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, true);
     }
     if (cmd === 'preflight') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'json']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'json', 'tunnel']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
       if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('preflight needs --from HOST and --to HOST');
-      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}) })) as PreflightResult;
+      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...tunnelOf(p), ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}) })) as PreflightResult;
       if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
       else for (const c of r.checks) out.write(`${c.status.toUpperCase().padEnd(4)}  ${c.title}: ${c.reason}${c.fix && c.status !== 'pass' ? ` (fix: ${c.fix})` : ''}\n`);
       return r.ok ? 0 : 1;
@@ -392,7 +400,8 @@ async function follow(m: Migration, out: NodeJS.WritableStream, errOut: NodeJS.W
   if (tty) out.write('\r\x1b[K');
   out.write(`${final.outcome}${final.reason ? `: ${final.reason}` : ''}; total ${formatMs(final.totalTimeMs)}, downtime ${formatMs(final.downtimeMs)}` +
     `${final.guestDowntimeMs !== undefined ? ` (guest saw ${formatMs(final.guestDowntimeMs)})` : ''}, ${final.passes ?? '?'} passes, ${formatBytes(final.transferredBytes)} sent` +
-    `${final.verify ? `; guest memory ${final.verify.ok ? 'verified' : `CORRUPT (${final.verify.bad} bad, ${final.verify.stale} stale pages)`}` : ''}\n`);
+    `${final.verify ? `; guest memory ${final.verify.ok ? 'verified' : `CORRUPT (${final.verify.bad} bad, ${final.verify.stale} stale pages)`}` : ''}` +
+    `${final.tunnel ? `; through SSH: ${formatBytes(final.tunnel.forwardBytes)} forward, ${formatBytes(final.tunnel.backBytes)} back` : ''}\n`);
   return final.outcome === 'completed' && final.verify?.ok !== false ? 0 : 1;
 }
 

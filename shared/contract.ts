@@ -40,6 +40,7 @@ export const MigrationFinalSchema = z.object({ outcome: z.enum(['completed', 'fa
 export const MigrationSummarySchema = z.object({
   id: z.string(),
   plan: z.record(z.string(), z.unknown()),
+  transport: z.enum(['tcp', 'ssh-tunnel']).optional(),
   phase: PhaseSchema,
   startedAt: z.number(),
   timeline: z.string(),

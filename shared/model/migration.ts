@@ -64,6 +64,12 @@ export const MigrationPlanSchema = z.object({
   pauseBeforeSwitchover: z.boolean().optional(),
   /** Keep the (paused) source QEMU after completion instead of quitting it. */
   keepSource: z.boolean().optional(),
+  /**
+   * How the migration stream travels: `tcp` straight from host to host (default), or
+   * `ssh-tunnel`: unix sockets on both hosts joined through Ferry's SSH connections, so
+   * nothing crosses the network outside SSH.
+   */
+  transport: z.enum(['tcp', 'ssh-tunnel']).optional(),
   /** Fixed incoming port on the destination; default 0 = any free port. */
   port: z.number().int().min(0).max(65535).optional(),
   policy: PolicySchema.optional(),
@@ -72,6 +78,7 @@ export const MigrationPlanSchema = z.object({
   /** Timeline file; default `<configDir>/timelines/<id>.ferry.jsonl`. */
   recordPath: z.string().min(1).optional(),
 }).refine((p) => p.from !== p.to, { message: 'source and destination must be different hosts', path: ['to'] })
+  .refine((p) => p.transport !== 'ssh-tunnel' || p.port === undefined, { message: 'a fixed port has no meaning with transport ssh-tunnel (the stream uses unix sockets inside SSH)', path: ['port'] })
   .refine((p) => p.mode !== 'postcopy-after' || p.postcopyAfterPasses !== undefined, { message: 'postcopy-after needs postcopyAfterPasses', path: ['postcopyAfterPasses'] })
   .refine((p) => p.policy?.name !== 'dynamic-rate' || p.policy.minBandwidth <= p.policy.maxBandwidth, { message: 'dynamic-rate needs minBandwidth <= maxBandwidth', path: ['policy'] });
 
@@ -150,6 +157,8 @@ export interface MigrationFinal {
   postcopyBytes?: number;
   passes?: number;
   postcopyRequests?: number;
+  /** transport ssh-tunnel: what went through Ferry's relay (forward = source to destination). */
+  tunnel?: { forwardBytes: number; backBytes: number; connections: number };
   /** Demo guest verify on the surviving side, when run. */
   verify?: { ok: boolean; bad: number; stale: number; pages: number };
 }

@@ -18,7 +18,7 @@ import { describeIssues } from '../../../shared/contract';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
 import type { QmpEvent } from '../qmp/qmp-client';
-import { launchVm, processAlive, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
+import { launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
 import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
 import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
 import { GuestConsole } from '../lab/demo-guest';
@@ -26,6 +26,8 @@ import { TimelineWriter } from '../recorder/timeline-writer';
 import { fitSwitchover, project } from '../../../shared/analysis/projection';
 import type { SwitchoverPoint } from '../../../shared/analysis/projection';
 import { readTimeline } from '../recorder/timeline-reader';
+import { openStreamTunnel } from './stream-tunnel';
+import type { StreamTunnel } from './stream-tunnel';
 
 export const FERRY_VERSION = '0.1.0';
 
@@ -67,6 +69,8 @@ export interface MigrationState {
 export interface MigrationSummary {
   id: string;
   plan: MigrationPlan;
+  /** How the stream travels (the plan's choice, `tcp` when it made none). */
+  transport: 'tcp' | 'ssh-tunnel';
   phase: MigrationPhase;
   startedAt: number;
   timeline: string;
@@ -146,6 +150,8 @@ export class Migration {
   private lastSourceHeartbeatAt: number | undefined;
   private firstDestHeartbeat: { at: number; stallMs: number } | undefined;
   private guestSeen = false;
+  /** transport ssh-tunnel: the relays (the first, then one per postcopy recovery). */
+  private tunnels: StreamTunnel[] = [];
   private readonly done: Promise<MigrationFinal>;
   private resolveDone!: (f: MigrationFinal) => void;
 
@@ -201,7 +207,7 @@ export class Migration {
   }
 
   summary(): MigrationSummary {
-    const s: MigrationSummary = { id: this.id, plan: this.plan, phase: this.phase, startedAt: this.startedAt, timeline: this.timelineFile };
+    const s: MigrationSummary = { id: this.id, plan: this.plan, transport: this.plan.transport ?? 'tcp', phase: this.phase, startedAt: this.startedAt, timeline: this.timelineFile };
     const last = this.samples.at(-1);
     if (last) s.last = last;
     if (this.final) s.final = this.final;
@@ -287,7 +293,7 @@ export class Migration {
     this.setPhase('reservation');
     try {
       // Same VM, same accelerator, host-local paths rewritten by launching into the destination's runtime dir.
-      const spec = { ...record.spec, accel: record.accel, paused: false, extraArgs: [...(record.spec.extraArgs ?? []), '-incoming', 'defer'] };
+      const spec = { ...record.spec, accel: record.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
       this.destVm = await launchVm(dstT, runtimeDirOf(dstHost), spec);
       const dq = await openVmQmp(dstT, dstFiles);
       this.dest = { host: dstHost, transport: dstT, files: dstFiles, qmp: dq };
@@ -300,13 +306,19 @@ export class Migration {
       await this.source.qmp.execute('migrate-set-parameters', params.source);
       if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', params.dest);
       this.destAddress = migrationAddressOf(dstHost, dstT);
-      await dq.execute('migrate-incoming', { uri: `tcp:${bracket(this.destAddress)}:${plan.port ?? 0}` });
-      const incoming = await dq.execute<{ 'socket-address'?: { type: string; port?: string }[] }>('query-migrate');
-      const port = incoming['socket-address']?.find((a) => a.port)?.port ?? (plan.port ? String(plan.port) : undefined);
-      if (!port) throw new FerryException('INTERNAL', 'the destination did not say which port it listens on');
-      this.incomingUri = `tcp:${bracket(this.destAddress)}:${port}`;
-      this.openWriter(this.header());
-      this.rec({ type: 'note', t: Date.now(), text: `destination listening on ${this.incomingUri}` });
+      if (plan.transport === 'ssh-tunnel') {
+        this.incomingUri = await this.openTunnel('migrate', (uri) => dq.execute('migrate-incoming', { uri }));
+        this.openWriter(this.header());
+        this.rec({ type: 'note', t: Date.now(), text: `migration stream through SSH: source ${this.incomingUri} -> Ferry -> destination ${this.tunnelDestUri('migrate')}` });
+      } else {
+        await dq.execute('migrate-incoming', { uri: `tcp:${bracket(this.destAddress)}:${plan.port ?? 0}` });
+        const incoming = await dq.execute<{ 'socket-address'?: { type: string; port?: string }[] }>('query-migrate');
+        const port = incoming['socket-address']?.find((a) => a.port)?.port ?? (plan.port ? String(plan.port) : undefined);
+        if (!port) throw new FerryException('INTERNAL', 'the destination did not say which port it listens on');
+        this.incomingUri = `tcp:${bracket(this.destAddress)}:${port}`;
+        this.openWriter(this.header());
+        this.rec({ type: 'note', t: Date.now(), text: `destination listening on ${this.incomingUri}` });
+      }
       await this.openGuestConsoles();
       this.listen();
       this.setPhase('setup');
@@ -317,6 +329,24 @@ export class Migration {
     }
     await this.saveState();
     this.startSampling();
+  }
+
+  private tunnelDestUri(name: string): string {
+    return `unix:${this.dest!.files.dir}/${name}-in.sock`;
+  }
+
+  /**
+   * transport ssh-tunnel: the destination listens on a unix socket (`listen` issues
+   * migrate-incoming or migrate-recover with its URI), the source host gets a unix socket
+   * relayed to it through SSH. Returns the URI the source migrates to.
+   */
+  private async openTunnel(name: string, listen: (uri: string) => Promise<unknown>): Promise<string> {
+    const dest = this.dest!;
+    const destUri = this.tunnelDestUri(name);
+    await listen(destUri);
+    const t = await openStreamTunnel(this.source.transport, `${this.source.files.dir}/${name}-out.sock`, dest.transport, destUri.slice('unix:'.length), (text) => this.rec({ type: 'note', t: Date.now(), text }));
+    this.tunnels.push(t);
+    return t.sourceUri;
   }
 
   private startSampling(): void {
@@ -652,6 +682,11 @@ export class Migration {
           if (Date.now() > deadline) this.refuse('recover', `the destination is still ${st.status ?? 'unknown'}, not paused`);
           await sleep(50);
         }
+        if (this.plan.transport === 'ssh-tunnel') {
+          const uri = await this.openTunnel(`recover${this.tunnels.length}`, (u) => dq.executeOob('migrate-recover', { uri: u }));
+          await src.execute('migrate', { uri, resume: true });
+          return;
+        }
         await dq.executeOob('migrate-recover', { uri: `tcp:${bracket(this.destAddress)}:0` });
         const q = await dq.execute<{ 'socket-address'?: { port?: string }[] }>('query-migrate');
         const port = q['socket-address']?.find((a) => a.port)?.port;
@@ -816,6 +851,14 @@ export class Migration {
 
   private end(final: MigrationFinal): void {
     if (this.final) return;
+    if (this.tunnels.length) {
+      final.tunnel = {
+        forwardBytes: this.tunnels.reduce((a, t) => a + t.bytes.forward, 0),
+        backBytes: this.tunnels.reduce((a, t) => a + t.bytes.back, 0),
+        connections: this.tunnels.reduce((a, t) => a + t.connections, 0),
+      };
+      for (const t of this.tunnels) void t.close();
+    }
     this.final = final;
     if (this.timer) clearInterval(this.timer);
     this.rec({ type: 'end', t: Date.now(), ...final });

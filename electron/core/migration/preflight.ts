@@ -14,6 +14,7 @@ import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
 import { QmpClient } from '../qmp/qmp-client';
 import { migrationAddressOf } from './migration-engine';
 import type { EngineHosts } from './migration-engine';
+import { tunnelCheck } from './stream-tunnel';
 
 type Check = Omit<PreflightCheck, 'id' | 'title'>;
 const pass = (reason: string): Check => ({ status: 'pass', reason });
@@ -156,7 +157,11 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
     add('name-free', 'VM name free on the destination', busy ? fail(`a VM named ${plan.vm} already runs on ${plan.to} (pid ${pid})`, `stop it: ferry vm stop ${plan.to} ${plan.vm}`) : pass(`no ${plan.vm} on ${plan.to}`));
   })());
 
-  tasks.push((async () => {
+  if (plan.transport === 'ssh-tunnel') {
+    tasks.push((async () => {
+      add('ssh-tunnel', 'Migration stream through SSH', await tunnelCheck(plan, { t: S.t, dir: runtimeDirOf(S.host) }, { t: D.t }));
+    })());
+  } else tasks.push((async () => {
     const addr = migrationAddressOf(D.host, D.t);
     const port = 49152 + Math.floor(Math.random() * 10000);
     const have = await D.t.exec(['sh', '-c', 'command -v socat']).catch(() => undefined);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeStages, resolveStatePath, restorePipeline, savePipeline } from './vm-state';
 import { encryptionFor } from '../../../shared/model/saved-state';
 import type { HostConfig } from '../../../shared/model/host';
+import { withIncomingDefer } from '../hosts/vm-launcher';
 
 const host: HostConfig = { id: 'h', transport: { kind: 'local' }, statesDir: '/srv/states' };
 
@@ -27,5 +28,12 @@ describe('state file pipelines', () => {
     expect(resolveStatePath(host, 'vm1.state')).toBe('/srv/states/vm1.state');
     expect(resolveStatePath(host, '/tmp/../var/x')).toBe('/var/x');
     expect(resolveStatePath({ ...host, statesDir: undefined } as HostConfig, 'a')).toBe('/var/lib/ferry/states/a');
+  });
+});
+
+describe('withIncomingDefer', () => {
+  it('keeps one -incoming defer however many hops the record has seen', () => {
+    expect(withIncomingDefer(undefined)).toEqual(['-incoming', 'defer']);
+    expect(withIncomingDefer(['-S', '-incoming', 'defer', '-incoming', 'tcp:0:1', '-m', '64'])).toEqual(['-S', '-m', '64', '-incoming', 'defer']);
   });
 });

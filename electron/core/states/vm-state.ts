@@ -24,7 +24,7 @@ import type { TimelineRecord } from '../../../shared/model/timeline';
 import type { HostTransport } from '../transport/host-transport';
 import { quoteArg, quoteArgv } from '../transport/shell-quote';
 import type { QmpClient } from '../qmp/qmp-client';
-import { launchVm, processAlive, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
+import { launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
 import type { VmSpec } from '../hosts/vm-launcher';
 import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
 import { FERRY_VERSION, openVmQmp } from '../migration/migration-engine';
@@ -359,7 +359,7 @@ export async function restoreState(host: HostConfig, t: HostTransport, req: Rest
   let q: QmpClient | undefined;
   let started = false;
   try {
-    await launchVm(t, runtimeDirOf(host), { ...spec, name, accel: meta.accel, paused: false, extraArgs: [...(spec.extraArgs ?? []), '-incoming', 'defer'] });
+    await launchVm(t, runtimeDirOf(host), { ...spec, name, accel: meta.accel, paused: false, extraArgs: withIncomingDefer(spec.extraArgs) });
     started = true;
     q = await openVmQmp(t, files);
     await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
