@@ -35,10 +35,12 @@ const USAGE = `usage: ferry <command> [options]
                                    (r 200 = dirty 200 MiB/s, r max, w 128 = working set, v = verify, s = status)
   ferry migrate VM --from HOST --to HOST [--postcopy] [--postcopy-after N] [--bandwidth MB/s]
         [--downtime ms] [--auto-converge] [--xbzrle MiB] [--multifd N] [--keep-source] [--record FILE]
-        [--tunnel ssh]             live-migrate a VM, with a live progress line; --tunnel ssh carries
-                                   the stream inside SSH (unix sockets relayed by Ferry)
+        [--tunnel ssh] [--copy-storage [--storage-bandwidth MB/s]]
+                                   live-migrate a VM, with a live progress line; --tunnel ssh carries
+                                   the stream inside SSH (unix sockets relayed by Ferry); --copy-storage
+                                   mirrors its disk images to the destination first (no shared storage)
         [--policy postcopy-when-never|downtime-steps|dynamic-rate|deadline] [--deadline 90s] [--downtime-ceiling ms]
-  ferry preflight VM --from HOST --to HOST [--postcopy] [--tunnel ssh]
+  ferry preflight VM --from HOST --to HOST [--postcopy] [--tunnel ssh] [--copy-storage]
                                    the checks a migration would run first (exit 1 when one fails)
   ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
                                    move every VM off a host
@@ -129,7 +131,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate', 'save', 'restore', 'states'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'tunnel', 'compress', 'encrypt-to', 'name', 'identity']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'tunnel', 'storage-bandwidth', 'compress', 'encrypt-to', 'name', 'identity']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -231,7 +233,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
     }
     if (cmd === 'migrate') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling', 'tunnel']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling', 'tunnel', 'copy-storage', 'storage-bandwidth']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
@@ -256,6 +258,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const mf = num(p, 'multifd', 1, 64);
       if (mf !== undefined) plan.multifdChannels = Math.round(mf);
       if (p.flags.get('keep-source') === true) plan.keepSource = true;
+      if (p.flags.get('copy-storage') === true) plan.copyStorage = true;
+      const sbw = p.flags.get('storage-bandwidth');
+      if (sbw !== undefined) {
+        const bytes = typeof sbw === 'string' ? parseByteSize(sbw, 'M') : undefined;
+        if (!bytes) throw new UsageError('--storage-bandwidth must be a positive size per second, e.g. 50 (MB/s)');
+        plan.storageBandwidth = bytes;
+      }
       const record = p.flags.get('record');
       if (typeof record === 'string') plan.recordPath = path.resolve(record);
       const policy = p.flags.get('policy');
@@ -275,12 +284,12 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return await follow(m, out, errOut, true);
     }
     if (cmd === 'preflight') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'json', 'tunnel']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'json', 'tunnel', 'copy-storage']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
       if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('preflight needs --from HOST and --to HOST');
-      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...tunnelOf(p), ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}) })) as PreflightResult;
+      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...tunnelOf(p), ...(p.flags.get('copy-storage') === true ? { copyStorage: true } : {}), ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}) })) as PreflightResult;
       if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
       else for (const c of r.checks) out.write(`${c.status.toUpperCase().padEnd(4)}  ${c.title}: ${c.reason}${c.fix && c.status !== 'pass' ? ` (fix: ${c.fix})` : ''}\n`);
       return r.ok ? 0 : 1;
@@ -401,11 +410,16 @@ async function follow(m: Migration, out: NodeJS.WritableStream, errOut: NodeJS.W
   out.write(`${final.outcome}${final.reason ? `: ${final.reason}` : ''}; total ${formatMs(final.totalTimeMs)}, downtime ${formatMs(final.downtimeMs)}` +
     `${final.guestDowntimeMs !== undefined ? ` (guest saw ${formatMs(final.guestDowntimeMs)})` : ''}, ${final.passes ?? '?'} passes, ${formatBytes(final.transferredBytes)} sent` +
     `${final.verify ? `; guest memory ${final.verify.ok ? 'verified' : `CORRUPT (${final.verify.bad} bad, ${final.verify.stale} stale pages)`}` : ''}` +
+    `${final.storage ? `; disks copied ${formatBytes(final.storage.copiedBytes)}${final.storage.readyMs !== undefined ? ` (in sync after ${formatMs(final.storage.readyMs)})` : ''}` : ''}` +
     `${final.tunnel ? `; through SSH: ${formatBytes(final.tunnel.forwardBytes)} forward, ${formatBytes(final.tunnel.backBytes)} back` : ''}\n`);
   return final.outcome === 'completed' && final.verify?.ok !== false ? 0 : 1;
 }
 
 export function progressLine(s: MigrationSample): string {
+  if (s.phase === 'storage-copy' && s.storage) {
+    const st = s.storage;
+    return `storage-copy  ${formatBytes(st.copiedBytes)} / ${formatBytes(st.totalBytes)}  copy ${formatRate(st.rate)}  disk dirty ${formatRate(st.dirtyRate)}${st.ready ? '  in sync' : ''}`;
+  }
   const pct = s.totalBytes && s.remainingBytes !== undefined ? ` ${Math.max(0, Math.min(100, Math.round((1 - s.remainingBytes / s.totalBytes) * 100)))}%` : '';
   const parts = [
     `${s.phase.padEnd(13)} pass ${s.pass ?? '-'}${pct}`,

@@ -27,6 +27,7 @@ import { fitSwitchover, project } from '../../../shared/analysis/projection';
 import type { SwitchoverPoint } from '../../../shared/analysis/projection';
 import { readTimeline } from '../recorder/timeline-reader';
 import { openStreamTunnel } from './stream-tunnel';
+import { StorageCopy, planDiskCopies } from './storage-copy';
 import type { StreamTunnel } from './stream-tunnel';
 
 export const FERRY_VERSION = '0.1.0';
@@ -152,6 +153,11 @@ export class Migration {
   private guestSeen = false;
   /** transport ssh-tunnel: the relays (the first, then one per postcopy recovery). */
   private tunnels: StreamTunnel[] = [];
+  /** copyStorage: the disk copy, and why it stopped early (cancel or a failure's reason). */
+  private storage: StorageCopy | undefined;
+  private storageStop: 'cancel' | undefined;
+  private storageSwitching = false;
+  private abortReason: string | undefined;
   private readonly done: Promise<MigrationFinal>;
   private resolveDone!: (f: MigrationFinal) => void;
 
@@ -289,11 +295,23 @@ export class Migration {
     this.sourceWasRunning = srcStatus.running;
     const sv = versionOf(this.source.qmp);
     if (sv) this.source.qemuVersion = sv;
+    if (plan.copyStorage) {
+      try {
+        if (planAllowsPostcopy(plan)) throw new FerryException('INVALID_REQUEST', 'Ferry does not combine postcopy with copyStorage yet: plan precopy');
+        const disks = await planDiskCopies({ host: srcHost, qmp: this.source.qmp }, { host: dstHost }, record.spec.disks);
+        this.storage = new StorageCopy(disks, dstT, (text) => this.rec({ type: 'note', t: Date.now(), text }));
+      } catch (e) {
+        this.source.qmp.close();
+        throw e;
+      }
+    }
 
     this.setPhase('reservation');
     try {
       // Same VM, same accelerator, host-local paths rewritten by launching into the destination's runtime dir.
-      const spec = { ...record.spec, accel: record.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
+      if (this.storage) await this.storage.createTargets();
+      const disks = this.storage ? { disks: this.storage.targetSpecDisks(record.spec.disks ?? []) } : {};
+      const spec = { ...record.spec, ...disks, accel: record.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
       this.destVm = await launchVm(dstT, runtimeDirOf(dstHost), spec);
       const dq = await openVmQmp(dstT, dstFiles);
       this.dest = { host: dstHost, transport: dstT, files: dstFiles, qmp: dq };
@@ -321,14 +339,58 @@ export class Migration {
       }
       await this.openGuestConsoles();
       this.listen();
-      this.setPhase('setup');
-      await this.source.qmp.execute('migrate', { uri: this.incomingUri });
+      if (this.storage) {
+        const via = plan.transport === 'ssh-tunnel' ? { kind: 'tunnel' as const, src: srcT, sourceDir: srcFiles.dir, destDir: dstFiles.dir } : { kind: 'tcp' as const, address: this.destAddress };
+        const uriFor = await this.storage.startExports(dq, via);
+        await this.storage.startMirrors(this.source.qmp, uriFor, plan.storageBandwidth);
+        this.setPhase('storage-copy');
+        this.rec({ type: 'note', t: Date.now(), text: `copying ${this.storage.disks.map((d) => `${d.device} ${d.source} -> ${plan.to}:${d.target}`).join(', ')}` });
+      } else {
+        this.setPhase('setup');
+        await this.source.qmp.execute('migrate', { uri: this.incomingUri });
+      }
     } catch (e) {
       await this.abortBeforeMigrate(e);
       throw e;
     }
     await this.saveState();
     this.startSampling();
+    if (this.storage) void this.afterStorageCopy(this.storage);
+  }
+
+  /** copyStorage: once every mirror is ready, the RAM migration; a failure or cancel ends it all. */
+  private async afterStorageCopy(storage: StorageCopy): Promise<void> {
+    try {
+      await storage.waitReady(() => this.storageStop !== undefined || TERMINAL_PHASES.includes(this.phase));
+      if (this.storageStop) throw new FerryException('INVALID_REQUEST', 'cancelled');
+      this.rec({ type: 'note', t: Date.now(), text: `disks in sync after ${(storage.readyAt ?? Date.now()) - storage.startedAt} ms: migrating the RAM` });
+      this.setPhase('setup');
+      await this.source.qmp!.execute('migrate', { uri: this.incomingUri });
+    } catch (e) {
+      if (this.finishing || TERMINAL_PHASES.includes(this.phase)) return;
+      const cancelled = this.storageStop === 'cancel';
+      if (!cancelled) this.abortReason = toFerryError(e).message;
+      this.finishing = this.finish(cancelled ? 'cancelled' : 'failed').catch((err) => {
+        this.rec({ type: 'note', t: Date.now(), text: `finishing failed: ${toFerryError(err).message}` });
+      });
+    }
+  }
+
+  /**
+   * copyStorage, in pre-switchover (source stopped, destination not yet running): the
+   * mirrors make their final sync and end without pivot, then the migration continues.
+   */
+  private async switchoverStorage(storage: StorageCopy): Promise<void> {
+    const src = this.source.qmp!;
+    try {
+      await storage.finalize(src);
+      this.rec({ type: 'note', t: Date.now(), text: 'disks final: mirrors synchronised and ended (the source keeps its images)' });
+      if (!this.plan.pauseBeforeSwitchover) await src.execute('migrate-continue', { state: 'pre-switchover' });
+    } catch (e) {
+      this.abortReason = `storage switchover failed: ${toFerryError(e).message}`;
+      this.rec({ type: 'note', t: Date.now(), text: this.abortReason });
+      await src.execute('migrate_cancel').catch(() => undefined);
+    }
   }
 
   private tunnelDestUri(name: string): string {
@@ -445,7 +507,7 @@ export class Migration {
       'postcopy-ram': planAllowsPostcopy(p),
       multifd: p.multifdChannels !== undefined,
     };
-    const source: Record<string, boolean> = { ...both, 'auto-converge': !!p.autoConverge, xbzrle: p.xbzrleCacheBytes !== undefined, 'pause-before-switchover': !!p.pauseBeforeSwitchover };
+    const source: Record<string, boolean> = { ...both, 'auto-converge': !!p.autoConverge, xbzrle: p.xbzrleCacheBytes !== undefined, 'pause-before-switchover': !!p.pauseBeforeSwitchover || !!p.copyStorage };
     return { source, dest: { ...both } };
   }
 
@@ -540,6 +602,11 @@ export class Migration {
       if (['completed', 'failed', 'cancelled', 'none'].includes(status)) return;
       this.waitingForStart = false;
     }
+    if (this.phase === 'storage-copy') return; // the RAM migration has not begun: an old status means nothing
+    if (status === 'pre-switchover' && this.storage && !this.storageSwitching) {
+      this.storageSwitching = true;
+      void this.switchoverStorage(this.storage);
+    }
     const next = phaseForStatus(status, this.sourceStopped, this.phase);
     if (status === 'completed' || status === 'failed' || status === 'cancelled') {
       this.finishing = this.finish(status).catch((e) => {
@@ -554,7 +621,9 @@ export class Migration {
     if (this.sampling || TERMINAL_PHASES.includes(this.phase) || !this.source.qmp || this.source.qmp.closed) return;
     this.sampling = true;
     try {
-      const raw = await this.source.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 });
+      const copying = this.phase === 'storage-copy';
+      // Before the RAM migration begins, query-migrate can only tell of an earlier one.
+      const raw = copying ? { status: 'none' } : await this.source.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 });
       const now = Date.now();
       const status = typeof raw.status === 'string' ? raw.status : 'none';
       if (this.waitingForStart) {
@@ -569,8 +638,12 @@ export class Migration {
         if (typeof req === 'number' && sample.postcopyRequests === undefined) sample.postcopyRequests = req;
       }
       if (this.lastGuest) sample.guest = this.lastGuest;
+      if (this.storage && !this.storage.finalized) {
+        const f = await this.storage.figures(this.source.qmp).catch(() => undefined);
+        if (f) sample.storage = f;
+      }
       this.pushSample(sample);
-      if (!this.finishing) {
+      if (!this.finishing && !copying) {
         if (status !== this.samples.at(-2)?.status) this.onStatus(status);
         await this.applyPolicies(sample);
       }
@@ -633,6 +706,10 @@ export class Migration {
     switch (c.action) {
       case 'cancel':
         if (this.phase.startsWith('postcopy')) this.refuse('cancel', 'in postcopy the guest already runs on the destination; cancelling would lose it');
+        if (this.phase === 'storage-copy') {
+          this.storageStop = 'cancel';
+          return;
+        }
         if (!['setup', 'precopy', 'stop-and-copy'].includes(this.phase)) this.refuse('cancel', 'nothing to cancel yet');
         await src.execute('migrate_cancel');
         return;
@@ -747,12 +824,15 @@ export class Migration {
         }
         this.destRunning = st?.running === true;
         this.setPhase('activation');
+        if (this.storage) await this.storage.stopExports(dq);
         await dq.execute('announce-self', { initial: 50, max: 550, rounds: 5, step: 50 }).catch(() => undefined);
       }
       // QEMU 7.2 reports total-time/downtime 0 right after `completed`: ask again a bit later.
       await sleep(300);
     }
-    const raw = src && !src.closed ? await src.execute<Record<string, unknown>>('query-migrate').catch(() => undefined) : undefined;
+    // Ended during the storage copy: the RAM migration never began, query-migrate would tell of an older one.
+    const ramBegan = this.phase !== 'storage-copy';
+    const raw = ramBegan && src && !src.closed ? await src.execute<Record<string, unknown>>('query-migrate').catch(() => undefined) : undefined;
     if (raw) {
       const s = sampleFromQueryMigrate(raw, Date.now(), Date.now() - this.startedAt, status === 'completed' ? 'activation' : this.phase);
       if (this.lastGuest) s.guest = this.lastGuest;
@@ -773,6 +853,7 @@ export class Migration {
         this.options.switchovers?.set(this.pairKey, list.slice(-20));
       }
     }
+    if (this.abortReason && !final.reason) final.reason = this.abortReason;
     const dest = this.dest;
     if (this.mode === 'engine') await this.awaitGuestSign();
     if (this.mode === 'attach') {
@@ -834,10 +915,19 @@ export class Migration {
 
   private async teardownDest(): Promise<void> {
     const dest = this.dest;
+    // A storage copy stops first: the source keeps its own images, never pivoting.
+    await this.storage?.abort(this.source?.qmp);
     dest?.console?.close();
     dest?.qmp?.close();
     if ((this.destVm || this.destStarted) && dest) await stopVm(dest.transport, runtimeDirOf(dest.host), this.plan.vm, { timeoutMs: 2000 }).catch(() => undefined);
+    const removed = await this.storage?.removeTargets();
+    if (removed?.length) {
+      this.removedTargets = removed;
+      this.rec({ type: 'note', t: Date.now(), text: `removed the partial copies on ${this.plan.to}: ${removed.join(', ')}` });
+    }
   }
+
+  private removedTargets: string[] | undefined;
 
   private async abortBeforeMigrate(e: unknown): Promise<void> {
     const fe = toFerryError(e);
@@ -851,6 +941,15 @@ export class Migration {
 
   private end(final: MigrationFinal): void {
     if (this.final) return;
+    if (this.storage) {
+      const last = [...this.samples].reverse().find((s) => s.storage)?.storage;
+      final.storage = {
+        copiedBytes: last?.copiedBytes ?? 0,
+        disks: this.storage.disks.map((d) => ({ source: d.source, target: d.target })),
+        ...(this.storage.readyAt !== undefined ? { readyMs: this.storage.readyAt - this.storage.startedAt } : {}),
+        ...(this.removedTargets ? { removedTargets: this.removedTargets } : {}),
+      };
+    }
     if (this.tunnels.length) {
       final.tunnel = {
         forwardBytes: this.tunnels.reduce((a, t) => a + t.bytes.forward, 0),
