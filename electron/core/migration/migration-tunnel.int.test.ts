@@ -5,6 +5,10 @@
  */
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { QmpClient } from '../qmp/qmp-client';
+import { LocalTransport } from '../transport/local-transport';
+import { vmFiles } from '../hosts/vm-launcher';
 import path from 'node:path';
 import { makeTestLab } from '../../../test/support/lab';
 import type { TestLab } from '../../../test/support/lab';
@@ -66,6 +70,7 @@ describe('migration through an SSH tunnel (real QEMU, real sshd on 127.0.0.1)', 
     id: `ssh-${x}`,
     transport: { kind: 'ssh', ssh: { host: '127.0.0.1', port: sshd.port, user: 'root', identityFile: client.keyPath } },
     runtimeDir: path.join(root, `lab-${x}`),
+    imagesDir: path.join(root, `lab-${x}-images`),
   }));
   const newLab = () => makeTestLab({ ssh: { homeDir: client.home, agent: false } }, sshHosts);
 
@@ -113,6 +118,33 @@ describe('migration through an SSH tunnel (real QEMU, real sshd on 127.0.0.1)', 
     expect(final.postcopyRequests).toBeGreaterThan(0);
     expect(final.tunnel!.backBytes).toBeGreaterThan(0);
     if (kvmUsable()) expect(final.verify).toMatchObject({ ok: true });
+  });
+
+  it('a storage copy goes through the tunnel too: NBD relayed, images equal, no TCP on either QEMU', async () => {
+    lab = await newLab();
+    await lab.up({ dataDiskMiB: 16, workload: { wsMiB: 16, rateMiBs: 10 } });
+    const srcImage = path.join(lab.root, 'lab-a-images', 'demo-data.qcow2');
+    const dstImage = path.join(lab.root, 'lab-b-images', 'demo-data.qcow2');
+    const auxOf = async (id: string) => QmpClient.connect(await new LocalTransport().openUnix(vmFiles(path.join(lab!.root, id), 'demo').auxQmpSocket));
+    const srcAux = await auxOf('lab-a');
+    await srcAux.execute('human-monitor-command', { 'command-line': 'qemu-io disk0 "write -P 0x77 0 12M"' });
+    srcAux.close();
+    const srcPid = (await lab.pidOn('lab-a'))!;
+    const m = await lab.service.engine.start({ vm: 'demo', from: 'ssh-a', to: 'ssh-b', transport: 'ssh-tunnel', copyStorage: true, storageBandwidth: 8_000_000 });
+    await waitFor(() => m.phase === 'storage-copy' && (m.samples.at(-1)?.storage?.copiedBytes ?? 0) > 1_000_000, 'storage copy under way', 30_000);
+    const dstPid = (await lab.pidOn('lab-b'))!;
+    expect(tcpSocketsOf(srcPid)).toBe(0);
+    expect(tcpSocketsOf(dstPid)).toBe(0);
+    const final = await m.whenDone();
+    expect(final).toMatchObject({ outcome: 'completed', verify: { ok: true } });
+    expect(final.tunnel!.connections).toBeGreaterThanOrEqual(1);
+    expect(final.tunnel!.forwardBytes).toBeGreaterThanOrEqual(final.transferredBytes!);
+    expect(final.storage!.copiedBytes).toBeGreaterThanOrEqual(12 << 20);
+    // quiesced: the source QEMU is gone, the destination stopped (and so flushed)
+    const dq = await auxOf('lab-b');
+    await dq.execute('stop');
+    dq.close();
+    expect(spawnSync('qemu-img', ['compare', '-U', '-f', 'qcow2', '-F', 'qcow2', srcImage, dstImage]).status).toBe(0);
   });
 
   it('refuses what cannot work through the tunnel, and preflight says why for local hosts', async () => {
