@@ -131,8 +131,9 @@ export const events = {
   'migration:sample': z.object({ id: z.string(), sample: MigrationSampleSchema }),
   'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional() }),
   'migration:ended': z.object({ id: z.string(), final: MigrationFinalSchema }),
-  'evacuation:progress': EvacuationSummarySchema,
+  /** A save or restore's query-migrate sample (the same shape as a migration's). */
   'state:sample': z.object({ id: z.string(), op: z.enum(['save', 'restore']), sample: MigrationSampleSchema }),
+  'evacuation:progress': EvacuationSummarySchema,
 } as const;
 
 export type InvokeMap = typeof invoke;

@@ -10,6 +10,9 @@ import { FerryException, toFerryError } from '../../../shared/errors';
 import type { HostConfig } from '../../../shared/model/host';
 import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, planAllowsPostcopy, put, sampleFromQueryMigrate } from '../../../shared/model/migration';
 import { makePolicies } from './policies';
+import { openStreamTunnel } from './stream-tunnel';
+import type { StreamTunnel } from './stream-tunnel';
+import { StorageCopy, planDiskCopies } from './storage-copy';
 import type { PolicyRunner } from './policies';
 import type { GuestFigures, MigrationFinal, MigrationPhase, MigrationPlan, MigrationPlanInput, MigrationSample } from '../../../shared/model/migration';
 import { TIMELINE_FORMAT, TIMELINE_VERSION } from '../../../shared/model/timeline';
@@ -26,9 +29,6 @@ import { TimelineWriter } from '../recorder/timeline-writer';
 import { fitSwitchover, project } from '../../../shared/analysis/projection';
 import type { SwitchoverPoint } from '../../../shared/analysis/projection';
 import { readTimeline } from '../recorder/timeline-reader';
-import { openStreamTunnel } from './stream-tunnel';
-import { StorageCopy, planDiskCopies } from './storage-copy';
-import type { StreamTunnel } from './stream-tunnel';
 
 export const FERRY_VERSION = '0.1.0';
 
