@@ -130,10 +130,16 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
-    const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate', 'save', 'restore', 'states'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'tunnel', 'storage-bandwidth', 'compress', 'encrypt-to', 'name', 'identity']);
+    // Saved states parse on their own; --tunnel and --storage-bandwidth are taken out first.
+    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity']), service, out);
+    const own = takeValued(argv, ['tunnel', 'storage-bandwidth']);
+    argv = own.rest;
+
+    const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
+    for (const [k, v] of own.flags) p.flags.set(k, v);
     const want = (n: number) => {
       if (args.length !== n) throw new UsageError(`${cmd} ${sub ?? ''}: expected ${n} argument(s), got ${args.length}`);
     };
@@ -326,36 +332,6 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       out.write(`watching ${args[1]} on ${args[0]} (no control is issued); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, false);
     }
-    if (cmd === 'save' || cmd === 'restore') {
-      allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json'] : ['name', 'identity', 'json']);
-      want(cmd === 'save' ? 3 : 2);
-      const compress = p.flags.get('compress');
-      if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new UsageError('--compress must be zstd, gzip or none');
-      const req = cmd === 'save'
-        ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}) }
-        : { hostId: args[0], file: args[1], ...(typeof p.flags.get('name') === 'string' ? { name: p.flags.get('name') } : {}), ...(typeof p.flags.get('identity') === 'string' ? { identityFile: p.flags.get('identity') } : {}) };
-      let lastPrinted = 0;
-      const off = service.on('state:sample', ({ sample }) => {
-        const s = sample as MigrationSample;
-        if (json || s.t - lastPrinted < 1000) return;
-        lastPrinted = s.t;
-        out.write(`${s.phase} ${formatBytes(s.transferredBytes)} ${formatRate(s.transferRate)}\n`);
-      });
-      const r = unwrap(await service.invoke(cmd === 'save' ? 'states:save' : 'states:restore', req)) as StateResult;
-      off();
-      if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
-      else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (stream ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
-      else out.write(`restored ${r.vm} on ${r.hostId} from ${r.file} in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
-      return 0;
-    }
-    if (cmd === 'states') {
-      allowOnly(p, ['json']);
-      want(1);
-      const list = unwrap(await service.invoke('states:list', { hostId: args[0] })) as SavedStateEntry[];
-      if (json) out.write(`${JSON.stringify(list, null, 2)}\n`);
-      else for (const e of list) out.write(`${e.file}\t${e.vm}\t${formatBytes(e.sizeBytes)}\t${new Date(e.createdAt).toISOString()}\t${e.compression}${e.encryption ? `+${e.encryption}` : ''}${e.complete ? '' : '\tINCOMPLETE'}\n`);
-      return 0;
-    }
     if (cmd === 'timeline') {
       allowOnly(p, ['csv', 'json']);
       want(1);
@@ -378,6 +354,61 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   } finally {
     await service.dispose();
   }
+}
+
+/** ferry save / restore / states. */
+async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, service: ConsoleService, out: NodeJS.WritableStream): Promise<number> {
+  const json = p.flags.get('json') === true;
+  const args = p.positional;
+  const want = (n: number) => {
+    if (args.length !== n) throw new UsageError(`${cmd}: expected ${n} argument(s), got ${args.length}`);
+  };
+if (cmd === 'save' || cmd === 'restore') {
+    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json'] : ['name', 'identity', 'json']);
+    want(cmd === 'save' ? 3 : 2);
+    const compress = p.flags.get('compress');
+    if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new UsageError('--compress must be zstd, gzip or none');
+    const req = cmd === 'save'
+      ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}) }
+      : { hostId: args[0], file: args[1], ...(typeof p.flags.get('name') === 'string' ? { name: p.flags.get('name') } : {}), ...(typeof p.flags.get('identity') === 'string' ? { identityFile: p.flags.get('identity') } : {}) };
+    let lastPrinted = 0;
+    const off = service.on('state:sample', ({ sample }) => {
+      const s = sample as MigrationSample;
+      if (json || s.t - lastPrinted < 1000) return;
+      lastPrinted = s.t;
+      out.write(`${s.phase} ${formatBytes(s.transferredBytes)} ${formatRate(s.transferRate)}\n`);
+    });
+    const r = unwrap(await service.invoke(cmd === 'save' ? 'states:save' : 'states:restore', req)) as StateResult;
+    off();
+    if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
+    else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (stream ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+    else out.write(`restored ${r.vm} on ${r.hostId} from ${r.file} in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+    return 0;
+  }
+  allowOnly(p, ['json']);
+  want(1);
+  const list = unwrap(await service.invoke('states:list', { hostId: args[0] })) as SavedStateEntry[];
+  if (json) out.write(`${JSON.stringify(list, null, 2)}\n`);
+  else for (const e of list) out.write(`${e.file}\t${e.vm}\t${formatBytes(e.sizeBytes)}\t${new Date(e.createdAt).toISOString()}\t${e.compression}${e.encryption ? `+${e.encryption}` : ''}${e.complete ? '' : '\tINCOMPLETE'}\n`);
+  return 0;
+}
+
+/** Takes `--flag value` / `--flag=value` for the given flags out of argv. */
+function takeValued(argv: string[], names: string[]): { rest: string[]; flags: Map<string, string> } {
+  const rest: string[] = [];
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [k, v] = a.startsWith('--') ? (a.slice(2).split('=', 2) as [string, string | undefined]) : ['', undefined];
+    if (!names.includes(k)) {
+      rest.push(a);
+      continue;
+    }
+    const val = v ?? argv[++i];
+    if (val === undefined) throw new UsageError(`--${k} needs a value`);
+    flags.set(k, val);
+  }
+  return { rest, flags };
 }
 
 /** Prints a migration's progress until it ends; Ctrl-C cancels it when `cancelOnInterrupt`. */
