@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { useConsole } from '../store/console-store';
 import type { HostInfo } from '../../shared/contract';
 import type { VmInfo } from '../../shared/model/vm';
+import { SavedStates } from './beyond-views';
 
 function Workload({ vm }: { vm: VmInfo }) {
   const guestCommand = useConsole((s) => s.guestCommand);
@@ -121,6 +122,7 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
         {(vms ?? []).map((vm) => <VmCard key={vm.name} vm={vm} hosts={hosts} />)}
         {vms && vms.length === 0 && <p className="empty">No VMs. Drop one here to migrate it.</p>}
       </div>
+      {host.state === 'connected' && <SavedStates hostId={host.config.id} vms={vms ?? []} />}
     </section>
   );
 }

@@ -4,6 +4,7 @@ import type { MigrationEntry } from '../store/console-store';
 import { TimeChart } from '../charts/time-chart';
 import type { ChartRow, PhaseSpan } from '../charts/time-chart';
 import { formatBytes, formatMs, formatRate } from '../../shared/analysis/units';
+import { BeyondPanel } from './beyond-views';
 import { TERMINAL_PHASES } from '../../shared/model/migration';
 import type { MigrationPhase, MigrationSample } from '../../shared/model/migration';
 
@@ -134,6 +135,7 @@ export function MigrationView({ id }: { id: string }) {
           {last?.postcopyRequests ? <div><dt>Page requests</dt><dd>{last.postcopyRequests}</dd></div> : null}
         </dl>
       )}
+      <BeyondPanel entry={entry} />
       <div className="controls" role="group" aria-label="migration controls">
         {CONTROLS.map((c) => {
           const ok = ended ? 'the migration has ended' : c.enabled(phase, postcopyPlanned);
