@@ -6,6 +6,7 @@
 import { memo, useCallback, useEffect, useMemo, useState } from 'react';
 import { CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { useConsole } from '../store/console-store';
+import { ferry } from '../bridge/ferry-bridge';
 import type { MigrationEntry } from '../store/console-store';
 import { formatBytes, formatMs, formatRate } from '../../shared/analysis/units';
 import type { MigrationPlanInput, MigrationSample } from '../../shared/model/migration';
@@ -53,12 +54,12 @@ export function PlanBeyondOptions({ value, onChange }: { value: BeyondPlan; onCh
   const to = plan?.to;
   const [asked, setAsked] = useState(false);
   useEffect(() => {
-    if (!asked || !vm || !from || !to || !window.ferry) return;
+    if (!asked || !vm || !from || !to) return;
     const fields = beyondPlanFields(value);
     if (typeof fields === 'string') return;
     let stale = false;
     useConsole.setState((s) => (s.plan ? { plan: { ...s.plan, running: true } } : {}));
-    void window.ferry.invoke('migrations:preflight', { vm, from, to, ...fields }).then((r) => {
+    void ferry().invoke('migrations:preflight', { vm, from, to, ...fields }).then((r) => {
       if (stale) return;
       useConsole.setState((s) => {
         if (!s.plan || s.plan.vm !== vm) return {};
@@ -179,8 +180,7 @@ export function SavedStates({ hostId, vms }: { hostId: string; vms: readonly VmI
   const [compress, setCompress] = useState<'none' | 'gzip' | 'zstd'>('zstd');
   const [open, setOpen] = useState(false);
   const refresh = useCallback(async () => {
-    if (!window.ferry) return;
-    const r = await window.ferry.invoke('states:list', { hostId });
+    const r = await ferry().invoke('states:list', { hostId });
     if (r.ok) setList(r.value);
     else setError(r.error.message);
   }, [hostId]);
@@ -198,18 +198,18 @@ export function SavedStates({ hostId, vms }: { hostId: string; vms: readonly VmI
   };
   const managed = vms.filter((v) => v.managed && v.runState !== 'stopped');
   return (
-    <details className="saved-states" onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)} data-testid={`states-${hostId}`}>
+    <details className="saved-states" style={{ marginTop: 8, minWidth: 0, overflowWrap: 'anywhere' }} onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)} data-testid={`states-${hostId}`}>
       <summary>Saved states{list ? ` (${list.length})` : ''}</summary>
       {error && <p className="error small">{error}</p>}
       {list && list.length === 0 && <p className="empty">None in this host's states directory.</p>}
-      <ul>
+      <ul style={{ paddingLeft: 16, margin: '4px 0' }}>
         {(list ?? []).map((s) => {
           const name = s.file.slice(s.file.lastIndexOf('/') + 1);
           return (
             <li key={s.file}>
               <strong>{name}</strong> {s.vm} · {formatBytes(s.sizeBytes)} · {new Date(s.createdAt).toLocaleString()} · {s.compression}{s.encryption ? ` + ${s.encryption}` : ''}
               {!s.complete && <span className="bad"> incomplete</span>}
-              <button type="button" className="small" disabled={!!busy || !s.complete} onClick={() => void run(`restore ${name}`, () => window.ferry!.invoke('states:restore', { hostId, file: s.file }))}>
+              <button type="button" className="small" disabled={!!busy || !s.complete} onClick={() => void run(`restore ${name}`, () => ferry().invoke('states:restore', { hostId, file: s.file }))}>
                 {busy === `restore ${name}` ? 'Restoring…' : 'Restore'}
               </button>
             </li>
@@ -217,7 +217,7 @@ export function SavedStates({ hostId, vms }: { hostId: string; vms: readonly VmI
         })}
       </ul>
       {managed.length > 0 && (
-        <div className="inline">
+        <div style={{ display: 'flex', flexWrap: 'wrap', gap: 6, alignItems: 'center' }}>
           <select value={vm} onChange={(e) => setVm(e.target.value)} aria-label="VM to save">
             <option value="">VM to save…</option>
             {managed.map((v) => <option key={v.name} value={v.name}>{v.name}</option>)}
@@ -231,7 +231,7 @@ export function SavedStates({ hostId, vms }: { hostId: string; vms: readonly VmI
             type="button"
             disabled={!vm || !!busy}
             title="Pause the VM, write its state to a file on this host, then stop it"
-            onClick={() => void run(`save ${vm}`, () => window.ferry!.invoke('states:save', { hostId, vm, file: `${vm}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}.state`, compress }))}
+            onClick={() => void run(`save ${vm}`, () => ferry().invoke('states:save', { hostId, vm, file: `${vm}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}.state`, compress }))}
           >
             {busy === `save ${vm}` ? 'Saving…' : 'Save to file'}
           </button>
