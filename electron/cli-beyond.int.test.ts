@@ -79,6 +79,11 @@ describe('ferry CLI: --copy-storage, save, states, restore (real QEMU)', () => {
     const tunnel = await ferry('migrate', 'demo', '--from', 'lab-b', '--to', 'lab-a', '--tunnel', 'tcp');
     expect(tunnel.code).toBe(2);
     expect(tunnel.err).toMatch(/--tunnel takes one value: ssh/);
+    const elsewhere = await ferry('vm', 'list', 'lab-a', '--copy-storage');
+    expect(elsewhere.code).toBe(2);
+    expect(elsewhere.err).toMatch(/--copy-storage only applies to migrate and preflight/);
+    const cap = await ferry('migrate', 'demo', '--from', 'lab-b', '--to', 'lab-a', '--storage-bandwidth', '10');
+    expect(cap.err).toMatch(/--storage-bandwidth only applies with --copy-storage/);
     const missing = await ferry('restore', 'lab-b', 'nothing.state');
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/no saved state .*nothing\.state on lab-b \[NOT_FOUND\]/);

@@ -35,12 +35,9 @@ const USAGE = `usage: ferry <command> [options]
                                    (r 200 = dirty 200 MiB/s, r max, w 128 = working set, v = verify, s = status)
   ferry migrate VM --from HOST --to HOST [--postcopy] [--postcopy-after N] [--bandwidth MB/s]
         [--downtime ms] [--auto-converge] [--xbzrle MiB] [--multifd N] [--keep-source] [--record FILE]
-        [--tunnel ssh] [--copy-storage [--storage-bandwidth MB/s]]
-                                   live-migrate a VM, with a live progress line; --tunnel ssh carries
-                                   the stream inside SSH (unix sockets relayed by Ferry); --copy-storage
-                                   mirrors its disk images to the destination first (no shared storage)
+                                   live-migrate a VM, with a live progress line
         [--policy postcopy-when-never|downtime-steps|dynamic-rate|deadline] [--deadline 90s] [--downtime-ceiling ms]
-  ferry preflight VM --from HOST --to HOST [--postcopy] [--tunnel ssh] [--copy-storage]
+  ferry preflight VM --from HOST --to HOST [--postcopy]
                                    the checks a migration would run first (exit 1 when one fails)
   ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
                                    move every VM off a host
@@ -52,6 +49,10 @@ const USAGE = `usage: ferry <command> [options]
   ferry restore HOST FILE [--name VM] [--identity FILE]
                                    start the saved VM again from FILE (checked against its sidecar first)
   ferry states HOST [--json]       the saved states in a host's states dir
+  ferry migrate|preflight … --copy-storage [--storage-bandwidth MB/s]
+                                   copy the VM's disk images to the destination first (no shared storage)
+  ferry migrate|preflight … --tunnel ssh
+                                   carry the migration stream inside SSH (unix sockets relayed by Ferry)
   ferry timeline FILE --csv|--json export a recorded timeline
   ferry serve                      the console in a browser (see README)
 `;
@@ -98,13 +99,6 @@ function accelOf(p: Parsed): 'auto' | 'kvm' | 'tcg' | undefined {
   return a;
 }
 
-function tunnelOf(p: Parsed): { transport?: 'ssh-tunnel' } {
-  const t = p.flags.get('tunnel');
-  if (t === undefined) return {};
-  if (t !== 'ssh') throw new UsageError('--tunnel takes one value: ssh');
-  return { transport: 'ssh-tunnel' };
-}
-
 function allowOnly(p: Parsed, allowed: string[]): void {
   for (const k of p.flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}`);
 }
@@ -130,16 +124,17 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
-    // Saved states parse on their own; --tunnel and --storage-bandwidth are taken out first.
+    // Saved states parse on their own; the storage and transport options of migrate and
+    // preflight are taken out first and become plan fields.
     if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity']), service, out);
-    const own = takeValued(argv, ['tunnel', 'storage-bandwidth']);
+    const own = takeFlags(argv, ['tunnel', 'storage-bandwidth'], ['copy-storage']);
     argv = own.rest;
+    const beyond = beyondPlanOf(cmd, own.flags);
 
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
     const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
-    for (const [k, v] of own.flags) p.flags.set(k, v);
     const want = (n: number) => {
       if (args.length !== n) throw new UsageError(`${cmd} ${sub ?? ''}: expected ${n} argument(s), got ${args.length}`);
     };
@@ -239,12 +234,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
     }
     if (cmd === 'migrate') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling', 'tunnel', 'copy-storage', 'storage-bandwidth']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
       if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('migrate needs --from HOST and --to HOST');
-      const plan: MigrationPlanInput = { vm: args[0]!, from, to, ...tunnelOf(p) };
+      const plan: MigrationPlanInput = { vm: args[0]!, from, to };
+      Object.assign(plan, beyond);
       const after = num(p, 'postcopy-after', 1, 1000);
       if (after !== undefined) {
         plan.mode = 'postcopy-after';
@@ -264,13 +260,6 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const mf = num(p, 'multifd', 1, 64);
       if (mf !== undefined) plan.multifdChannels = Math.round(mf);
       if (p.flags.get('keep-source') === true) plan.keepSource = true;
-      if (p.flags.get('copy-storage') === true) plan.copyStorage = true;
-      const sbw = p.flags.get('storage-bandwidth');
-      if (sbw !== undefined) {
-        const bytes = typeof sbw === 'string' ? parseByteSize(sbw, 'M') : undefined;
-        if (!bytes) throw new UsageError('--storage-bandwidth must be a positive size per second, e.g. 50 (MB/s)');
-        plan.storageBandwidth = bytes;
-      }
       const record = p.flags.get('record');
       if (typeof record === 'string') plan.recordPath = path.resolve(record);
       const policy = p.flags.get('policy');
@@ -290,12 +279,12 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return await follow(m, out, errOut, true);
     }
     if (cmd === 'preflight') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'json', 'tunnel', 'copy-storage']);
+      allowOnly(p, ['from', 'to', 'postcopy', 'json']);
       want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
       if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('preflight needs --from HOST and --to HOST');
-      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...tunnelOf(p), ...(p.flags.get('copy-storage') === true ? { copyStorage: true } : {}), ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}) })) as PreflightResult;
+      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...beyond, ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}) })) as PreflightResult;
       if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
       else for (const c of r.checks) out.write(`${c.status.toUpperCase().padEnd(4)}  ${c.title}: ${c.reason}${c.fix && c.status !== 'pass' ? ` (fix: ${c.fix})` : ''}\n`);
       return r.ok ? 0 : 1;
@@ -363,7 +352,7 @@ async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, servi
   const want = (n: number) => {
     if (args.length !== n) throw new UsageError(`${cmd}: expected ${n} argument(s), got ${args.length}`);
   };
-if (cmd === 'save' || cmd === 'restore') {
+  if (cmd === 'save' || cmd === 'restore') {
     allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json'] : ['name', 'identity', 'json']);
     want(cmd === 'save' ? 3 : 2);
     const compress = p.flags.get('compress');
@@ -393,22 +382,42 @@ if (cmd === 'save' || cmd === 'restore') {
   return 0;
 }
 
-/** Takes `--flag value` / `--flag=value` for the given flags out of argv. */
-function takeValued(argv: string[], names: string[]): { rest: string[]; flags: Map<string, string> } {
+/** Takes the given flags (`--flag value`, `--flag=value`, or boolean `--flag`) out of argv. */
+function takeFlags(argv: string[], valued: string[], booleans: string[]): { rest: string[]; flags: Map<string, string | true> } {
   const rest: string[] = [];
-  const flags = new Map<string, string>();
+  const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [k, v] = a.startsWith('--') ? (a.slice(2).split('=', 2) as [string, string | undefined]) : ['', undefined];
-    if (!names.includes(k)) {
-      rest.push(a);
-      continue;
-    }
-    const val = v ?? argv[++i];
-    if (val === undefined) throw new UsageError(`--${k} needs a value`);
-    flags.set(k, val);
+    if (booleans.includes(k)) {
+      if (v !== undefined) throw new UsageError(`--${k} takes no value`);
+      flags.set(k, true);
+    } else if (valued.includes(k)) {
+      const val = v ?? argv[++i];
+      if (val === undefined) throw new UsageError(`--${k} needs a value`);
+      flags.set(k, val);
+    } else rest.push(a);
   }
   return { rest, flags };
+}
+
+/** --tunnel ssh, --copy-storage, --storage-bandwidth: plan fields, for migrate and preflight only. */
+function beyondPlanOf(cmd: string, flags: Map<string, string | true>): Partial<MigrationPlanInput> {
+  if (flags.size === 0) return {};
+  if (cmd !== 'migrate' && cmd !== 'preflight') throw new UsageError(`--${[...flags.keys()][0]} only applies to migrate and preflight`);
+  const plan: Partial<MigrationPlanInput> = {};
+  const tunnel = flags.get('tunnel');
+  if (tunnel !== undefined && tunnel !== 'ssh') throw new UsageError('--tunnel takes one value: ssh');
+  if (tunnel === 'ssh') plan.transport = 'ssh-tunnel';
+  if (flags.get('copy-storage') === true) plan.copyStorage = true;
+  const sbw = flags.get('storage-bandwidth');
+  if (sbw !== undefined) {
+    const bytes = typeof sbw === 'string' ? parseByteSize(sbw, 'M') : undefined;
+    if (!bytes) throw new UsageError('--storage-bandwidth must be a positive size per second, e.g. 50 (MB/s)');
+    if (!plan.copyStorage) throw new UsageError('--storage-bandwidth only applies with --copy-storage');
+    plan.storageBandwidth = bytes;
+  }
+  return plan;
 }
 
 /** Prints a migration's progress until it ends; Ctrl-C cancels it when `cancelOnInterrupt`. */
