@@ -157,6 +157,8 @@ export class Migration {
   private storage: StorageCopy | undefined;
   private storageStop: 'cancel' | undefined;
   private storageSwitching = false;
+  /** The destination has started running the guest (its RESUME event). */
+  private destResumed = false;
   private abortReason: string | undefined;
   private readonly done: Promise<MigrationFinal>;
   private resolveDone!: (f: MigrationFinal) => void;
@@ -573,6 +575,9 @@ export class Migration {
 
   private listen(): void {
     if (this.dest?.qmp) this.recordEvents(this.dest.qmp, 'destination');
+    this.dest?.qmp?.onEvent('RESUME', () => {
+      this.destResumed = true;
+    });
     this.listenSource();
   }
 
@@ -738,6 +743,9 @@ export class Migration {
         return;
       case 'pause-postcopy':
         if (this.phase !== 'postcopy') this.refuse('pause postcopy', 'only during postcopy');
+        // Until the destination runs the guest, a broken stream fails the migration (the guest
+        // then stays on the source) instead of pausing it.
+        if (!this.destResumed && this.mode === 'engine') this.refuse('pause postcopy', 'the switchover to the destination is still under way; try again in a moment');
         await src.executeOob('migrate-pause');
         return;
       case 'recover': {

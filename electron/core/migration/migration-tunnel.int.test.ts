@@ -120,6 +120,23 @@ describe('migration through an SSH tunnel (real QEMU, real sshd on 127.0.0.1)', 
     if (kvmUsable()) expect(final.verify).toMatchObject({ ok: true });
   });
 
+  it('postcopy paused by hand is recovered through a new tunnel', async () => {
+    lab = await newLab();
+    await lab.up({ workload: { wsMiB: 128, rateMiBs: null } });
+    const m = await lab.service.engine.start({ vm: 'demo', from: 'ssh-a', to: 'ssh-b', transport: 'ssh-tunnel', mode: 'postcopy-after', postcopyAfterPasses: 1, maxBandwidth: 30_000_000 });
+    // Once the destination runs the guest and pulls pages (in the switchover window a broken stream fails instead).
+    await waitFor(() => m.phase === 'postcopy' && (m.samples.at(-1)?.postcopyRequests ?? 0) > 20 && (m.samples.at(-1)?.remainingBytes ?? 0) > 30e6, 'postcopy pulling pages', 40_000);
+    await m.control({ action: 'pause-postcopy' });
+    await waitFor(() => m.phase === 'postcopy-paused', 'postcopy-paused', 30_000);
+    await m.control({ action: 'recover' });
+    const final = await m.whenDone();
+    expect(final.outcome).toBe('completed');
+    expect(final.tunnel!.connections).toBeGreaterThanOrEqual(2);
+    const notes = readTimeline(m.timelineFile).records.filter((r) => r.type === 'phase').map((r) => (r as { phase: string }).phase);
+    expect(notes).toEqual(expect.arrayContaining(['postcopy', 'postcopy-paused', 'completed']));
+    if (kvmUsable()) expect(final.verify).toMatchObject({ ok: true });
+  });
+
   it('a storage copy goes through the tunnel too: NBD relayed, images equal, no TCP on either QEMU', async () => {
     lab = await newLab();
     await lab.up({ dataDiskMiB: 16, workload: { wsMiB: 16, rateMiBs: 10 } });
