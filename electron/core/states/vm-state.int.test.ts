@@ -14,6 +14,8 @@ import type { TestLab } from '../../../test/support/lab';
 import { killPid } from '../../../test/support/processes';
 import { readTimeline } from '../recorder/timeline-reader';
 import type { StateResult } from '../../../shared/model/saved-state';
+import { QmpClient } from '../qmp/qmp-client';
+import { LocalTransport } from '../transport/local-transport';
 
 const gnupgHome = mkdtempSync(path.join(tmpdir(), 'ferry-gnupg-'));
 const RECIPIENT = 'ferry-test@example.invalid';
@@ -48,8 +50,8 @@ describe('VM state to file and back (real QEMU + demo guest)', () => {
     return r.value as T;
   };
 
-  async function verifyGuest(hostId = 'lab-a'): Promise<void> {
-    const con = await lab!.guest(hostId);
+  async function verifyGuest(hostId = 'lab-a', vm = 'demo'): Promise<void> {
+    const con = await lab!.guest(hostId, vm);
     try {
       const v = await con.command('v', 30_000);
       expect(v).toMatchObject({ kind: 'verify', ok: true, bad: 0, stale: 0 });
@@ -117,6 +119,31 @@ describe('VM state to file and back (real QEMU + demo guest)', () => {
     expect(await lab.pidOn('lab-a')).toBe(pid);
     await verifyGuest();
     // the file is not in the states dir: the listing does not show it
+    expect(await invoke('states:list', { hostId: 'lab-a' })).toEqual([]);
+  });
+
+  it('a paused VM is saved and comes back paused, where it was', async () => {
+    lab = await makeTestLab();
+    await lab.up({ workload: { wsMiB: 16, rateMiBs: 10 } });
+    const auxSock = path.join(lab.root, 'lab-a', 'demo', 'qmp-aux.sock');
+    const q = await QmpClient.connect(await new LocalTransport().openUnix(auxSock));
+    await q.execute('stop');
+    q.close();
+    const saved = await invoke<StateResult>('states:save', { hostId: 'lab-a', vm: 'demo', file: 'paused.state', compress: 'gzip' });
+    expect(JSON.parse(readFileSync(`${saved.file}.ferry.json`, 'utf8'))).toMatchObject({ wasRunning: false, compression: 'gzip' });
+    const restored = await invoke<StateResult>('states:restore', { hostId: 'lab-a', file: 'paused.state', name: 'again' });
+    expect(restored).toMatchObject({ vm: 'again', runState: 'paused' });
+    const q2 = await QmpClient.connect(await new LocalTransport().openUnix(path.join(lab.root, 'lab-a', 'again', 'qmp-aux.sock')));
+    await q2.execute('cont');
+    q2.close();
+    await verifyGuest('lab-a', 'again');
+  });
+
+  it('refuses to encrypt to a key the host does not have, starting nothing', async () => {
+    lab = await makeTestLab();
+    await lab.up({ workload: { wsMiB: 8, rateMiBs: 0 } });
+    await expect(invoke('states:save', { hostId: 'lab-a', vm: 'demo', file: 'x.state', encryptTo: 'nobody@example.invalid' })).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/no gpg public key for "nobody@example.invalid" on lab-a/) });
+    expect(await lab.pidOn('lab-a')).toBeGreaterThan(0);
     expect(await invoke('states:list', { hostId: 'lab-a' })).toEqual([]);
   });
 
