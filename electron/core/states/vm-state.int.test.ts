@@ -4,7 +4,7 @@
  * files refused with nothing left running.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,8 @@ import { LocalTransport } from '../transport/local-transport';
 
 const gnupgHome = mkdtempSync(path.join(tmpdir(), 'ferry-gnupg-'));
 const RECIPIENT = 'ferry-test@example.invalid';
+const hasAge = spawnSync('age', ['--version']).status === 0;
+if (!hasAge) console.log('[states] age is not installed here: the age test is skipped');
 
 async function stopGpgAgents(): Promise<void> {
   for (const pid of processesMentioning(gnupgHome)) await killPid(pid);
@@ -120,6 +122,21 @@ describe('VM state to file and back (real QEMU + demo guest)', () => {
     await verifyGuest();
     // the file is not in the states dir: the listing does not show it
     expect(await invoke('states:list', { hostId: 'lab-a' })).toEqual([]);
+  });
+
+  it.skipIf(!hasAge)('encrypts to an age recipient where age is installed; restore needs the identity', async () => {
+    lab = await makeTestLab();
+    await lab.up({ workload: { wsMiB: 16, rateMiBs: 10 } });
+    const keyFile = path.join(gnupgHome, 'age-key.txt');
+    execFileSync('age-keygen', ['-o', keyFile], { stdio: 'ignore' });
+    const recipient = execFileSync('age-keygen', ['-y', keyFile], { encoding: 'utf8' }).trim();
+    const saved = await invoke<StateResult>('states:save', { hostId: 'lab-a', vm: 'demo', file: 'aged.state', compress: 'zstd', encryptTo: recipient });
+    expect(saved.encryption).toBe('age');
+    expect(readFileSync(saved.file).subarray(0, 21).toString('latin1')).toBe('age-encryption.org/v1');
+    await expect(invoke('states:restore', { hostId: 'lab-a', file: 'aged.state' })).rejects.toMatchObject({ code: 'INVALID_REQUEST', message: expect.stringMatching(/encrypted with age: name the identity file/) });
+    expect(await lab.pidOn('lab-a')).toBeUndefined();
+    await invoke('states:restore', { hostId: 'lab-a', file: 'aged.state', identityFile: keyFile });
+    await verifyGuest();
   });
 
   it('a paused VM is saved and comes back paused, where it was', async () => {
