@@ -179,6 +179,19 @@ export function SavedStates({ hostId, vms }: { hostId: string; vms: readonly VmI
   const [vm, setVm] = useState('');
   const [compress, setCompress] = useState<'none' | 'gzip' | 'zstd'>('zstd');
   const [open, setOpen] = useState(false);
+  const [progress, setProgress] = useState<string>();
+  useEffect(() => {
+    if (!busy) return;
+    // What the save or restore has moved so far (its query-migrate samples).
+    const off = ferry().on('state:sample', (p) => {
+      const s = p.sample as MigrationSample;
+      if (s.transferredBytes !== undefined) setProgress(`${formatBytes(s.transferredBytes)}${s.transferRate ? ` at ${formatRate(s.transferRate)}` : ''}`);
+    });
+    return () => {
+      off();
+      setProgress(undefined);
+    };
+  }, [busy]);
   const refresh = useCallback(async () => {
     const r = await ferry().invoke('states:list', { hostId });
     if (r.ok) setList(r.value);
@@ -201,6 +214,7 @@ export function SavedStates({ hostId, vms }: { hostId: string; vms: readonly VmI
     <details className="saved-states" style={{ marginTop: 8, minWidth: 0, overflowWrap: 'anywhere' }} onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)} data-testid={`states-${hostId}`}>
       <summary>Saved states{list ? ` (${list.length})` : ''}</summary>
       {error && <p className="error small">{error}</p>}
+      {busy && <p className="meta" data-testid={`states-progress-${hostId}`}>{busy}{progress ? `: ${progress}` : '…'}</p>}
       {list && list.length === 0 && <p className="empty">None in this host's states directory.</p>}
       <ul style={{ paddingLeft: 16, margin: '4px 0' }}>
         {(list ?? []).map((s) => {
