@@ -236,6 +236,10 @@ export class StorageCopy {
     if (this.finalized) return this.lastFigures;
     const jobs = (await sq.execute<{ device: string; len: number; offset: number; ready: boolean }[]>('query-block-jobs')).filter((j) => this.disks.some((d) => d.jobId === j.device));
     if (jobs.length === 0) return this.lastFigures;
+    // Ready also from the jobs themselves: a BLOCK_JOB_READY sent while the monitor was being
+    // reconnected reached nobody.
+    for (const j of jobs) if (j.ready) this.ready.add(j.device);
+    if (this.ready.size === this.disks.length && this.readyAt === undefined) this.readyAt = Date.now();
     const t = Date.now();
     const offset = jobs.reduce((a, j) => a + j.offset, 0);
     const len = jobs.reduce((a, j) => a + j.len, 0);

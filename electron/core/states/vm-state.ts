@@ -231,6 +231,7 @@ export async function saveState(host: HostConfig, t: HostTransport, req: SaveReq
   const partial = `${file}.partial`;
   const written = `${file}.written`;
   let wasRunning = false;
+  let moved = false;
   try {
     const st = await q.execute<{ status: string; running: boolean }>('query-status');
     const prior = await q.execute<{ status?: string }>('query-migrate');
@@ -277,7 +278,9 @@ export async function saveState(host: HostConfig, t: HostTransport, req: SaveReq
     };
     const mv = await t.exec(['mv', '-f', '--', written, file]);
     if (mv.code !== 0) throw new FerryException('IO_ERROR', `cannot rename ${written} to ${file}: ${mv.stderr.trim()}`);
+    moved = true;
     await t.writeFile(sidecar, `${JSON.stringify(meta, null, 2)}\n`, 0o600);
+    moved = false; // whole now: file and sidecar
     let runState: string;
     if (req.keepRunning) {
       if (wasRunning) await q.execute('cont');
@@ -303,7 +306,7 @@ export async function saveState(host: HostConfig, t: HostTransport, req: SaveReq
       q.close();
     }
     await sleep(200); // the pipeline's last stage may still rename its file
-    await tryRm(t, partial, written);
+    await tryRm(t, partial, written, ...(moved ? [file] : []));
     job.end('failed', toFerryError(e).message);
     throw e;
   }
