@@ -15,6 +15,8 @@ import { LocalTransport } from '../transport/local-transport';
 import { vmFiles } from '../hosts/vm-launcher';
 import { readTimeline } from '../recorder/timeline-reader';
 import type { PreflightResult } from '../../../shared/model/preflight';
+import { MigrationPlanSchema } from '../../../shared/model/migration';
+import { preflight } from './preflight';
 import type { MigrationPhase } from '../../../shared/model/migration';
 
 const local = new LocalTransport();
@@ -130,6 +132,29 @@ describe('local-storage migration (real QEMU, NBD + drive-mirror)', () => {
     srcAux.close();
     expect(holds(srcImage, 0x5a, 0, 48)).toBe(true);
     expect(execFileSync('qemu-img', ['check', '-U', srcImage], { encoding: 'utf8' })).toMatch(/No errors/);
+  });
+
+  it('preflight: a disk missing on the destination fails the plain plan and offers the storage copy, with the free space', async () => {
+    lab = await makeTestLab();
+    await lab.up({ dataDiskMiB: 32, workload: { wsMiB: 8, rateMiBs: 0 } });
+    const srcImage = path.join(lab.root, 'lab-a-images', 'demo-data.qcow2');
+    // Both lab hosts share this filesystem: lab-b is made not to see the source's image.
+    class WithoutImage extends LocalTransport {
+      override exec(argv: readonly string[], options?: Parameters<LocalTransport['exec']>[1]) {
+        if ((argv[0] === 'stat' || argv[0] === 'test') && argv.includes(srcImage)) return Promise.resolve({ code: 1, signal: null, stdout: '', stderr: 'No such file or directory' });
+        return super.exec(argv, options);
+      }
+    }
+    const hidden = new WithoutImage();
+    const hosts = { host: (id: string) => lab!.service.registry.get(id), transport: async (id: string) => (id === 'lab-b' ? hidden : lab!.service.transportOf(id)) };
+    const plain = await preflight(MigrationPlanSchema.parse({ vm: 'demo', from: 'lab-a', to: 'lab-b' }), hosts);
+    expect(plain.ok).toBe(false);
+    expect(plain.checks.find((c) => c.id === 'storage')).toMatchObject({
+      status: 'fail', reason: expect.stringContaining(`${srcImage} missing`), fix: expect.stringMatching(/migrate with copyStorage \(--copy-storage\): 1 disk\(s\), 0 MiB allocated \(32 MiB virtual\), to .*lab-b-images on lab-b; \d+ MiB free/),
+    });
+    const copy = await preflight(MigrationPlanSchema.parse({ vm: 'demo', from: 'lab-a', to: 'lab-b', copyStorage: true }), hosts);
+    expect(copy.checks.filter((c) => c.status === 'fail')).toEqual([]);
+    expect(copy.checks.find((c) => c.id === 'storage-copy')).toMatchObject({ status: 'pass' });
   });
 
   it('refuses what it cannot do: a target already there, postcopy with a storage copy', async () => {
