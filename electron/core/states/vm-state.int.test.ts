@@ -4,15 +4,16 @@
  * files refused with nothing left running.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { makeTestLab, processesMentioning } from '../../../test/support/lab';
 import type { TestLab } from '../../../test/support/lab';
-import { killPid } from '../../../test/support/processes';
+import { killPid, waitFor } from '../../../test/support/processes';
 import { readTimeline } from '../recorder/timeline-reader';
+import { readPosition } from './vm-state';
 import type { StateResult } from '../../../shared/model/saved-state';
 import { QmpClient } from '../qmp/qmp-client';
 import { LocalTransport } from '../transport/local-transport';
@@ -137,6 +138,22 @@ describe('VM state to file and back (real QEMU + demo guest)', () => {
     expect(await lab.pidOn('lab-a')).toBeUndefined();
     await invoke('states:restore', { hostId: 'lab-a', file: 'aged.state', identityFile: keyFile });
     await verifyGuest();
+  });
+
+  it('reads how far a restore pipeline has read the file (the position of the stage holding it)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ferry-pos-'));
+    const file = path.join(dir, 'some.state');
+    writeFileSync(file, Buffer.alloc(100_000, 7));
+    // a child of this process holding the file open at a known offset, as a pipeline stage would
+    const child = spawn('sh', ['-c', 'exec 3<"$1"; dd bs=1000 count=3 <&3 >/dev/null 2>&1; exec sleep 30', 'holder', file], { stdio: 'ignore' });
+    try {
+      await waitFor(async () => ((await readPosition(new LocalTransport(), process.pid, file)) ?? 0) > 0, 'the holder to read from the file');
+      expect(await readPosition(new LocalTransport(), process.pid, file)).toBe(3000);
+      expect(await readPosition(new LocalTransport(), process.pid, path.join(dir, 'other.state'))).toBeUndefined();
+    } finally {
+      await killPid(child.pid!);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a paused VM is saved and comes back paused, where it was', async () => {

@@ -158,11 +158,11 @@ class StateJob {
     this.phase = phase;
   }
 
-  sample(raw: Record<string, unknown>): MigrationSample {
+  sample(raw: Record<string, unknown>, extra: Partial<MigrationSample> = {}): MigrationSample {
     const now = Date.now();
     const status = typeof raw.status === 'string' ? raw.status : 'none';
     if (status === 'active' || status === 'device') this.setPhase(this.stopped ? 'stop-and-copy' : 'precopy');
-    const s = sampleFromQueryMigrate(raw, now, now - this.startedAt, this.phase);
+    const s = { ...sampleFromQueryMigrate(raw, now, now - this.startedAt, this.phase), ...extra };
     this.samples.push(s);
     this.rec({ type: 'sample', ...s });
     this.options.onSample?.({ id: this.id, op: this.op, sample: s });
@@ -176,7 +176,8 @@ class StateJob {
   }
 
   /** Samples query-migrate until the stream ends; resolves with the last reply. */
-  async run(q: QmpClient, intervalMs: number): Promise<Record<string, unknown>> {
+  /** `probe` adds figures QEMU does not give (a restore's incoming side reports no bytes). */
+  async run(q: QmpClient, intervalMs: number, probe?: () => Promise<Partial<MigrationSample>>): Promise<Record<string, unknown>> {
     let ended: (() => void) | undefined;
     const endedP = new Promise<void>((r) => (ended = r));
     const off = q.onEvent('MIGRATION', (e) => {
@@ -188,7 +189,8 @@ class StateJob {
       for (;;) {
         const raw = await q.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 10_000 }).catch(() => undefined);
         if (!raw) return { status: 'failed', 'error-desc': 'QEMU went away while the state was being transferred' };
-        const s = this.sample(raw);
+        const extra = probe && raw.status === 'active' ? await probe().catch(() => ({})) : {};
+        const s = this.sample(raw, extra);
         if (['completed', 'failed', 'cancelled'].includes(s.status)) return raw;
         await Promise.race([endedP, sleep(intervalMs)]);
       }
@@ -342,6 +344,19 @@ export async function checkState(t: HostTransport, hostId: string, file: string)
   return meta;
 }
 
+/**
+ * How far the restore pipeline has read `file`: the file position of the pipeline stage
+ * (a child or grandchild of QEMU's exec: shell) holding it open. Arguments are positional
+ * parameters of a fixed script, never interpolated.
+ */
+const POSITION_SCRIPT = 'for c in $(ps -o pid= --ppid "$1"); do for g in "$c" $(ps -o pid= --ppid "$c"); do for fd in /proc/"$g"/fd/*; do if [ "$(readlink "$fd")" = "$2" ]; then sed -n "s/^pos:[[:space:]]*//p" /proc/"$g"/fdinfo/"${fd##*/}"; exit 0; fi; done; done; done';
+
+export async function readPosition(t: HostTransport, qemuPid: number, file: string): Promise<number | undefined> {
+  const r = await t.exec(['sh', '-c', POSITION_SCRIPT, 'ferry-restore-position', String(qemuPid), file], { timeoutMs: 5000 });
+  const n = Number(r.stdout.trim().split('\n')[0]);
+  return r.stdout.trim() !== '' && Number.isFinite(n) ? n : undefined;
+}
+
 /** Starts the saved VM again from its file; on any failure nothing of it is left running. */
 export async function restoreState(host: HostConfig, t: HostTransport, req: RestoreRequest, options: StateJobOptions): Promise<StateResult> {
   const file = resolveStatePath(host, req.file);
@@ -367,8 +382,14 @@ export async function restoreState(host: HostConfig, t: HostTransport, req: Rest
     q = await openVmQmp(t, files);
     await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
     job.setPhase('setup');
+    job.stopped = true; // the guest does not run while its state loads
+    const qemuPid = await readPid(t, files.pidFile);
     await q.execute('migrate-incoming', { uri });
-    const last = await job.run(q, req.sampleIntervalMs ?? 100);
+    const probe = async (): Promise<Partial<MigrationSample>> => {
+      const pos = qemuPid ? await readPosition(t, qemuPid, file) : undefined;
+      return pos === undefined ? {} : { transferredBytes: pos, totalBytes: meta.sizeBytes, remainingBytes: Math.max(0, meta.sizeBytes - pos) };
+    };
+    const last = await job.run(q, req.sampleIntervalMs ?? 100, probe);
     if (last.status !== 'completed') {
       const why = typeof last['error-desc'] === 'string' ? last['error-desc'] : `incoming migration ${String(last.status)}`;
       throw new FerryException('STATE_LOAD_FAILED', `QEMU could not load ${file}: ${why}`, { file });
