@@ -17,6 +17,7 @@ import type { MigrationPlanInput, MigrationSample } from '../shared/model/migrat
 import type { Migration } from './core/migration/migration-engine';
 import { startEvacuation } from './core/migration/evacuation';
 import type { PreflightResult } from '../shared/model/preflight';
+import type { SavedStateEntry, StateResult } from '../shared/model/saved-state';
 import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/timeline-reader';
 import { writeCompare, writeReport } from './core/recorder/report';
 import { runLabDemo } from './core/lab/lab-demo';
@@ -48,6 +49,16 @@ const USAGE = `usage: ferry <command> [options]
                                    move every VM off a host
   ferry attach HOST VM [--record FILE]
                                    watch and record a migration someone else runs (no control issued)
+  ferry save HOST VM FILE [--compress zstd|gzip] [--encrypt-to RECIPIENT] [--keep-running]
+                                   save a VM's state to FILE on its host (relative: the host's states dir)
+                                   and stop it (--keep-running: resume it, a checkpoint)
+  ferry restore HOST FILE [--name VM] [--identity FILE]
+                                   start the saved VM again from FILE (checked against its sidecar first)
+  ferry states HOST [--json]       the saved states in a host's states dir
+  ferry migrate|preflight … --copy-storage [--storage-bandwidth MB/s]
+                                   copy the VM's disk images to the destination first (no shared storage)
+  ferry migrate|preflight … --tunnel ssh
+                                   carry the migration stream inside SSH (unix sockets relayed by Ferry)
   ferry timeline FILE --csv|--json export a recorded timeline
   ferry report FILE [-o report.html]
                                    a self-contained HTML report (charts, plan, preflight, events)
@@ -170,6 +181,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
   const service = new ConsoleService({ builtinHosts: labHosts() });
   try {
+    // Saved states parse on their own; the storage and transport options of migrate and
+    // preflight are taken out first and become plan fields.
+    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity']), service, out);
+    const own = takeFlags(argv, ['tunnel', 'storage-bandwidth'], ['copy-storage']);
+    argv = own.rest;
+    const beyond = beyondPlanOf(cmd, own.flags);
+
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
     const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
     const json = p.flags.get('json') === true;
@@ -292,6 +310,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const to = p.flags.get('to');
       if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('migrate needs --from HOST and --to HOST');
       const plan: MigrationPlanInput = { vm: args[0]!, from, to };
+      Object.assign(plan, beyond);
       const after = num(p, 'postcopy-after', 1, 1000);
       if (after !== undefined) {
         plan.mode = 'postcopy-after';
@@ -328,7 +347,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         } else throw new UsageError('--policy must be manual, postcopy-when-never, downtime-steps, dynamic-rate or deadline');
       }
       const m = await service.engine.start(plan);
-      out.write(`migrating ${plan.vm} ${from} -> ${to} (${m.id}); timeline ${m.timelineFile}\n`);
+      out.write(`migrating ${plan.vm} ${from} -> ${to}${plan.transport === 'ssh-tunnel' ? ' through an SSH tunnel' : ''} (${m.id}); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, true);
     }
     if (cmd === 'preflight') {
@@ -338,7 +357,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const to = p.flags.get('to');
       if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('preflight needs --from HOST and --to HOST');
       const caps = capabilitiesOf(p);
-      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}), ...(caps ? { capabilities: caps } : {}) })) as PreflightResult;
+      const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...beyond, ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}), ...(caps ? { capabilities: caps } : {}) })) as PreflightResult;
       if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
       else for (const c of r.checks) out.write(`${c.status.toUpperCase().padEnd(4)}  ${c.title}: ${c.reason}${c.fix && c.status !== 'pass' ? ` (fix: ${c.fix})` : ''}\n`);
       return r.ok ? 0 : 1;
@@ -399,6 +418,81 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
 }
 
+/** ferry save / restore / states. */
+async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, service: ConsoleService, out: NodeJS.WritableStream): Promise<number> {
+  const json = p.flags.get('json') === true;
+  const args = p.positional;
+  const want = (n: number) => {
+    if (args.length !== n) throw new UsageError(`${cmd}: expected ${n} argument(s), got ${args.length}`);
+  };
+  if (cmd === 'save' || cmd === 'restore') {
+    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json'] : ['name', 'identity', 'json']);
+    want(cmd === 'save' ? 3 : 2);
+    const compress = p.flags.get('compress');
+    if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new UsageError('--compress must be zstd, gzip or none');
+    const req = cmd === 'save'
+      ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}) }
+      : { hostId: args[0], file: args[1], ...(typeof p.flags.get('name') === 'string' ? { name: p.flags.get('name') } : {}), ...(typeof p.flags.get('identity') === 'string' ? { identityFile: p.flags.get('identity') } : {}) };
+    let lastPrinted = 0;
+    const off = service.on('state:sample', ({ sample }) => {
+      const s = sample as MigrationSample;
+      if (json || s.t - lastPrinted < 1000) return;
+      lastPrinted = s.t;
+      out.write(`${s.phase} ${formatBytes(s.transferredBytes)} ${formatRate(s.transferRate)}\n`);
+    });
+    const r = unwrap(await service.invoke(cmd === 'save' ? 'states:save' : 'states:restore', req)) as StateResult;
+    off();
+    if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
+    else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (stream ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+    else out.write(`restored ${r.vm} on ${r.hostId} from ${r.file} in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+    return 0;
+  }
+  allowOnly(p, ['json']);
+  want(1);
+  const list = unwrap(await service.invoke('states:list', { hostId: args[0] })) as SavedStateEntry[];
+  if (json) out.write(`${JSON.stringify(list, null, 2)}\n`);
+  else for (const e of list) out.write(`${e.file}\t${e.vm}\t${formatBytes(e.sizeBytes)}\t${new Date(e.createdAt).toISOString()}\t${e.compression}${e.encryption ? `+${e.encryption}` : ''}${e.complete ? '' : '\tINCOMPLETE'}\n`);
+  return 0;
+}
+
+/** Takes the given flags (`--flag value`, `--flag=value`, or boolean `--flag`) out of argv. */
+function takeFlags(argv: string[], valued: string[], booleans: string[]): { rest: string[]; flags: Map<string, string | true> } {
+  const rest: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [k, v] = a.startsWith('--') ? (a.slice(2).split('=', 2) as [string, string | undefined]) : ['', undefined];
+    if (booleans.includes(k)) {
+      if (v !== undefined) throw new UsageError(`--${k} takes no value`);
+      flags.set(k, true);
+    } else if (valued.includes(k)) {
+      const val = v ?? argv[++i];
+      if (val === undefined) throw new UsageError(`--${k} needs a value`);
+      flags.set(k, val);
+    } else rest.push(a);
+  }
+  return { rest, flags };
+}
+
+/** --tunnel ssh, --copy-storage, --storage-bandwidth: plan fields, for migrate and preflight only. */
+function beyondPlanOf(cmd: string, flags: Map<string, string | true>): Partial<MigrationPlanInput> {
+  if (flags.size === 0) return {};
+  if (cmd !== 'migrate' && cmd !== 'preflight') throw new UsageError(`--${[...flags.keys()][0]} only applies to migrate and preflight`);
+  const plan: Partial<MigrationPlanInput> = {};
+  const tunnel = flags.get('tunnel');
+  if (tunnel !== undefined && tunnel !== 'ssh') throw new UsageError('--tunnel takes one value: ssh');
+  if (tunnel === 'ssh') plan.transport = 'ssh-tunnel';
+  if (flags.get('copy-storage') === true) plan.copyStorage = true;
+  const sbw = flags.get('storage-bandwidth');
+  if (sbw !== undefined) {
+    const bytes = typeof sbw === 'string' ? parseByteSize(sbw, 'M') : undefined;
+    if (!bytes) throw new UsageError('--storage-bandwidth must be a positive size per second, e.g. 50 (MB/s)');
+    if (!plan.copyStorage) throw new UsageError('--storage-bandwidth only applies with --copy-storage');
+    plan.storageBandwidth = bytes;
+  }
+  return plan;
+}
+
 /** Prints a migration's progress until it ends; Ctrl-C cancels it when `cancelOnInterrupt`. */
 async function follow(m: Migration, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
   const tty = (out as NodeJS.WriteStream).isTTY === true;
@@ -428,11 +522,17 @@ async function follow(m: Migration, out: NodeJS.WritableStream, errOut: NodeJS.W
   if (tty) out.write('\r\x1b[K');
   out.write(`${final.outcome}${final.reason ? `: ${final.reason}` : ''}; total ${formatMs(final.totalTimeMs)}, downtime ${formatMs(final.downtimeMs)}` +
     `${final.guestDowntimeMs !== undefined ? ` (guest saw ${formatMs(final.guestDowntimeMs)})` : ''}, ${final.passes ?? '?'} passes, ${formatBytes(final.transferredBytes)} sent` +
-    `${final.verify ? `; guest memory ${final.verify.ok ? 'verified' : `CORRUPT (${final.verify.bad} bad, ${final.verify.stale} stale pages)`}` : ''}\n`);
+    `${final.verify ? `; guest memory ${final.verify.ok ? 'verified' : `CORRUPT (${final.verify.bad} bad, ${final.verify.stale} stale pages)`}` : ''}` +
+    `${final.storage ? `; disks copied ${formatBytes(final.storage.copiedBytes)}${final.storage.readyMs !== undefined ? ` (in sync after ${formatMs(final.storage.readyMs)})` : ''}` : ''}` +
+    `${final.tunnel ? `; through SSH: ${formatBytes(final.tunnel.forwardBytes)} forward, ${formatBytes(final.tunnel.backBytes)} back` : ''}\n`);
   return final.outcome === 'completed' && final.verify?.ok !== false ? 0 : 1;
 }
 
 export function progressLine(s: MigrationSample): string {
+  if (s.phase === 'storage-copy' && s.storage) {
+    const st = s.storage;
+    return `storage-copy  ${formatBytes(st.copiedBytes)} / ${formatBytes(st.totalBytes)}  copy ${formatRate(st.rate)}  disk dirty ${formatRate(st.dirtyRate)}${st.ready ? '  in sync' : ''}`;
+  }
   const pct = s.totalBytes && s.remainingBytes !== undefined ? ` ${Math.max(0, Math.min(100, Math.round((1 - s.remainingBytes / s.totalBytes) * 100)))}%` : '';
   const parts = [
     `${s.phase.padEnd(13)} pass ${s.pass ?? '-'}${pct}`,

@@ -9,6 +9,7 @@ import { HostConfigSchema, HostConnectionStateSchema, HostIdSchema } from './mod
 import { VmInfoSchema } from './model/vm';
 import { MIGRATION_PHASES, MigrationPlanSchema } from './model/migration';
 import { PreflightResultSchema } from './model/preflight';
+import { RestoreRequestSchema, SaveRequestSchema, SavedStateEntrySchema, StateResultSchema } from './model/saved-state';
 import { ERROR_CODES } from './errors';
 import type { Result } from './result';
 
@@ -39,6 +40,7 @@ export const MigrationFinalSchema = z.object({ outcome: z.enum(['completed', 'fa
 export const MigrationSummarySchema = z.object({
   id: z.string(),
   plan: z.record(z.string(), z.unknown()),
+  transport: z.enum(['tcp', 'ssh-tunnel']).optional(),
   phase: PhaseSchema,
   startedAt: z.number(),
   timeline: z.string(),
@@ -143,6 +145,10 @@ export const invoke = {
     request: z.object({ hostId: HostIdSchema, vm: z.string().min(1).max(63), qmpSocket: z.string().startsWith('/').optional() }).strict(),
     response: MigrationSummarySchema,
   },
+  'states:list': { request: z.object({ hostId: HostIdSchema }).strict(), response: z.array(SavedStateEntrySchema) },
+  /** Resolves when the state is on disk (progress arrives as `state:sample` events). */
+  'states:save': { request: SaveRequestSchema, response: StateResultSchema },
+  'states:restore': { request: RestoreRequestSchema, response: StateResultSchema },
 } as const;
 
 export const events = {
@@ -157,6 +163,8 @@ export const events = {
   'migration:started': MigrationSummarySchema,
   'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional(), t: z.number().optional() }),
   'migration:ended': z.object({ id: z.string(), final: MigrationFinalSchema }),
+  /** A save or restore's query-migrate sample (the same shape as a migration's). */
+  'state:sample': z.object({ id: z.string(), op: z.enum(['save', 'restore']), sample: MigrationSampleSchema }),
   'evacuation:progress': EvacuationSummarySchema,
   /** From the desktop shell's menu (never from the service): an action for the renderer. */
   'ui:command': z.object({ command: z.enum(['toggle-theme', 'export-report', 'run-demo', 'start-lab']) }),

@@ -10,6 +10,9 @@ export const ERROR_CODES = [
   'IO_ERROR',
   'UNSUPPORTED',
   'INTERNAL',
+  // saved VM states (kept here, not at the end, so lists growing at the end merge cleanly)
+  'STATE_CORRUPT',
+  'STATE_LOAD_FAILED',
   // host transports
   'EXEC_FAILED',
   'TRANSPORT_CLOSED',

@@ -34,6 +34,8 @@ import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
 import { detectAccel, qemuVersionOf, vmFiles } from './hosts/vm-launcher';
 import { runtimeDirOf } from './hosts/vm-discovery';
+import { listStates, restoreState, saveState } from './states/vm-state';
+import type { RestoreRequest, SaveRequest } from '../../shared/model/saved-state';
 
 export interface ConsoleServiceOptions {
   /** Default `$XDG_CONFIG_HOME/ferry`. */
@@ -105,6 +107,13 @@ export class ConsoleService {
       m.onPhase((p) => this.emit('migration:phase', { id: m.id, ...p }));
       m.onEnd((final) => this.emit('migration:ended', { id: m.id, final: final as EventPayload<'migration:ended'>['final'] }));
     });
+  }
+
+  private get stateJobOptions() {
+    return {
+      timelineDir: path.join(this.configDir, 'timelines'),
+      onSample: (p: { id: string; op: 'save' | 'restore'; sample: unknown }) => this.emit('state:sample', p as EventPayload<'state:sample'>),
+    };
   }
 
   /** Validates `request` against the contract, runs the handler, returns a Result. */
@@ -245,6 +254,9 @@ export class ConsoleService {
       const m = await this.engine.attach(req);
       return m.summary() as unknown as InvokeResponse<'migrations:attach'>;
     },
+    'states:list': async (req: { hostId: string }) => listStates(await this.registry.get(req.hostId), await this.transportOf(req.hostId)),
+    'states:save': async (req: SaveRequest) => saveState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions),
+    'states:restore': async (req: RestoreRequest) => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions),
     'vms:list': async (req: { hostId: string }) => {
       const host = await this.registry.get(req.hostId);
       const rt = this.runtime(host);

@@ -3,6 +3,7 @@ import { useConsole } from '../store/console-store';
 import type { HostInfo } from '../../shared/contract';
 import { AddHostForm } from './host-dialogs';
 import type { VmInfo } from '../../shared/model/vm';
+import { SavedStates } from './beyond-views';
 
 function Workload({ vm }: { vm: VmInfo }) {
   const guestCommand = useConsole((s) => s.guestCommand);
@@ -140,6 +141,7 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
         {(vms ?? []).map((vm) => <VmCard key={vm.name} vm={vm} hosts={hosts} />)}
         {vms && vms.length === 0 && <p className="empty">No VMs. Drop one here to migrate it.</p>}
       </div>
+      {host.state === 'connected' && <SavedStates hostId={host.config.id} vms={vms ?? []} />}
     </section>
   );
 }

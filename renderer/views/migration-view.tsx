@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { useConsole } from '../store/console-store';
 import { EventLog, FinalFigures, MigrationCharts } from './migration-picture';
 import { formatBytes, formatMs, formatRate } from '../../shared/analysis/units';
+import { BeyondPanel } from './beyond-views';
 import { TERMINAL_PHASES } from '../../shared/model/migration';
 import type { MigrationPhase } from '../../shared/model/migration';
 
@@ -85,6 +86,7 @@ export function MigrationView({ id }: { id: string }) {
           {last?.postcopyRequests ? <div><dt>Page requests</dt><dd>{last.postcopyRequests}</dd></div> : null}
         </dl>
       )}
+      <BeyondPanel entry={entry} />
       <div className="controls" role="group" aria-label="migration controls">
         {CONTROLS.map((c) => {
           const ok = ended ? 'the migration has ended' : c.enabled(phase, postcopyPlanned);

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { useConsole } from '../store/console-store';
 import type { MigrationPlanInput } from '../../shared/model/migration';
+import { NO_BEYOND, PlanBeyondOptions, beyondPlanFields } from './beyond-views';
 
 const ICON = { pass: '✓', warn: '!', fail: '✗' } as const;
 
@@ -18,6 +19,8 @@ export function PlanDialog() {
   const [busy, setBusy] = useState(false);
   const [policy, setPolicy] = useState<'manual' | 'postcopy-when-never' | 'downtime-steps' | 'dynamic-rate' | 'deadline'>('manual');
   const [deadline, setDeadline] = useState('60');
+  const [beyond, setBeyond] = useState(NO_BEYOND);
+  const beyondFields = beyondPlanFields(beyond);
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => e.key === 'Escape' && close();
     window.addEventListener('keydown', onKey);
@@ -26,12 +29,13 @@ export function PlanDialog() {
   if (!plan) return null;
   const failed = plan.preflight && !plan.preflight.ok;
   const bwNum = bw.trim() === '' ? undefined : Number(bw);
-  const bad = (bwNum !== undefined && !(bwNum > 0) && 'bandwidth must be a positive number of MB/s') || (!(Number(dt) >= 1) && 'the downtime limit must be at least 1 ms') || (mode === 'postcopy-after' && !(Number(after) >= 1) && 'postcopy after N passes needs N >= 1') || (policy === 'deadline' && !(Number(deadline) >= 1) && 'the deadline must be at least 1 s');
+  const bad = (bwNum !== undefined && !(bwNum > 0) && 'bandwidth must be a positive number of MB/s') || (!(Number(dt) >= 1) && 'the downtime limit must be at least 1 ms') || (mode === 'postcopy-after' && !(Number(after) >= 1) && 'postcopy after N passes needs N >= 1') || (policy === 'deadline' && !(Number(deadline) >= 1) && 'the deadline must be at least 1 s') || (typeof beyondFields === 'string' && beyondFields);
   const reason = plan.running ? 'preflight is running' : failed ? 'preflight failed: fix the checks marked ✗' : plan.preflightError ? plan.preflightError : bad || undefined;
   const submit = async () => {
     const p: MigrationPlanInput = { vm: plan.vm, from: plan.from, to: plan.to, mode, downtimeLimitMs: Math.round(Number(dt)) };
     if (mode === 'postcopy-after') p.postcopyAfterPasses = Math.round(Number(after));
     if (bwNum !== undefined) p.maxBandwidth = Math.round(bwNum * 1e6);
+    if (typeof beyondFields !== 'string') Object.assign(p, beyondFields);
     if (autoConverge) p.autoConverge = true;
     if (xbzrle) p.xbzrleCacheBytes = 64 * 1024 * 1024;
     if (multifd) p.multifdChannels = Math.round(Number(multifd));
@@ -112,6 +116,7 @@ export function PlanDialog() {
             <input type="number" min={1} max={64} value={multifd} placeholder="off" onChange={(e) => setMultifd(e.target.value)} aria-label="multifd channels" />
           </label>
         </div>
+        <PlanBeyondOptions value={beyond} onChange={setBeyond} />
         <footer>
           {reason && <span className="muted" data-testid="start-reason">{reason}</span>}
           <button type="button" onClick={close}>Close</button>

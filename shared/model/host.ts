@@ -32,6 +32,13 @@ export const HostConfigSchema = z.object({
   runtimeDir: z.string().startsWith('/', 'runtimeDir must be an absolute path').optional(),
   /** Address of this host that the *other* host reaches for the migration stream. */
   migrationAddress: z.string().min(1).max(255).regex(/^[A-Za-z0-9.:_-]+$/, 'migrationAddress: a host name or IP address').optional(),
+  /**
+   * Where this host keeps disk images. A storage migration puts an image found under the
+   * source's imagesDir at the same relative path under the destination's (else: same path).
+   */
+  imagesDir: z.string().startsWith('/', 'imagesDir must be an absolute path').optional(),
+  /** Where saved VM states live (`ferry save`); default /var/lib/ferry/states. */
+  statesDir: z.string().startsWith('/', 'statesDir must be an absolute path').optional(),
   /** Extra globs of QMP sockets of VMs Ferry did not start. */
   qmpSocketGlobs: z.array(z.string().startsWith('/')).optional(),
 });
@@ -41,3 +48,4 @@ export const HostConnectionStateSchema = z.enum(['disconnected', 'connecting', '
 export type HostConnectionState = z.infer<typeof HostConnectionStateSchema>;
 
 export const DEFAULT_RUNTIME_DIR = '/run/ferry';
+export const DEFAULT_STATES_DIR = '/var/lib/ferry/states';

@@ -12,6 +12,8 @@ import type { Projection } from '../analysis/projection';
 export const MIGRATION_PHASES = [
   'preflight',
   'reservation',
+  /** copyStorage: the disks are mirrored to the destination before the RAM migration starts. */
+  'storage-copy',
   'setup',
   'precopy',
   'stop-and-copy',
@@ -69,6 +71,19 @@ export const MigrationPlanSchema = z.object({
   pauseBeforeSwitchover: z.boolean().optional(),
   /** Keep the (paused) source QEMU after completion instead of quitting it. */
   keepSource: z.boolean().optional(),
+  /**
+   * How the migration stream travels: `tcp` straight from host to host (default), or
+   * `ssh-tunnel`: unix sockets on both hosts joined through Ferry's SSH connections, so
+   * nothing crosses the network outside SSH.
+   */
+  transport: z.enum(['tcp', 'ssh-tunnel']).optional(),
+  /**
+   * Copy the VM's disk images to the destination while it runs (local storage, no shared
+   * path): NBD export on the destination, drive-mirror on the source, then the RAM.
+   */
+  copyStorage: z.boolean().optional(),
+  /** copyStorage: mirror speed cap, bytes/s (default unlimited). */
+  storageBandwidth: z.number().int().positive('storage bandwidth must be positive').optional(),
   /** Fixed incoming port on the destination; default 0 = any free port. */
   port: z.number().int().min(0).max(65535).optional(),
   policy: PolicySchema.optional(),
@@ -77,6 +92,8 @@ export const MigrationPlanSchema = z.object({
   /** Timeline file; default `<configDir>/timelines/<id>.ferry.jsonl`. */
   recordPath: z.string().min(1).optional(),
 }).refine((p) => p.from !== p.to, { message: 'source and destination must be different hosts', path: ['to'] })
+  .refine((p) => p.transport !== 'ssh-tunnel' || p.port === undefined, { message: 'a fixed port has no meaning with transport ssh-tunnel (the stream uses unix sockets inside SSH)', path: ['port'] })
+  .refine((p) => p.storageBandwidth === undefined || p.copyStorage === true, { message: 'storageBandwidth only applies with copyStorage', path: ['storageBandwidth'] })
   .refine((p) => p.mode !== 'postcopy-after' || p.postcopyAfterPasses !== undefined, { message: 'postcopy-after needs postcopyAfterPasses', path: ['postcopyAfterPasses'] })
   .refine((p) => p.policy?.name !== 'dynamic-rate' || p.policy.minBandwidth <= p.policy.maxBandwidth, { message: 'dynamic-rate needs minBandwidth <= maxBandwidth', path: ['policy'] });
 
@@ -86,6 +103,21 @@ export function planAllowsPostcopy(p: MigrationPlan): boolean {
 }
 export type MigrationPlan = z.output<typeof MigrationPlanSchema>;
 export type MigrationPlanInput = z.input<typeof MigrationPlanSchema>;
+
+/** copyStorage: the mirror jobs' progress, summed over the disks. */
+export interface StorageFigures {
+  copiedBytes: number;
+  /** Grows while the guest dirties blocks already copied. */
+  totalBytes: number;
+  remainingBytes: number;
+  /** Copy rate, bytes/s, since the previous sample. */
+  rate?: number;
+  /** Growth of the total, bytes/s: the guest's disk dirtying behind the mirror. */
+  dirtyRate?: number;
+  /** Every mirror caught up (BLOCK_JOB_READY). */
+  ready: boolean;
+  disks: number;
+}
 
 /** The guest's own view, from the demo guest's heartbeats (absent for other guests). */
 export interface GuestFigures {
@@ -135,6 +167,8 @@ export interface MigrationSample {
   downtimeMs?: number;
   errorDesc?: string;
   guest?: GuestFigures;
+  /** copyStorage: disk copy progress. */
+  storage?: StorageFigures;
   /** Ferry's own projection at this moment (next to QEMU's expectedDowntimeMs). */
   projection?: Projection;
 }
@@ -155,6 +189,10 @@ export interface MigrationFinal {
   postcopyBytes?: number;
   passes?: number;
   postcopyRequests?: number;
+  /** copyStorage: bytes the mirrors copied, time to BLOCK_JOB_READY, where the images went. */
+  storage?: { copiedBytes: number; readyMs?: number; disks: { source: string; target: string }[]; removedTargets?: string[] };
+  /** transport ssh-tunnel: what went through Ferry's relay (forward = source to destination). */
+  tunnel?: { forwardBytes: number; backBytes: number; connections: number };
   /** Demo guest verify on the surviving side, when run. */
   verify?: { ok: boolean; bad: number; stale: number; pages: number };
 }
@@ -215,7 +253,7 @@ export function sampleFromQueryMigrate(raw: Record<string, unknown>, t: number, 
 }
 
 const PHASE_RANK: Record<MigrationPhase, number> = {
-  preflight: 0, reservation: 1, setup: 2, precopy: 3, 'stop-and-copy': 4, postcopy: 5, 'postcopy-paused': 5,
+  preflight: 0, reservation: 1, 'storage-copy': 1.5, setup: 2, precopy: 3, 'stop-and-copy': 4, postcopy: 5, 'postcopy-paused': 5,
   commitment: 6, activation: 7, completed: 8, failed: 8, cancelled: 8,
 };
 

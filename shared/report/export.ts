@@ -3,10 +3,11 @@ import type { MigrationSample } from '../model/migration';
 import type { ParsedTimeline } from '../model/timeline';
 
 /** CSV columns, in order: one row per sample. */
-export const CSV_COLUMNS: (keyof MigrationSample | 'guestStallMs' | 'guestAchievedBytesPerS' | 'ferryDowntimeMs' | 'verdict')[] = [
+export const CSV_COLUMNS: (keyof MigrationSample | 'guestStallMs' | 'guestAchievedBytesPerS' | 'ferryDowntimeMs' | 'verdict' | 'diskCopiedBytes' | 'diskTotalBytes' | 'diskRate')[] = [
   't', 'elapsedMs', 'status', 'phase', 'pass', 'transferredBytes', 'remainingBytes', 'totalBytes',
   'dirtyRate', 'transferRate', 'normalPages', 'duplicatePages', 'postcopyRequests', 'cpuThrottlePct',
   'expectedDowntimeMs', 'downtimeMs', 'totalTimeMs', 'guestStallMs', 'guestAchievedBytesPerS', 'ferryDowntimeMs', 'verdict',
+  'diskCopiedBytes', 'diskTotalBytes', 'diskRate',
 ];
 
 function csvCell(v: unknown): string {
@@ -23,6 +24,9 @@ export function timelineToCsv(t: Pick<ParsedTimeline, 'samples'>): string {
       if (c === 'guestAchievedBytesPerS') return csvCell(s.guest?.achievedBytesPerS);
       if (c === 'ferryDowntimeMs') return csvCell(s.projection?.switchoverDowntimeMs ?? s.projection?.downtimeMs);
       if (c === 'verdict') return csvCell(s.projection?.verdict);
+      if (c === 'diskCopiedBytes') return csvCell(s.storage?.copiedBytes);
+      if (c === 'diskTotalBytes') return csvCell(s.storage?.totalBytes);
+      if (c === 'diskRate') return csvCell(s.storage?.rate);
       return csvCell(s[c]);
     }).join(','));
   }

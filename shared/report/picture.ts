@@ -55,6 +55,7 @@ export interface ChartSpec {
 
 export const PHASE_COLORS: Partial<Record<MigrationPhase, string>> = {
   reservation: '#94a3b8',
+  'storage-copy': '#2dd4bf',
   setup: '#94a3b8',
   precopy: '#60a5fa',
   'stop-and-copy': '#f59e0b',
@@ -96,6 +97,12 @@ export function rowsOf(samples: readonly MigrationSample[], startedAt: number): 
     if (s.guest) r.stall = s.guest.stallMs;
     if (s.postcopyRequests !== undefined) r.requests = s.postcopyRequests;
     if (s.cpuThrottlePct !== undefined) r.throttle = s.cpuThrottlePct;
+    if (s.storage) {
+      r.diskCopied = s.storage.copiedBytes;
+      r.diskTotal = s.storage.totalBytes;
+      if (s.storage.rate !== undefined) r.diskRate = s.storage.rate;
+      if (s.storage.dirtyRate !== undefined) r.diskDirty = s.storage.dirtyRate;
+    }
     return r;
   });
 }
@@ -126,7 +133,14 @@ type Plan = { downtimeLimitMs?: number };
 export function chartSpecs(entry: Pick<MigrationEntry, 'summary' | 'samples' | 'final'>, rows: readonly ChartRow[]): ChartSpec[] {
   const limit = (entry.summary.plan as Plan).downtimeLimitMs ?? 300;
   const final = entry.final;
-  const specs: ChartSpec[] = [
+  const specs: ChartSpec[] = [];
+  if (entry.samples.some((s) => s.storage)) {
+    specs.push(
+      { id: 'storage', title: 'Storage copy: disks mirrored to the destination', unit: 'MB', series: [{ key: 'diskCopied', label: 'copied', color: '#10b981' }, { key: 'diskTotal', label: 'to copy', color: '#64748b', dashed: true }] },
+      { id: 'storage-rates', title: 'Storage copy rate vs disk dirtying', unit: 'MB/s', series: [{ key: 'diskRate', label: 'copy rate', color: '#2563eb' }, { key: 'diskDirty', label: 'disk dirtying', color: '#ef4444' }] },
+    );
+  }
+  specs.push(
     { id: 'rates', title: 'Dirty rate vs transfer rate', unit: 'MB/s', series: [{ key: 'dirty', label: 'dirty', color: '#ef4444' }, { key: 'xfer', label: 'transfer', color: '#2563eb' }] },
     { id: 'memory', title: 'Memory', unit: 'MB', series: [{ key: 'remaining', label: 'remaining', color: '#f59e0b' }, { key: 'transferred', label: 'transferred', color: '#10b981' }] },
     {
@@ -137,7 +151,7 @@ export function chartSpecs(entry: Pick<MigrationEntry, 'summary' | 'samples' | '
       yMax: Math.ceil(Math.max(limit * 3, ...rows.map((r) => (r.qemu ?? 0) * 1.2), (final?.downtimeMs ?? 0) * 1.5) / 50) * 50,
       marks: [{ y: limit, label: `limit ${limit} ms`, color: '#dc2626' }, ...(final?.downtimeMs !== undefined ? [{ y: final.downtimeMs, label: `actual ${final.downtimeMs} ms`, color: '#059669' }] : [])],
     },
-  ];
+  );
   if (entry.samples.some((s) => s.guest)) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: [{ key: 'stall', label: 'stall', color: '#0891b2' }] });
   if (entry.samples.some((s) => s.cpuThrottlePct)) specs.push({ id: 'throttle', title: 'CPU throttle (auto-converge)', unit: '%', series: [{ key: 'throttle', label: 'throttle', color: '#db2777' }] });
   if (entry.samples.some((s) => s.postcopyRequests)) specs.push({ id: 'requests', title: 'Postcopy page requests', unit: 'count', series: [{ key: 'requests', label: 'requests', color: '#7c3aed' }] });

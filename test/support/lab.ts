@@ -64,7 +64,9 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
       return hosts;
     },
     async up(options = {}) {
-      await labUp({ root, ...options });
+      // FERRY_TEST_ACCEL=tcg runs a suite under TCG on a KVM machine (a test's own accel wins).
+      const accel = process.env.FERRY_TEST_ACCEL;
+      await labUp({ root, ...(accel === 'tcg' || accel === 'kvm' ? { accel } : {}), ...options });
       if (options.netns && hosts[0]?.transport.kind === 'local' && !hosts[0].transport.netns) {
         // The lab hosts are namespaces now: the service must see them as such.
         await service.dispose();

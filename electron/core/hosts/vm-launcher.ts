@@ -132,6 +132,21 @@ export function buildArgv(spec: VmSpec, files: VmFiles, accel: 'kvm' | 'tcg', bi
   return argv;
 }
 
+/**
+ * A spec's extra args for a QEMU that waits for an incoming stream (`-incoming defer`).
+ * An -incoming already there (the record of a VM that itself came in by migration or
+ * restore) is dropped, so the args do not grow with every hop.
+ */
+export function withIncomingDefer(extraArgs: readonly string[] | undefined): string[] {
+  const out: string[] = [];
+  const args = extraArgs ?? [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '-incoming') i++;
+    else out.push(args[i]!);
+  }
+  return [...out, '-incoming', 'defer'];
+}
+
 /** Reads a process's state letter from /proc/PID/stat; a zombie counts as gone. */
 export async function processAlive(transport: HostTransport, pid: number): Promise<boolean> {
   const r = await transport.exec(['cat', `/proc/${pid}/stat`]);

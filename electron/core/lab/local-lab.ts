@@ -13,7 +13,7 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
 import { LocalTransport, NetnsTransport, writeFileAtomic } from '../transport/local-transport';
 import { launchVm, stopVm, processAlive, readPid, vmFiles } from '../hosts/vm-launcher';
-import type { LaunchedVm, VmSpec } from '../hosts/vm-launcher';
+import type { LaunchedVm, VmDiskSpec, VmSpec } from '../hosts/vm-launcher';
 import { listVms } from '../hosts/vm-discovery';
 import { GuestConsole } from './demo-guest';
 
@@ -43,6 +43,8 @@ export interface LabUpOptions {
   netns?: boolean;
   /** Prefix of the namespace names (tests use their own). */
   netnsPrefix?: string;
+  /** Attach a qcow2 data disk of this many MiB (in lab-a's images dir) to the demo VM. */
+  dataDiskMiB?: number;
   /** Initial demo-guest workload. */
   workload?: { wsMiB?: number; rateMiBs?: number | null; hbMs?: number };
 }
@@ -71,6 +73,8 @@ export function labHosts(root = labRoot()): HostConfig[] {
     name: i === 0 ? 'Lab A' : 'Lab B',
     transport: ns ? { kind: 'local', netns: ns.namespaces[i]! } : { kind: 'local' },
     runtimeDir: path.join(root, id),
+    statesDir: path.join(root, `${id}-states`),
+    imagesDir: path.join(root, `${id}-images`),
     migrationAddress: ns ? ns.addresses[i]! : `127.0.0.${i + 2}`,
   }));
 }
@@ -225,7 +229,9 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
       if (options.workload?.wsMiB !== undefined) spec.wsMiB = options.workload.wsMiB;
       if (options.workload?.rateMiBs !== undefined) spec.rateMiBs = options.workload.rateMiBs;
       if (options.workload?.hbMs !== undefined) spec.hbMs = options.workload.hbMs;
-      vm = await launchVm(ta, a!.runtimeDir!, demoVmSpec(spec));
+      const vmSpec = demoVmSpec(spec);
+      if (options.dataDiskMiB !== undefined) vmSpec.disks = [await createLabDisk(ta, a!.imagesDir!, options.dataDiskMiB)];
+      vm = await launchVm(ta, a!.runtimeDir!, vmSpec);
       await waitGuestReady(ta, files.serialSocket);
     } catch (e) {
       await labDown({ root }).catch(() => undefined);
@@ -233,6 +239,16 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
     }
   }
   return { status: await labStatus(root), vm, bootMs: Date.now() - t0 };
+}
+
+/** An empty qcow2 data disk for the demo VM (the guest does not touch it; tests write to it through QEMU). */
+async function createLabDisk(t: HostTransport, dir: string, mib: number): Promise<VmDiskSpec> {
+  if (!Number.isInteger(mib) || mib < 1 || mib > 1 << 20) throw new FerryException('INVALID_REQUEST', `data disk size must be 1 MiB to 1 TiB, got ${mib} MiB`);
+  const file = path.join(dir, `${LAB_VM_NAME}-data.qcow2`);
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const r = await t.exec(['qemu-img', 'create', '-q', '-f', 'qcow2', '--', file, `${mib}M`]);
+  if (r.code !== 0) throw new FerryException('EXEC_FAILED', `qemu-img create ${file}: ${r.stderr.trim()}`);
+  return { path: file, format: 'qcow2' };
 }
 
 export async function labStatus(root = labRoot()): Promise<LabStatus> {

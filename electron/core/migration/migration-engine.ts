@@ -10,6 +10,9 @@ import { FerryException, toFerryError } from '../../../shared/errors';
 import type { HostConfig } from '../../../shared/model/host';
 import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, planAllowsPostcopy, put, sampleFromQueryMigrate } from '../../../shared/model/migration';
 import { makePolicies } from './policies';
+import { openStreamTunnel } from './stream-tunnel';
+import type { StreamTunnel } from './stream-tunnel';
+import { StorageCopy, planDiskCopies } from './storage-copy';
 import type { PolicyRunner } from './policies';
 import type { GuestFigures, MigrationFinal, MigrationPhase, MigrationPlan, MigrationPlanInput, MigrationSample } from '../../../shared/model/migration';
 import { TIMELINE_FORMAT, TIMELINE_VERSION } from '../../../shared/model/timeline';
@@ -18,7 +21,7 @@ import { describeIssues } from '../../../shared/contract';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
 import type { QmpEvent } from '../qmp/qmp-client';
-import { launchVm, processAlive, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
+import { launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
 import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
 import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
 import { GuestConsole } from '../lab/demo-guest';
@@ -68,6 +71,8 @@ export interface MigrationState {
 export interface MigrationSummary {
   id: string;
   plan: MigrationPlan;
+  /** How the stream travels (the plan's choice, `tcp` when it made none). */
+  transport: 'tcp' | 'ssh-tunnel';
   phase: MigrationPhase;
   startedAt: number;
   timeline: string;
@@ -92,7 +97,7 @@ export function migrationAddressOf(host: HostConfig, transport: HostTransport): 
 }
 
 /** Ferry's monitor first; the aux one when another Ferry client holds it. */
-async function openVmQmp(transport: HostTransport, files: VmFiles): Promise<QmpClient> {
+export async function openVmQmp(transport: HostTransport, files: VmFiles): Promise<QmpClient> {
   let last: unknown;
   for (const sock of [files.qmpSocket, files.auxQmpSocket]) {
     try {
@@ -147,6 +152,15 @@ export class Migration {
   private lastSourceHeartbeatAt: number | undefined;
   private firstDestHeartbeat: { at: number; stallMs: number } | undefined;
   private guestSeen = false;
+  /** transport ssh-tunnel: the relays (the first, then one per postcopy recovery). */
+  private tunnels: StreamTunnel[] = [];
+  /** copyStorage: the disk copy, and why it stopped early (cancel or a failure's reason). */
+  private storage: StorageCopy | undefined;
+  private storageStop: 'cancel' | undefined;
+  private storageSwitching = false;
+  /** The destination has started running the guest (its RESUME event). */
+  private destResumed = false;
+  private abortReason: string | undefined;
   private readonly done: Promise<MigrationFinal>;
   private resolveDone!: (f: MigrationFinal) => void;
 
@@ -207,7 +221,7 @@ export class Migration {
   }
 
   summary(): MigrationSummary {
-    const s: MigrationSummary = { id: this.id, plan: this.plan, phase: this.phase, startedAt: this.startedAt, timeline: this.timelineFile };
+    const s: MigrationSummary = { id: this.id, plan: this.plan, transport: this.plan.transport ?? 'tcp', phase: this.phase, startedAt: this.startedAt, timeline: this.timelineFile };
     const last = this.samples.at(-1);
     if (last) s.last = last;
     if (this.final) s.final = this.final;
@@ -290,11 +304,23 @@ export class Migration {
     this.sourceWasRunning = srcStatus.running;
     const sv = versionOf(this.source.qmp);
     if (sv) this.source.qemuVersion = sv;
+    if (plan.copyStorage) {
+      try {
+        if (planAllowsPostcopy(plan)) throw new FerryException('INVALID_REQUEST', 'Ferry does not combine postcopy with copyStorage yet: plan precopy');
+        const disks = await planDiskCopies({ host: srcHost, qmp: this.source.qmp }, { host: dstHost }, record.spec.disks);
+        this.storage = new StorageCopy(disks, dstT, (text) => this.rec({ type: 'note', t: Date.now(), text }));
+      } catch (e) {
+        this.source.qmp.close();
+        throw e;
+      }
+    }
 
     this.setPhase('reservation');
     try {
       // Same VM, same accelerator, host-local paths rewritten by launching into the destination's runtime dir.
-      const spec = { ...record.spec, accel: record.accel, paused: false, extraArgs: [...(record.spec.extraArgs ?? []), '-incoming', 'defer'] };
+      if (this.storage) await this.storage.createTargets();
+      const disks = this.storage ? { disks: this.storage.targetSpecDisks(record.spec.disks ?? []) } : {};
+      const spec = { ...record.spec, ...disks, accel: record.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
       this.destVm = await launchVm(dstT, runtimeDirOf(dstHost), spec);
       const dq = await openVmQmp(dstT, dstFiles);
       this.dest = { host: dstHost, transport: dstT, files: dstFiles, qmp: dq };
@@ -307,23 +333,91 @@ export class Migration {
       await this.source.qmp.execute('migrate-set-parameters', params.source);
       if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', params.dest);
       this.destAddress = migrationAddressOf(dstHost, dstT);
-      await dq.execute('migrate-incoming', { uri: `tcp:${bracket(this.destAddress)}:${plan.port ?? 0}` });
-      const incoming = await dq.execute<{ 'socket-address'?: { type: string; port?: string }[] }>('query-migrate');
-      const port = incoming['socket-address']?.find((a) => a.port)?.port ?? (plan.port ? String(plan.port) : undefined);
-      if (!port) throw new FerryException('INTERNAL', 'the destination did not say which port it listens on');
-      this.incomingUri = `tcp:${bracket(this.destAddress)}:${port}`;
-      this.openWriter(this.header());
-      this.rec({ type: 'note', t: Date.now(), text: `destination listening on ${this.incomingUri}` });
+      if (plan.transport === 'ssh-tunnel') {
+        this.incomingUri = await this.openTunnel('migrate', (uri) => dq.execute('migrate-incoming', { uri }));
+        this.openWriter(this.header());
+        this.rec({ type: 'note', t: Date.now(), text: `migration stream through SSH: source ${this.incomingUri} -> Ferry -> destination ${this.tunnelDestUri('migrate')}` });
+      } else {
+        await dq.execute('migrate-incoming', { uri: `tcp:${bracket(this.destAddress)}:${plan.port ?? 0}` });
+        const incoming = await dq.execute<{ 'socket-address'?: { type: string; port?: string }[] }>('query-migrate');
+        const port = incoming['socket-address']?.find((a) => a.port)?.port ?? (plan.port ? String(plan.port) : undefined);
+        if (!port) throw new FerryException('INTERNAL', 'the destination did not say which port it listens on');
+        this.incomingUri = `tcp:${bracket(this.destAddress)}:${port}`;
+        this.openWriter(this.header());
+        this.rec({ type: 'note', t: Date.now(), text: `destination listening on ${this.incomingUri}` });
+      }
       await this.openGuestConsoles();
       this.listen();
-      this.setPhase('setup');
-      await this.source.qmp.execute('migrate', { uri: this.incomingUri });
+      if (this.storage) {
+        const via = plan.transport === 'ssh-tunnel' ? { kind: 'tunnel' as const, src: srcT, sourceDir: srcFiles.dir, destDir: dstFiles.dir } : { kind: 'tcp' as const, address: this.destAddress };
+        const uriFor = await this.storage.startExports(dq, via);
+        await this.storage.startMirrors(this.source.qmp, uriFor, plan.storageBandwidth);
+        this.setPhase('storage-copy');
+        this.rec({ type: 'note', t: Date.now(), text: `copying ${this.storage.disks.map((d) => `${d.device} ${d.source} -> ${plan.to}:${d.target}`).join(', ')}` });
+      } else {
+        this.setPhase('setup');
+        await this.source.qmp.execute('migrate', { uri: this.incomingUri });
+      }
     } catch (e) {
       await this.abortBeforeMigrate(e);
       throw e;
     }
     await this.saveState();
     this.startSampling();
+    if (this.storage) void this.afterStorageCopy(this.storage);
+  }
+
+  /** copyStorage: once every mirror is ready, the RAM migration; a failure or cancel ends it all. */
+  private async afterStorageCopy(storage: StorageCopy): Promise<void> {
+    try {
+      await storage.waitReady(() => this.storageStop !== undefined || TERMINAL_PHASES.includes(this.phase));
+      if (this.storageStop) throw new FerryException('INVALID_REQUEST', 'cancelled');
+      this.rec({ type: 'note', t: Date.now(), text: `disks in sync after ${(storage.readyAt ?? Date.now()) - storage.startedAt} ms: migrating the RAM` });
+      this.setPhase('setup');
+      await this.source.qmp!.execute('migrate', { uri: this.incomingUri });
+    } catch (e) {
+      if (this.finishing || TERMINAL_PHASES.includes(this.phase)) return;
+      const cancelled = this.storageStop === 'cancel';
+      if (!cancelled) this.abortReason = toFerryError(e).message;
+      this.finishing = this.finish(cancelled ? 'cancelled' : 'failed').catch((err) => {
+        this.rec({ type: 'note', t: Date.now(), text: `finishing failed: ${toFerryError(err).message}` });
+      });
+    }
+  }
+
+  /**
+   * copyStorage, in pre-switchover (source stopped, destination not yet running): the
+   * mirrors make their final sync and end without pivot, then the migration continues.
+   */
+  private async switchoverStorage(storage: StorageCopy): Promise<void> {
+    const src = this.source.qmp!;
+    try {
+      await storage.finalize(src);
+      this.rec({ type: 'note', t: Date.now(), text: 'disks final: mirrors synchronised and ended (the source keeps its images)' });
+      if (!this.plan.pauseBeforeSwitchover) await src.execute('migrate-continue', { state: 'pre-switchover' });
+    } catch (e) {
+      this.abortReason = `storage switchover failed: ${toFerryError(e).message}`;
+      this.rec({ type: 'note', t: Date.now(), text: this.abortReason });
+      await src.execute('migrate_cancel').catch(() => undefined);
+    }
+  }
+
+  private tunnelDestUri(name: string): string {
+    return `unix:${this.dest!.files.dir}/${name}-in.sock`;
+  }
+
+  /**
+   * transport ssh-tunnel: the destination listens on a unix socket (`listen` issues
+   * migrate-incoming or migrate-recover with its URI), the source host gets a unix socket
+   * relayed to it through SSH. Returns the URI the source migrates to.
+   */
+  private async openTunnel(name: string, listen: (uri: string) => Promise<unknown>): Promise<string> {
+    const dest = this.dest!;
+    const destUri = this.tunnelDestUri(name);
+    await listen(destUri);
+    const t = await openStreamTunnel(this.source.transport, `${this.source.files.dir}/${name}-out.sock`, dest.transport, destUri.slice('unix:'.length), (text) => this.rec({ type: 'note', t: Date.now(), text }));
+    this.tunnels.push(t);
+    return t.sourceUri;
   }
 
   private startSampling(): void {
@@ -422,7 +516,7 @@ export class Migration {
       'postcopy-ram': planAllowsPostcopy(p),
       multifd: p.multifdChannels !== undefined,
     };
-    const source: Record<string, boolean> = { ...both, 'auto-converge': !!p.autoConverge, xbzrle: p.xbzrleCacheBytes !== undefined, 'pause-before-switchover': !!p.pauseBeforeSwitchover };
+    const source: Record<string, boolean> = { ...both, 'auto-converge': !!p.autoConverge, xbzrle: p.xbzrleCacheBytes !== undefined, 'pause-before-switchover': !!p.pauseBeforeSwitchover || !!p.copyStorage };
     // The plan's extra capabilities go to both ends; Ferry's own choices above win.
     const extra = Object.fromEntries(Object.entries(p.capabilities ?? {}).filter(([k]) => !(k in source)));
     return { source: { ...extra, ...source }, dest: { ...extra, ...both } };
@@ -490,6 +584,9 @@ export class Migration {
 
   private listen(): void {
     if (this.dest?.qmp) this.recordEvents(this.dest.qmp, 'destination');
+    this.dest?.qmp?.onEvent('RESUME', () => {
+      this.destResumed = true;
+    });
     this.listenSource();
   }
 
@@ -519,6 +616,11 @@ export class Migration {
       if (['completed', 'failed', 'cancelled', 'none'].includes(status)) return;
       this.waitingForStart = false;
     }
+    if (this.phase === 'storage-copy') return; // the RAM migration has not begun: an old status means nothing
+    if (status === 'pre-switchover' && this.storage && !this.storageSwitching) {
+      this.storageSwitching = true;
+      void this.switchoverStorage(this.storage);
+    }
     const next = phaseForStatus(status, this.sourceStopped, this.phase);
     if (status === 'completed' || status === 'failed' || status === 'cancelled') {
       this.finishing = this.finish(status).catch((e) => {
@@ -533,7 +635,9 @@ export class Migration {
     if (this.sampling || TERMINAL_PHASES.includes(this.phase) || !this.source.qmp || this.source.qmp.closed) return;
     this.sampling = true;
     try {
-      const raw = await this.source.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 });
+      const copying = this.phase === 'storage-copy';
+      // Before the RAM migration begins, query-migrate can only tell of an earlier one.
+      const raw = copying ? { status: 'none' } : await this.source.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 });
       const now = Date.now();
       const status = typeof raw.status === 'string' ? raw.status : 'none';
       if (this.waitingForStart) {
@@ -548,8 +652,12 @@ export class Migration {
         if (typeof req === 'number' && sample.postcopyRequests === undefined) sample.postcopyRequests = req;
       }
       if (this.lastGuest) sample.guest = this.lastGuest;
+      if (this.storage && !this.storage.finalized) {
+        const f = await this.storage.figures(this.source.qmp).catch(() => undefined);
+        if (f) sample.storage = f;
+      }
       this.pushSample(sample);
-      if (!this.finishing) {
+      if (!this.finishing && !copying) {
         if (status !== this.samples.at(-2)?.status) this.onStatus(status);
         await this.applyPolicies(sample);
       }
@@ -612,6 +720,10 @@ export class Migration {
     switch (c.action) {
       case 'cancel':
         if (this.phase.startsWith('postcopy')) this.refuse('cancel', 'in postcopy the guest already runs on the destination; cancelling would lose it');
+        if (this.phase === 'storage-copy') {
+          this.storageStop = 'cancel';
+          return;
+        }
         if (!['setup', 'precopy', 'stop-and-copy'].includes(this.phase)) this.refuse('cancel', 'nothing to cancel yet');
         await src.execute('migrate_cancel');
         return;
@@ -640,6 +752,9 @@ export class Migration {
         return;
       case 'pause-postcopy':
         if (this.phase !== 'postcopy') this.refuse('pause postcopy', 'only during postcopy');
+        // Until the destination runs the guest, a broken stream fails the migration (the guest
+        // then stays on the source) instead of pausing it.
+        if (!this.destResumed && this.mode === 'engine') this.refuse('pause postcopy', 'the switchover to the destination is still under way; try again in a moment');
         await src.executeOob('migrate-pause');
         return;
       case 'recover': {
@@ -660,6 +775,11 @@ export class Migration {
           }
           if (Date.now() > deadline) this.refuse('recover', `the destination is still ${st.status ?? 'unknown'}, not paused`);
           await sleep(50);
+        }
+        if (this.plan.transport === 'ssh-tunnel') {
+          const uri = await this.openTunnel(`recover${this.tunnels.length}`, (u) => dq.executeOob('migrate-recover', { uri: u }));
+          await src.execute('migrate', { uri, resume: true });
+          return;
         }
         await dq.executeOob('migrate-recover', { uri: `tcp:${bracket(this.destAddress)}:0` });
         const q = await dq.execute<{ 'socket-address'?: { port?: string }[] }>('query-migrate');
@@ -721,12 +841,15 @@ export class Migration {
         }
         this.destRunning = st?.running === true;
         this.setPhase('activation');
+        if (this.storage) await this.storage.stopExports(dq);
         await dq.execute('announce-self', { initial: 50, max: 550, rounds: 5, step: 50 }).catch(() => undefined);
       }
       // QEMU 7.2 reports total-time/downtime 0 right after `completed`: ask again a bit later.
       await sleep(300);
     }
-    const raw = src && !src.closed ? await src.execute<Record<string, unknown>>('query-migrate').catch(() => undefined) : undefined;
+    // Ended during the storage copy: the RAM migration never began, query-migrate would tell of an older one.
+    const ramBegan = this.phase !== 'storage-copy';
+    const raw = ramBegan && src && !src.closed ? await src.execute<Record<string, unknown>>('query-migrate').catch(() => undefined) : undefined;
     if (raw) {
       const s = sampleFromQueryMigrate(raw, Date.now(), Date.now() - this.startedAt, status === 'completed' ? 'activation' : this.phase);
       if (this.lastGuest) s.guest = this.lastGuest;
@@ -747,6 +870,7 @@ export class Migration {
         this.options.switchovers?.set(this.pairKey, list.slice(-20));
       }
     }
+    if (this.abortReason && !final.reason) final.reason = this.abortReason;
     const dest = this.dest;
     if (this.mode === 'engine') await this.awaitGuestSign();
     if (this.mode === 'attach') {
@@ -808,10 +932,19 @@ export class Migration {
 
   private async teardownDest(): Promise<void> {
     const dest = this.dest;
+    // A storage copy stops first: the source keeps its own images, never pivoting.
+    await this.storage?.abort(this.source?.qmp);
     dest?.console?.close();
     dest?.qmp?.close();
     if ((this.destVm || this.destStarted) && dest) await stopVm(dest.transport, runtimeDirOf(dest.host), this.plan.vm, { timeoutMs: 2000 }).catch(() => undefined);
+    const removed = await this.storage?.removeTargets();
+    if (removed?.length) {
+      this.removedTargets = removed;
+      this.rec({ type: 'note', t: Date.now(), text: `removed the partial copies on ${this.plan.to}: ${removed.join(', ')}` });
+    }
   }
+
+  private removedTargets: string[] | undefined;
 
   private async abortBeforeMigrate(e: unknown): Promise<void> {
     const fe = toFerryError(e);
@@ -825,6 +958,23 @@ export class Migration {
 
   private end(final: MigrationFinal): void {
     if (this.final) return;
+    if (this.storage) {
+      const last = [...this.samples].reverse().find((s) => s.storage)?.storage;
+      final.storage = {
+        copiedBytes: last?.copiedBytes ?? 0,
+        disks: this.storage.disks.map((d) => ({ source: d.source, target: d.target })),
+        ...(this.storage.readyAt !== undefined ? { readyMs: this.storage.readyAt - this.storage.startedAt } : {}),
+        ...(this.removedTargets ? { removedTargets: this.removedTargets } : {}),
+      };
+    }
+    if (this.tunnels.length) {
+      final.tunnel = {
+        forwardBytes: this.tunnels.reduce((a, t) => a + t.bytes.forward, 0),
+        backBytes: this.tunnels.reduce((a, t) => a + t.bytes.back, 0),
+        connections: this.tunnels.reduce((a, t) => a + t.connections, 0),
+      };
+      for (const t of this.tunnels) void t.close();
+    }
     this.final = final;
     if (this.timer) clearInterval(this.timer);
     this.rec({ type: 'end', t: Date.now(), ...final });

@@ -14,6 +14,8 @@ import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
 import { QmpClient } from '../qmp/qmp-client';
 import { migrationAddressOf } from './migration-engine';
 import type { EngineHosts } from './migration-engine';
+import { tunnelCheck } from './stream-tunnel';
+import { planDiskCopiesFromFiles, storageCheck } from './storage-copy';
 
 type Check = Omit<PreflightCheck, 'id' | 'title'>;
 const pass = (reason: string): Check => ({ status: 'pass', reason });
@@ -113,8 +115,21 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
       : fail(`${Math.round(avail)} MiB available, the guest needs ${Math.round(need)} MiB`, 'free memory or pick another destination'));
   })());
 
+  // copyStorage: what will be copied, to where, and whether it fits.
+  const diskCopies = () => planDiskCopiesFromFiles(S.t, S.host, D.host, record.spec.disks);
+  if (plan.copyStorage) {
+    tasks.push((async () => {
+      try {
+        add('storage-copy', 'Storage copy', await storageCheck(plan, await diskCopies(), D.t));
+      } catch (e) {
+        add('storage-copy', 'Storage copy', fail(toFerryError(e).message));
+      }
+    })());
+  }
+
   tasks.push((async () => {
-    const files = filesOfArgv(record.argv);
+    const copied = plan.copyStorage ? new Set((record.spec.disks ?? []).map((d) => d.path)) : new Set<string>();
+    const files = filesOfArgv(record.argv).filter((f) => !copied.has(f));
     if (files.length === 0) {
       add('storage', 'Disks and kernel on the destination', pass('the VM uses no files'));
       return;
@@ -129,8 +144,16 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
       if (b === undefined) problems.push(`${f} missing`);
       else if (a !== b) problems.push(`${f} differs in size (${a} vs ${b} bytes)`);
     }
-    add('storage', 'Disks and kernel on the destination', problems.length === 0 ? pass(`${files.length} file(s) present with the same size (shared storage)`)
-      : fail(`on ${plan.to}: ${problems.join('; ')}`, 'put the files on shared storage at the same path (storage migration is planned)'));
+    if (problems.length && !plan.copyStorage && record.spec.disks?.length) {
+      // Local storage: offer the storage copy, with what it would take on the destination.
+      const offer = await diskCopies().then((d) => storageCheck({ ...plan, mode: 'precopy' }, d, D.t)).catch(() => undefined);
+      add('storage', 'Disks and kernel on the destination', fail(`on ${plan.to}: ${problems.join('; ')}`,
+        `migrate with copyStorage (--copy-storage)${offer ? `: ${offer.reason}` : ''}, or put the files on shared storage at the same path`));
+      return;
+    }
+    add('storage', 'Disks and kernel on the destination', problems.length === 0
+      ? pass(files.length === 0 ? 'nothing else to find there' : `${files.length} file(s) present with the same size${plan.copyStorage ? '' : ' (shared storage)'}`)
+      : fail(`on ${plan.to}: ${problems.join('; ')}`, 'put the files on shared storage at the same path'));
   })());
 
   tasks.push((async () => {
@@ -156,7 +179,11 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
     add('name-free', 'VM name free on the destination', busy ? fail(`a VM named ${plan.vm} already runs on ${plan.to} (pid ${pid})`, `stop it: ferry vm stop ${plan.to} ${plan.vm}`) : pass(`no ${plan.vm} on ${plan.to}`));
   })());
 
-  tasks.push((async () => {
+  if (plan.transport === 'ssh-tunnel') {
+    tasks.push((async () => {
+      add('ssh-tunnel', 'Migration stream through SSH', await tunnelCheck(plan, { t: S.t, dir: runtimeDirOf(S.host) }, { t: D.t }));
+    })());
+  } else tasks.push((async () => {
     const addr = migrationAddressOf(D.host, D.t);
     const port = 49152 + Math.floor(Math.random() * 10000);
     const have = await D.t.exec(['sh', '-c', 'command -v socat']).catch(() => undefined);

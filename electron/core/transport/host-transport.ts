@@ -51,12 +51,23 @@ export interface HostTransport {
   spawn(argv: readonly string[]): Promise<SpawnedProcess>;
   /** A byte stream to a unix socket on the host. */
   openUnix(path: string): Promise<Duplex>;
+  /**
+   * Listens on a unix socket on the host (SSH: OpenSSH streamlocal remote forwarding); each
+   * connection made to it there arrives here as a Duplex. `close` stops listening and removes
+   * the socket; connections already made stay open.
+   */
+  listenUnix(path: string, onConnection: (stream: Duplex) => void): Promise<UnixListener>;
   /** A byte stream to a TCP port, connected from the host's point of view. */
   openTcp(host: string, port: number): Promise<Duplex>;
   readFile(path: string): Promise<Buffer>;
   /** Writes atomically where the host allows it (temp file + rename). */
   writeFile(path: string, data: string | Uint8Array, mode?: number): Promise<void>;
   onStateChange(listener: (change: TransportStateChange) => void): () => void;
+}
+
+export interface UnixListener {
+  readonly path: string;
+  close(): Promise<void>;
 }
 
 export type { ChildProcess };

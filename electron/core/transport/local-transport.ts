@@ -1,13 +1,13 @@
 import { spawn as spawnChild } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { Readable, Writable } from 'node:stream';
 import path from 'node:path';
 import { FerryException } from '../../../shared/errors';
-import type { ExecOptions, ExecResult, HostTransport, SpawnedProcess, TransportStateChange } from './host-transport';
+import type { ExecOptions, ExecResult, HostTransport, SpawnedProcess, TransportStateChange, UnixListener } from './host-transport';
 
 /** This machine. Commands go straight to execve: no shell, no quoting needed. */
 export class LocalTransport implements HostTransport {
@@ -81,6 +81,22 @@ export class LocalTransport implements HostTransport {
 
   openUnix(socketPath: string): Promise<Duplex> {
     return connectSocket(() => netConnect({ path: socketPath }), `unix socket ${socketPath}`);
+  }
+
+  async listenUnix(socketPath: string, onConnection: (stream: Duplex) => void): Promise<UnixListener> {
+    await fs.rm(socketPath, { force: true });
+    const server = createServer((s) => onConnection(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new FerryException('IO_ERROR', `cannot listen on ${socketPath}: ${e.message}`, { path: socketPath, errno: e.code })));
+      server.listen(socketPath, () => resolve());
+    });
+    return {
+      path: socketPath,
+      close: async () => {
+        await new Promise<void>((r) => server.close(() => r()));
+        await fs.rm(socketPath, { force: true }).catch(() => {});
+      },
+    };
   }
 
   openTcp(host: string, port: number): Promise<Duplex> {

@@ -6,7 +6,7 @@
  * 44 ms stall per QMP round trip here (../shared/LAB-NOTES.md).
  */
 import ssh2 from 'ssh2';
-import type { Client, ClientChannel, ConnectConfig, ParsedKey, SFTPWrapper, AnyAuthMethod, AuthenticationType } from 'ssh2';
+import type { AcceptConnection, Client, ClientChannel, ConnectConfig, ParsedKey, SFTPWrapper, AnyAuthMethod, AuthenticationType, UNIXConnectionDetails } from 'ssh2';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
@@ -16,7 +16,7 @@ import { homedir, userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryException } from '../../../shared/errors';
-import type { ExecOptions, ExecResult, HostTransport, SpawnedProcess, TransportState, TransportStateChange } from './host-transport';
+import type { ExecOptions, ExecResult, HostTransport, SpawnedProcess, TransportState, TransportStateChange, UnixListener } from './host-transport';
 import { quoteArgv } from './shell-quote';
 import { loadSshConfig, resolveSshHost, parseJumpSpec } from './ssh-config';
 import type { JumpSpec, ResolvedSshHost } from './ssh-config';
@@ -427,6 +427,33 @@ export class SshTransport implements HostTransport {
       }
     });
     return ch;
+  }
+
+  async listenUnix(socketPath: string, onConnection: (stream: Duplex) => void): Promise<UnixListener> {
+    const client = this.client();
+    // sshd refuses to bind over a stale socket unless StreamLocalBindUnlink is set.
+    await this.exec(['rm', '-f', '--', socketPath]);
+    const handler = (info: UNIXConnectionDetails, accept: AcceptConnection) => {
+      if (info.socketPath === socketPath) onConnection(this.track(accept()));
+    };
+    client.on('unix connection', handler);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.openssh_forwardInStreamLocal(socketPath, (e) => (e ? reject(e) : resolve()));
+      });
+    } catch (e) {
+      client.off('unix connection', handler);
+      throw new FerryException('SSH_CHANNEL_REFUSED', `${this.label}: sshd refused to listen on ${socketPath} for Ferry (${(e as Error).message}); it needs AllowStreamLocalForwarding yes`, { path: socketPath });
+    }
+    return {
+      path: socketPath,
+      close: async () => {
+        client.off('unix connection', handler);
+        if (this._state !== 'connected') return;
+        await new Promise<void>((resolve) => client.openssh_unforwardInStreamLocal(socketPath, () => resolve()));
+        await this.exec(['rm', '-f', '--', socketPath]).catch(() => undefined);
+      },
+    };
   }
 
   openTcp(host: string, port: number): Promise<Duplex> {
