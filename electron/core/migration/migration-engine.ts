@@ -470,11 +470,17 @@ export class Migration {
     this.rec({ type: 'gap', t: Date.now(), side: 'source', fromT: lastT, toT: Date.now(), reason: 'Ferry restarted; migration found running and resumed' });
     const st = await this.source.qmp.execute<{ running: boolean }>('query-status');
     this.sourceStopped = !st.running;
+    if (plan.copyStorage && record && !TERMINAL_PHASES.includes(this.phase)) {
+      // The mirrors run in the source QEMU: this process finishes (or removes) the copy.
+      this.storage = new StorageCopy(await planDiskCopies({ host: srcHost, qmp: this.source.qmp }, { host: dstHost }, record.spec.disks), dstT, (text) => this.rec({ type: 'note', t: Date.now(), text }));
+      this.storage.adopt();
+    }
     await this.openGuestConsoles();
     this.listen();
     const q = await this.source.qmp.execute<{ status?: string }>('query-migrate');
     if (q.status) this.onStatus(q.status);
     if (!this.finishing) this.startSampling();
+    if (this.storage && this.phase === 'storage-copy') void this.afterStorageCopy(this.storage);
   }
 
   /** Watch-only: records a migration someone else started on `qmpSocket` (or the VM's own monitors). */

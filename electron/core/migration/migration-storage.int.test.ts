@@ -5,11 +5,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { makeTestLab } from '../../../test/support/lab';
 import type { TestLab } from '../../../test/support/lab';
-import { isAlive, waitFor } from '../../../test/support/processes';
+import { isAlive, killPid, waitFor } from '../../../test/support/processes';
 import { QmpClient } from '../qmp/qmp-client';
 import { LocalTransport } from '../transport/local-transport';
 import { vmFiles } from '../hosts/vm-launcher';
@@ -132,6 +132,40 @@ describe('local-storage migration (real QEMU, NBD + drive-mirror)', () => {
     srcAux.close();
     expect(holds(srcImage, 0x5a, 0, 48)).toBe(true);
     expect(execFileSync('qemu-img', ['check', '-U', srcImage], { encoding: 'utf8' })).toMatch(/No errors/);
+  });
+
+  it('a Ferry restarted during the storage copy finishes it: disks in sync, RAM migrated, images equal', async () => {
+    lab = await makeTestLab();
+    await lab.up({ dataDiskMiB: 64, workload: { wsMiB: 16, rateMiBs: 10 } });
+    const srcImage = path.join(lab.root, 'lab-a-images', 'demo-data.qcow2');
+    const dstImage = path.join(lab.root, 'lab-b-images', 'demo-data.qcow2');
+    const before = await aux(lab, 'lab-a');
+    await diskWrite(before, 0x3c, 0, 32);
+    before.close();
+    const record = path.join(lab.configDir, 'restart-storage.ferry.jsonl');
+    const cli = spawn(path.resolve('bin/ferry.mjs'), ['migrate', 'demo', '--from', 'lab-a', '--to', 'lab-b', '--copy-storage', '--storage-bandwidth', '8', '--record', record], {
+      env: { ...process.env, FERRY_LAB_DIR: lab.root, XDG_CONFIG_HOME: lab.configDir },
+      stdio: 'ignore',
+    });
+    try {
+      await waitFor(() => existsSync(record) && readTimeline(record).samples.filter((x) => (x.storage?.copiedBytes ?? 0) > 0).length >= 3, 'the first process copying', 30_000);
+    } finally {
+      await killPid(cli.pid!, 0); // the mirrors belong to QEMU and go on
+    }
+    const copiedBefore = readTimeline(record).samples.at(-1)!.storage!.copiedBytes;
+    expect(copiedBefore).toBeLessThan(64 << 20);
+    const [m] = await lab.service.engine.recover(['lab-a', 'lab-b']);
+    expect(m?.phase).toBe('storage-copy');
+    const final = await m!.whenDone();
+    expect(final).toMatchObject({ outcome: 'completed', verify: { ok: true } });
+    const phases = phasesOf(record);
+    expect(phases.indexOf('storage-copy')).toBeLessThan(phases.indexOf('setup'));
+    expect(phases.at(-1)).toBe('completed');
+    const dq = await aux(lab, 'lab-b');
+    expect(await dq.execute('query-block-exports')).toEqual([]);
+    await dq.execute('stop');
+    dq.close();
+    expect(spawnSync('qemu-img', ['compare', '-U', '-f', 'qcow2', '-F', 'qcow2', srcImage, dstImage]).status).toBe(0);
   });
 
   it('preflight: a disk missing on the destination fails the plain plan and offers the storage copy, with the free space', async () => {

@@ -138,6 +138,15 @@ export class StorageCopy {
 
   constructor(readonly disks: DiskCopy[], private readonly dst: HostTransport, private readonly note: (text: string) => void) {}
 
+  /**
+   * A copy a previous Ferry process started (found on resume): its targets and exports are
+   * this copy's to finish or remove. Readiness and failures come from query-block-jobs.
+   */
+  adopt(): void {
+    this.created = this.disks.map((d) => d.target);
+    this.nbdStarted = true;
+  }
+
   /** The destination's spec disks: the same disks at their target paths. */
   targetSpecDisks(disks: readonly VmDiskSpec[]): VmDiskSpec[] {
     return disks.map((d, i) => ({ ...d, path: this.disks[i]!.target }));
@@ -235,6 +244,9 @@ export class StorageCopy {
   async figures(sq: QmpClient): Promise<StorageFigures | undefined> {
     if (this.finalized) return this.lastFigures;
     const jobs = (await sq.execute<{ device: string; len: number; offset: number; ready: boolean }[]>('query-block-jobs')).filter((j) => this.disks.some((d) => d.jobId === j.device));
+    if (this.finalized) return this.lastFigures;
+    // A job that ended before it was finalised failed (its event may have reached nobody).
+    for (const d of this.disks) if (!jobs.some((j) => j.device === d.jobId) && !this.failed.has(d.jobId)) this.failed.set(d.jobId, 'the mirror job ended before the switchover');
     if (jobs.length === 0) return this.lastFigures;
     // Ready also from the jobs themselves: a BLOCK_JOB_READY sent while the monitor was being
     // reconnected reached nobody.
