@@ -156,9 +156,9 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
   const overhead = input.switchoverOverheadMs ?? 3;
   const dirty = dirtyRateOf(samples);
   const xfer = transferRateOf(samples);
-  // Without knowledge of the final copy, assume it runs no faster than pre-copy did — and if
-  // pre-copy was clearly below the cap, the link (not the cap) is the limit either way.
-  const final = input.finalCopyRate ?? xfer;
+  // The final copy runs uncapped over the same link, so never slower than pre-copy did: a
+  // learned rate below that is stale (a slower link then, a busier host) and yields to it.
+  const final = input.finalCopyRate !== undefined && xfer !== undefined ? Math.max(input.finalCopyRate, xfer) : (input.finalCopyRate ?? xfer);
   const out: Projection = { verdict: 'unknown' };
   if (dirty !== undefined) out.dirtyRate = dirty;
   if (xfer !== undefined) out.transferRate = xfer;
@@ -179,7 +179,7 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
     return out;
   }
   if (dirty === undefined || !xfer || remaining === undefined) return out;
-  const finalRate = input.finalCopyRate ?? xfer;
+  const finalRate = final ?? xfer;
   const downtimeFor = (bytes: number) => (bytes * 1000) / finalRate + overhead;
   const r = dirty / xfer;
   out.ratio = r;

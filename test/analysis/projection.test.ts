@@ -105,4 +105,14 @@ describe('projection helpers', () => {
     const expected = (real * 1000) / xfer + ((120e6 - real) * 1000) / DEFAULT_ZERO_SCAN_RATE;
     expect(p.etaMs! - p.switchoverDowntimeMs!).toBeCloseTo(expected, 0);
   });
+
+  it('a learned final-copy rate slower than pre-copy runs now is stale: the final copy is never slower than pre-copy', () => {
+    const pre = lastPrecopy(fixture('slow').samples);
+    const now = project(pre, { downtimeLimitMs: 100 });
+    const stale = project(pre, { downtimeLimitMs: 100, finalCopyRate: now.transferRate! / 4 });
+    expect(stale.finalCopyRate).toBeCloseTo(now.transferRate!, 0);
+    expect(stale.downtimeMs).toBeCloseTo(now.downtimeMs!, 6);
+    const faster = project(pre, { downtimeLimitMs: 100, finalCopyRate: now.transferRate! * 4 });
+    expect(faster.finalCopyRate).toBeCloseTo(now.transferRate! * 4, 0);
+  });
 });
