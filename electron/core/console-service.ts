@@ -207,7 +207,9 @@ export class ConsoleService {
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
     'migrations:preflight': async (req: MigrationPlan) => {
       const result = await preflight(req, this.engineHosts);
-      this.preflights.set(preflightKey(req), { at: Date.now(), result });
+      const now = Date.now();
+      for (const [k, v] of this.preflights) if (now - v.at >= PREFLIGHT_KEPT_MS) this.preflights.delete(k);
+      this.preflights.set(preflightKey(req), { at: now, result });
       return result;
     },
     'lab:demo': async (req: { bandwidthMBps?: number; workingSetMiB?: number; dirtyMiBps?: number }) => {

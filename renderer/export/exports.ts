@@ -18,9 +18,14 @@ export function downloadText(name: string, text: string, type: string): void {
   download(name, new Blob([text], { type }));
 }
 
+/** The last component of a path (`/x/demo-1.ferry.jsonl` → `demo-1.ferry.jsonl`). */
+export function fileName(p: string): string {
+  return p.replace(/^.*[\\/]/, '');
+}
+
 /** `demo-1.ferry.jsonl` → `demo-1` (what exported files are named after). */
 export function baseName(name: string): string {
-  return name.replace(/^.*[\\/]/, '').replace(/(\.ferry)?\.jsonl$/, '');
+  return fileName(name).replace(/(\.ferry)?\.jsonl$/, '');
 }
 
 /** Every chart of a migration stacked in one SVG (the report's charts). */

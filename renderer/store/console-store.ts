@@ -10,7 +10,7 @@ import type { MigrationFinal, MigrationPhase, MigrationPlanInput, MigrationSampl
 import type { PreflightResult } from '../../shared/model/preflight';
 import type { FerryError } from '../../shared/errors';
 import type { EvacuationSummary, TimelineFile } from '../../shared/contract';
-import { entryFromTimeline } from '../../shared/report/picture';
+import { entryFromTimeline, logLine } from '../../shared/report/picture';
 import type { LogEntry, MigrationEntry } from '../../shared/report/picture';
 import { parseTimeline, TIMELINE_FORMAT } from '../../shared/model/timeline';
 import { compareHtml, reportHtml } from '../../shared/report/report-html';
@@ -420,7 +420,7 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
             ...e,
             summary: { ...e.summary, phase },
             phases: [...e.phases, { phase, t }],
-            log: [...e.log, { t, kind: 'phase', text: `${from} → ${phase}${reason ? ` (${reason})` : ''}` }],
+            log: [...e.log, logLine(reason ? { type: 'phase', t, phase, from, reason } : { type: 'phase', t, phase, from })!],
           },
         },
       };

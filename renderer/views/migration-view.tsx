@@ -1,12 +1,11 @@
 import { useState } from 'react';
 import { useConsole } from '../store/console-store';
 import { EventLog, FinalFigures, MigrationCharts } from './migration-picture';
+import { fileName } from '../export/exports';
 import { formatBytes, formatMs, formatRate } from '../../shared/analysis/units';
 import { BeyondPanel } from './beyond-views';
 import { TERMINAL_PHASES } from '../../shared/model/migration';
 import type { MigrationPhase } from '../../shared/model/migration';
-
-const basename = (p: string) => p.slice(p.lastIndexOf('/') + 1);
 
 const VERDICT_WORDS = { converging: 'Converging', slow: 'Converging slowly', never: 'Not converging: dirtying outpaces the transfer', unknown: 'Measuring…' } as const;
 
@@ -58,7 +57,7 @@ export function MigrationView({ id }: { id: string }) {
         </h2>
         <span className={`phase-badge phase-${phase}`} data-testid="phase">{phase}</span>
         {ended && entry.summary.timeline && (
-          <button type="button" className="small" onClick={() => void openRecorded(basename(entry.summary.timeline))} title="Open this migration's recorded timeline: scrub, zoom, export">
+          <button type="button" className="small" onClick={() => void openRecorded(fileName(entry.summary.timeline))} title="Open this migration's recorded timeline: scrub, zoom, export">
             Open timeline
           </button>
         )}
