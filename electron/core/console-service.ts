@@ -32,6 +32,7 @@ import type { SecretCipher } from './secrets';
 import { listTimelines, readTimelineText } from './recorder/timeline-files';
 import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
+import { configureLog, rootLog } from './log';
 import { detectAccel, qemuVersionOf, vmFiles } from './hosts/vm-launcher';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
@@ -63,6 +64,8 @@ interface HostRuntime {
   offState: () => void;
 }
 
+const hostLog = rootLog.child('hosts');
+
 type Handlers = { [C in InvokeChannel]: (req: never) => Promise<InvokeResponse<C>> };
 
 /** How long a preflight shown in the plan dialog counts as the one a migration started from. */
@@ -92,6 +95,7 @@ export class ConsoleService {
 
   constructor(private readonly options: ConsoleServiceOptions = {}) {
     this.configDir = options.configDir ?? defaultConfigDir();
+    configureLog({ dir: path.join(this.configDir, 'logs') });
     this.registry = new HostRegistry(this.configDir, options.builtinHosts ?? []);
     this.knownHostsFile = path.join(this.configDir, 'known_hosts');
     this.labRoot = options.labRoot ?? labRoot();
@@ -342,12 +346,19 @@ export class ConsoleService {
     rt.reconnectTimer = setTimeout(() => {
       rt.reconnectTimer = undefined;
       if (this.disposed || this.runtimes.get(host.id) !== rt) return;
+      hostLog.info(`reconnecting to ${host.id} (${rt.transport.label}) after ${delay} ms`);
+      // The failure itself is logged by setState('failed'); the next attempt waits longer.
       this.connectRuntime(host, rt).catch(() => this.scheduleReconnect(host, rt));
     }, delay);
     rt.reconnectTimer.unref?.();
   }
 
   private setState(id: string, rt: HostRuntime, state: HostConnectionState, error?: FerryError): void {
+    if (rt.state !== state || error) {
+      const line = `${rt.transport.label}: ${rt.state} -> ${state}${error ? `: ${error.message} [${error.code}]` : ''}`;
+      if (state === 'failed' || (state === 'disconnected' && error)) hostLog.warn(line, { host: id });
+      else hostLog.info(line, { host: id });
+    }
     rt.state = state;
     if (state === 'connected') delete rt.lastError;
     if (error) rt.lastError = error;
