@@ -22,6 +22,9 @@ import { loadSshConfig, resolveSshHost, parseJumpSpec } from './ssh-config';
 import type { JumpSpec, ResolvedSshHost } from './ssh-config';
 import { checkHostKey, loadKnownHosts } from './known-hosts';
 import type { HostKeyVerdict } from './known-hosts';
+import { ChannelBudget, DEFAULT_MAX_SESSIONS } from './channel-budget';
+import { rootLog } from '../log';
+import type { Logger } from '../log';
 
 export interface SshTarget {
   /** An ssh_config alias, a host name or an address. */
@@ -32,6 +35,8 @@ export interface SshTarget {
   identityFile?: string;
   /** `[user@]host[:port]`, comma-separated for several hops. */
   proxyJump?: string;
+  /** Session channels held at once (default 8, below OpenSSH's MaxSessions 10). */
+  maxSessions?: number;
 }
 
 export interface SshTransportOptions {
@@ -78,8 +83,20 @@ export class SshTransport implements HostTransport {
   private resolved: ResolvedSshHost | undefined;
   private connecting: Promise<void> | undefined;
   private presented: PresentedHostKey[] = [];
+  /** Session channels of the current connection (a new budget per connection). */
+  private budget: ChannelBudget;
+  private log: Logger;
 
-  constructor(readonly target: SshTarget, private readonly options: SshTransportOptions = {}) {}
+  constructor(readonly target: SshTarget, private readonly options: SshTransportOptions = {}) {
+    this.budget = new ChannelBudget(target.maxSessions ?? DEFAULT_MAX_SESSIONS, target.host);
+    this.log = rootLog.child(`ssh ${target.host}`);
+  }
+
+  /** Session channels: held now, the most held at once, refusals seen, the limit in force. */
+  get sessions(): { held: number; peak: number; queued: number; refusals: number; limit: number } {
+    const b = this.budget;
+    return { held: b.held, peak: b.peak, queued: b.queued, refusals: b.refusals, limit: b.effectiveLimit };
+  }
 
   get label(): string {
     const r = this.resolved;
@@ -151,12 +168,16 @@ export class SshTransport implements HostTransport {
       }
     } catch (e) {
       for (const h of hops.reverse()) h.client.end();
+      this.log.warn(`connect failed: ${e instanceof Error ? e.message : String(e)}`);
       this.setState('disconnected', e instanceof Error ? e.message : String(e));
       throw e;
     }
     this.hops = hops;
     this.streamLocalRefused = false;
     this.sftpPromise = undefined;
+    this.budget = new ChannelBudget(this.target.maxSessions ?? DEFAULT_MAX_SESSIONS, this.label);
+    this.log = rootLog.child(`ssh ${this.label}`);
+    this.log.info(`connected${target.proxyJump.length ? ` through ${target.proxyJump.map((j) => j.host).join(', ')}` : ''}`);
     const last = hops[hops.length - 1]!.client;
     let gone = false;
     const onGone = (reason: string) => {
@@ -267,6 +288,8 @@ export class SshTransport implements HostTransport {
     this.hops = [];
     this.sftpPromise = undefined;
     const error = new FerryException('SSH_DISCONNECTED', `${this.label}: ${reason}`, { host: this.label });
+    this.log.info(`disconnected: ${reason} (session channels: peak ${this.budget.peak}, ${this.budget.refusals} refused)`);
+    this.budget.drain(error);
     for (const s of this.openStreams) endWithError(s as Duplex, error);
     this.openStreams.clear();
     this.setState('disconnected', reason);
@@ -307,17 +330,47 @@ export class SshTransport implements HostTransport {
     return s;
   }
 
-  private openExec(command: string): Promise<ClientChannel> {
-    const client = this.client();
-    return new Promise((resolve, reject) => {
-      const ok = client.exec(command, (e, ch) => {
-        if (e) reject(new FerryException('EXEC_FAILED', `${this.label}: exec refused: ${e.message}`, { host: this.label }));
-        else resolve(this.track(ch));
-      });
-      if (!ok) {
-        /* backpressure on the connection: the callback still fires */
+  /**
+   * Opens a session channel (exec or a subsystem) within the connection's budget: waits for a
+   * free slot, and when the server refuses one anyway, lowers the budget and retries as soon
+   * as another channel frees. The slot is freed when the channel closes.
+   */
+  private async openSession<T extends { once(event: 'close', l: () => void): unknown }>(what: string, open: (client: Client, cb: (e: Error | undefined, ch: T) => void) => void): Promise<T> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const release = await this.budget.acquire(what, Math.max(1, deadline - Date.now()));
+      let ch: T;
+      try {
+        const client = this.client();
+        ch = await new Promise<T>((resolve, reject) => open(client, (e, c) => (e ? reject(e) : resolve(c))));
+      } catch (e) {
+        release();
+        const refused = e instanceof Error && /Channel open failure/i.test(e.message);
+        if (!refused || this._state !== 'connected') throw e;
+        const others = this.budget.held;
+        if (!this.budget.refused(others) || Date.now() >= deadline) {
+          this.log.warn(`${what}: session channel refused with ${others} others open (${e.message})`);
+          if (others > 0) throw this.budget.busy(what, 60_000);
+          throw e;
+        }
+        this.log.warn(`${what}: session channel refused with ${others} others open; limit lowered to ${this.budget.effectiveLimit}, retrying when one frees`);
+        continue;
       }
-    });
+      ch.once('close', release);
+      return ch;
+    }
+  }
+
+  private async openExec(command: string): Promise<ClientChannel> {
+    try {
+      const ch = await this.openSession<ClientChannel>(`exec ${command.split(' ', 1)[0]}`, (client, cb) => {
+        client.exec(command, (e, c) => cb(e, c));
+      });
+      return this.track(ch);
+    } catch (e) {
+      if (e instanceof FerryException) throw e;
+      throw new FerryException('EXEC_FAILED', `${this.label}: exec refused: ${(e as Error).message}`, { host: this.label });
+    }
   }
 
   async exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
@@ -463,12 +516,13 @@ export class SshTransport implements HostTransport {
 
   private sftp(): Promise<SFTPWrapper> {
     if (!this.sftpPromise) {
-      const client = this.client();
-      this.sftpPromise = new Promise<SFTPWrapper>((resolve, reject) => {
-        client.sftp((e, sftp) => (e ? reject(e) : resolve(sftp)));
-      });
-      this.sftpPromise.catch(() => {
-        this.sftpPromise = undefined;
+      // The sftp subsystem is a session channel too: it holds one slot while it is open.
+      this.sftpPromise = this.openSession<SFTPWrapper>('sftp', (client, cb) => client.sftp((e, sftp) => cb(e, sftp)));
+      const p = this.sftpPromise;
+      p.then((sftp) => sftp.once('close', () => {
+        if (this.sftpPromise === p) this.sftpPromise = undefined;
+      }), () => {
+        if (this.sftpPromise === p) this.sftpPromise = undefined;
       });
     }
     return this.sftpPromise;
