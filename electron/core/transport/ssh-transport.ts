@@ -83,6 +83,8 @@ export class SshTransport implements HostTransport {
   private resolved: ResolvedSshHost | undefined;
   private connecting: Promise<void> | undefined;
   private presented: PresentedHostKey[] = [];
+  /** Bumped by close(): a connect started under an older generation is abandoned. */
+  private connectGen = 0;
   /** Session channels of the current connection (a new budget per connection). */
   private budget: ChannelBudget;
   private log: Logger;
@@ -153,25 +155,35 @@ export class SshTransport implements HostTransport {
       throw new FerryException('SSH_CONFIG_INVALID', `${target.alias}: ProxyCommand is not supported; use ProxyJump`, { host: target.alias });
     }
     this.setState('connecting');
+    const gen = ++this.connectGen;
     const hops: Hop[] = [];
+    let first: Socket | undefined;
+    // An error on a hop before the connection is complete fails the connect (below), never the process.
+    const early = (e: Error) => this.log.debug(`hop error while connecting: ${e.message}`);
     try {
       // Jump hosts are resolved through ~/.ssh/config too, as OpenSSH does.
       const chain: ResolvedSshHost[] = target.proxyJump.map((j) => this.resolveJump(j));
       chain.push(target);
       let sock: Readable | undefined;
       for (const spec of chain) {
-        sock = sock === undefined ? await tcpConnect(spec.hostName, spec.port, this.options.readyTimeoutMs ?? 15_000) : sock;
+        if (sock === undefined) sock = first = await tcpConnect(spec.hostName, spec.port, this.options.readyTimeoutMs ?? 15_000);
+        this.checkNotAbandoned(gen);
         const client = await this.handshake(spec, sock);
+        client.on('error', early);
         hops.push({ spec, client });
+        this.checkNotAbandoned(gen);
         const next = chain[hops.length];
-        if (next) sock = await forwardOut(client, next.hostName, next.port);
+        if (next) sock = await forwardOut(client, next.hostName, next.port, this.options.readyTimeoutMs ?? 15_000, 'SSH_CONNECT_FAILED', ` through jump host ${spec.hostName}`);
       }
     } catch (e) {
+      // Nothing of a failed connect may keep the process alive: every hop and our own socket go.
       for (const h of hops.reverse()) h.client.end();
+      first?.destroy();
       this.log.warn(`connect failed: ${e instanceof Error ? e.message : String(e)}`);
-      this.setState('disconnected', e instanceof Error ? e.message : String(e));
+      if (gen === this.connectGen) this.setState('disconnected', e instanceof Error ? e.message : String(e));
       throw e;
     }
+    for (const h of hops) h.client.off('error', early);
     this.hops = hops;
     this.streamLocalRefused = false;
     this.sftpPromise = undefined;
@@ -190,6 +202,11 @@ export class SshTransport implements HostTransport {
       h.client.on('close', () => onGone(h.client === last ? 'connection closed' : `jump host ${h.spec.hostName} closed`));
     }
     this.setState('connected');
+  }
+
+  /** close() during a connect abandons it: the half-made connection is torn down, not kept. */
+  private checkNotAbandoned(gen: number): void {
+    if (gen !== this.connectGen) throw new FerryException('TRANSPORT_CLOSED', `${this.target.host}: connection closed by Ferry while connecting`, { host: this.target.host });
   }
 
   private resolveJump(j: JumpSpec): ResolvedSshHost {
@@ -296,6 +313,13 @@ export class SshTransport implements HostTransport {
   }
 
   async close(): Promise<void> {
+    this.connectGen++; // abandons a connect in flight
+    const connecting = this.connecting;
+    if (connecting) {
+      this.setState('disconnected', 'closed by Ferry');
+      // Settles quickly: the connect sees it was abandoned at its next step and tears down.
+      await Promise.race([connecting.catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+    }
     if (this._state === 'disconnected' && this.hops.length === 0) return;
     const closed = this.hops.length ? new Promise<void>((r) => this.hops[this.hops.length - 1]!.client.once('close', () => r())) : Promise.resolve();
     this.onDisconnected('closed by Ferry');
@@ -624,10 +648,13 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Sock
   });
 }
 
-function forwardOut(client: Client, host: string, port: number): Promise<ClientChannel> {
+function forwardOut(client: Client, host: string, port: number, timeoutMs = 15_000, code: 'SSH_CONNECT_FAILED' | 'SSH_CHANNEL_REFUSED' = 'SSH_CHANNEL_REFUSED', via = ''): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
+    // A jump host that cannot reach the next hop may never answer the channel open.
+    const timer = setTimeout(() => reject(new FerryException(code, `cannot open a tunnel to ${host}:${port}${via}: no answer within ${Math.round(timeoutMs / 1000)} s`, { host, port })), timeoutMs);
     client.forwardOut('127.0.0.1', 0, host, port, (e, ch) => {
-      if (e) reject(new FerryException('SSH_CHANNEL_REFUSED', `cannot open a tunnel to ${host}:${port}: ${e.message}`, { host, port }));
+      clearTimeout(timer);
+      if (e) reject(new FerryException(code, `cannot open a tunnel to ${host}:${port}${via}: ${e.message}`, { host, port }));
       else resolve(ch);
     });
   });
