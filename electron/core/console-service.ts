@@ -14,6 +14,7 @@ import type { Result } from '../../shared/result';
 import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
 import { VmStateCache, listVms } from './hosts/vm-discovery';
+import { CleanupLedger } from './hosts/cleanup-ledger';
 import type { HostTransport } from './transport/host-transport';
 import { LocalTransport, NetnsTransport } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
@@ -59,12 +60,16 @@ interface HostRuntime {
   lastError?: FerryError;
   /** Set while the user has asked for the connection: a drop is then re-established. */
   wanted: boolean;
+  /** Connected at least once: a failed attempt after a drop is retried. */
+  everConnected?: boolean;
   reconnectTimer?: NodeJS.Timeout;
   reconnectDelay: number;
   offState: () => void;
 }
 
 const hostLog = rootLog.child('hosts');
+/** Failures of a connection attempt that a later attempt may not meet (the network, not the user). */
+const RETRIED: readonly string[] = ['SSH_CONNECT_FAILED', 'SSH_DISCONNECTED', 'TRANSPORT_CLOSED', 'HOST_BUSY'];
 
 type Handlers = { [C in InvokeChannel]: (req: never) => Promise<InvokeResponse<C>> };
 
@@ -81,6 +86,8 @@ export class ConsoleService {
   private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
   private disposed = false;
   readonly engine: MigrationEngine;
+  /** Destination QEMUs of failed migrations still to be stopped (when their host is reachable). */
+  readonly cleanups: CleanupLedger;
   readonly labRoot: string;
   /** Where the engine records timelines (and what `timelines:*` may read). */
   readonly timelineDir: string;
@@ -101,9 +108,10 @@ export class ConsoleService {
     this.labRoot = options.labRoot ?? labRoot();
     this.timelineDir = path.join(this.configDir, 'timelines');
     this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
+    this.cleanups = new CleanupLedger(path.join(this.configDir, 'pending-cleanups.json'));
     this.engine = new MigrationEngine(
       this.engineHosts,
-      { timelineDir: this.timelineDir },
+      { timelineDir: this.timelineDir, cleanups: this.cleanups },
     );
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
@@ -218,6 +226,10 @@ export class ConsoleService {
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
     'migrations:preflight': async (req: MigrationPlan) => {
+      // A leftover destination QEMU of an earlier failure is stopped before it is checked for.
+      // (Only over a live connection: a host being reconnected gets its cleanups when it is back.)
+      const rtTo = this.runtimes.get(req.to);
+      if (this.cleanups.list(req.to).length && rtTo?.transport.state === 'connected') await this.cleanups.runFor(req.to, rtTo.transport).catch(hostLog.dropped(`pending cleanups on ${req.to}`));
       const result = await preflight(req, this.engineHosts);
       const now = Date.now();
       for (const [k, v] of this.preflights) if (now - v.at >= PREFLIGHT_KEPT_MS) this.preflights.delete(k);
@@ -355,9 +367,15 @@ export class ConsoleService {
     try {
       await rt.transport.connect();
       rt.reconnectDelay = this.options.reconnectDelayMs ?? 1000;
+      rt.everConnected = true;
       this.setState(host.id, rt, 'connected');
+      if (this.cleanups.list(host.id).length) void this.cleanups.runFor(host.id, rt.transport).then((vms) => vms.length && this.vmStates.clear(), hostLog.dropped(`pending cleanups on ${host.id}`));
     } catch (e) {
-      this.setState(host.id, rt, 'failed', toFerryError(e));
+      const fe = toFerryError(e);
+      this.setState(host.id, rt, 'failed', fe);
+      // A host that was up and dropped keeps being retried, whoever's attempt just failed;
+      // a refused key or login is not retried by itself (it needs the user).
+      if (rt.everConnected && RETRIED.includes(fe.code)) this.scheduleReconnect(host, rt);
       throw e;
     }
   }

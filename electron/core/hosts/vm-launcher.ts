@@ -237,6 +237,36 @@ export async function stopVm(transport: HostTransport, runtimeDir: string, name:
   return { wasRunning: running };
 }
 
+/**
+ * Stops a VM by pid, no QMP asked: SIGTERM, then SIGKILL after `graceMs`; removes its dir.
+ * For a destination QEMU whose incoming migration failed or was cancelled: it holds no guest
+ * worth a graceful quit, and its monitor may be stuck behind a dead stream. Only a process
+ * whose command line still names the VM's runtime dir is signalled (a reused pid is left alone).
+ */
+export async function killVmByPid(transport: HostTransport, runtimeDir: string, name: string, options: { graceMs?: number } = {}): Promise<{ wasRunning: boolean }> {
+  const files = vmFiles(runtimeDir, name);
+  const pid = await readPid(transport, files.pidFile);
+  let running = pid !== undefined && (await processAlive(transport, pid));
+  if (running && pid !== undefined) {
+    const argv = await readProcessArgv(transport, pid).catch((e: unknown) => {
+      if (isMissing(e)) return [] as string[];
+      throw e;
+    });
+    running = argv.some((a) => a.includes(`${files.dir}/`));
+    if (running) {
+      const grace = options.graceMs ?? 1500;
+      await transport.exec(['kill', '-TERM', String(pid)]);
+      if (!(await waitGone(transport, pid, grace))) {
+        await transport.exec(['kill', '-KILL', String(pid)]);
+        if (!(await waitGone(transport, pid, 5000))) throw new FerryException('EXEC_FAILED', `${transport.label}: QEMU pid ${pid} of ${name} survived SIGKILL`, { pid });
+      }
+    }
+  }
+  const rm = await transport.exec(['rm', '-rf', '--', files.dir]);
+  if (rm.code !== 0) throw new FerryException('IO_ERROR', `${transport.label}: cannot remove ${files.dir}: ${rm.stderr.trim()}`);
+  return { wasRunning: running };
+}
+
 async function waitGone(transport: HostTransport, pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -248,8 +278,8 @@ async function waitGone(transport: HostTransport, pid: number, timeoutMs: number
 
 /** The argv a running process was started with, from /proc/PID/cmdline on its host. */
 export async function readProcessArgv(transport: HostTransport, pid: number): Promise<string[]> {
-  const buf = await transport.readFile(`/proc/${pid}/cmdline`).catch(() => {
-    throw new FerryException('NOT_FOUND', `no process ${pid} on ${transport.label}`, { pid });
+  const buf = await transport.readFile(`/proc/${pid}/cmdline`).catch((e: unknown) => {
+    throw isMissing(e) ? new FerryException('NOT_FOUND', `no process ${pid} on ${transport.label}`, { pid }) : e;
   });
   const parts = buf.toString('utf8').split('\0');
   if (parts.at(-1) === '') parts.pop();
