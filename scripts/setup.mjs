@@ -181,10 +181,14 @@ function logged(argv, env = {}) {
   }
 }
 
-function logTail(n = 15) {
-  const lines = existsSync(LOG) ? readFileSync(LOG, 'utf8').trimEnd().split('\n') : [];
-  return lines.slice(-n).map((l) => `  ${l}`).join('\n');
+/** What to show of the log when a command failed: its first error lines (npm's and apt's), else its end. */
+export function logExcerpt(text, n = 5) {
+  const lines = text.trimEnd().split('\n');
+  const errors = lines.filter((l) => /^(npm error|npm ERR!|E:)/.test(l) && l.replace(/^(npm error|npm ERR!)/, '').trim() !== '');
+  return (errors.length > 0 ? errors.slice(0, n) : lines.slice(-n)).map((l) => `  ${l}`).join('\n');
 }
+
+const logTail = () => logExcerpt(existsSync(LOG) ? readFileSync(LOG, 'utf8') : '');
 
 class SetupError extends Error {}
 
@@ -201,7 +205,7 @@ function systemPackages(mode) {
   console.log(plan.say);
   for (const argv of plan.commands) {
     const code = logged(argv, { DEBIAN_FRONTEND: 'noninteractive' });
-    if (code !== 0) throw new SetupError(`${argv.slice(0, 2).join(' ')} failed (exit ${code}); the end of ${path.relative(ROOT, LOG)}:\n${logTail()}`);
+    if (code !== 0) throw new SetupError(`${argv.slice(0, 2).join(' ')} failed (exit ${code}); from ${path.relative(ROOT, LOG)}:\n${logTail()}`);
   }
   const still = absent.size === 0 ? check() : [];
   if (still.length > 0) throw new SetupError(`apt-get did not install ${still.join(' ')}`);
@@ -225,7 +229,7 @@ function npmPackages() {
   if (!reason) return;
   console.log(`setup: installing the npm packages (npm ci: ${reason}; log in ${path.relative(ROOT, LOG)})`);
   const code = logged(['npm', 'ci', '--no-audit', '--no-fund'], { ELECTRON_SKIP_BINARY_DOWNLOAD: '1' });
-  if (code !== 0) throw new SetupError(`npm ci failed (exit ${code}); the end of ${path.relative(ROOT, LOG)}:\n${logTail()}`);
+  if (code !== 0) throw new SetupError(`npm ci failed (exit ${code}); from ${path.relative(ROOT, LOG)}:\n${logTail()}`);
 }
 
 /** Returns whether the desktop app can run here. */

@@ -7,6 +7,7 @@ import {
   electronFailure,
   electronPlan,
   electronUnavailable,
+  logExcerpt,
   missingPackages,
   npmStale,
   packagesFor,
@@ -167,5 +168,14 @@ describe('the Electron binary', () => {
     const line = electronUnavailable('RequestError: getaddrinfo ENOTFOUND github.com');
     expect(line.split('\n')).toHaveLength(1);
     expect(line).toMatch(/desktop app .*unavailable here.*browser mode \(npm run serve\) works/);
+  });
+});
+
+describe('a failed command, in a few lines', () => {
+  it("shows npm's and apt's first error lines, not the usage text that follows", () => {
+    const npm = ['$ npm ci', 'npm warn EBADENGINE Unsupported engine {', 'npm error code EUSAGE', 'npm error', 'npm error `npm ci` can only install packages when your package.json and package-lock.json are in sync.', 'npm error Missing: left-pad@1.3.0 from lock file', 'npm error', 'npm error Clean install a project', 'npm error Usage:', 'npm error npm ci'].join('\n');
+    expect(logExcerpt(npm, 3).split('\n')).toEqual(['  npm error code EUSAGE', '  npm error `npm ci` can only install packages when your package.json and package-lock.json are in sync.', '  npm error Missing: left-pad@1.3.0 from lock file']);
+    expect(logExcerpt('$ apt-get install -y -qq nope\nE: Unable to locate package nope\n')).toBe('  E: Unable to locate package nope');
+    expect(logExcerpt('a\nb\nc\nd\n', 2)).toBe('  c\n  d');
   });
 });
