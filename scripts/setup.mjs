@@ -262,17 +262,22 @@ function testAssets() {
 }
 
 function main() {
+  const usage = 'usage: node scripts/setup.mjs [console|tests] [--retry-electron]';
   let args;
   try {
     args = parseArgs({ allowPositionals: true, options: { 'retry-electron': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
   } catch (e) {
-    console.error(`setup: ${e.message}`);
+    console.error(`setup: ${e.message.split('.')[0]} (${usage})`);
     return 2;
   }
+  if (args.values.help) {
+    console.log(usage);
+    return 0;
+  }
   const mode = args.positionals[0] ?? 'console';
-  if (args.values.help || !(mode in MODES) || args.positionals.length > 1) {
-    (args.values.help ? console.log : console.error)('usage: node scripts/setup.mjs [console|tests] [--retry-electron]');
-    return args.values.help ? 0 : 2;
+  if (!(mode in MODES) || args.positionals.length > 1) {
+    console.error(`setup: ${mode in MODES ? `one mode only, not ${args.positionals.join(' ')}` : `unknown mode ${mode}: console or tests`} (${usage})`);
+    return 2;
   }
   try {
     systemPackages(mode);
