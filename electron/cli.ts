@@ -23,6 +23,7 @@ import { writeCompare, writeReport } from './core/recorder/report';
 import { runLabDemo } from './core/lab/lab-demo';
 import type { WrittenReport } from './core/recorder/report';
 import { rootLog } from './core/log';
+import { CliUsageError, controlCommand, migrationsCommand, recoverCommand, trustCommand } from './cli-ops';
 
 const cliLog = rootLog.child('cli');
 
@@ -50,8 +51,19 @@ const USAGE = `usage: ferry <command> [options]
                                    the checks a migration would run first (exit 1 when one fails)
   ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
                                    move every VM off a host
-  ferry attach HOST VM [--record FILE]
-                                   watch and record a migration someone else runs (no control issued)
+  ferry attach HOST VM [--qmp-socket PATH] [--record FILE]
+                                   watch and record a migration someone else runs (no control issued);
+                                   --qmp-socket: a VM Ferry did not start, by its QMP socket on HOST
+  ferry migrations [--all] [--json]
+                                   the migrations the Ferry processes of this user run now
+  ferry control MIGRATION|VM cancel|postcopy|stop-vm|pause-postcopy|recover|continue
+  ferry control MIGRATION|VM bandwidth MB/s | downtime ms
+                                   act on a running migration from another shell, through the Ferry
+                                   process that runs it (its timeline records who acted)
+  ferry recover                    connect every host; pick up and follow the migrations a Ferry that
+                                   was stopped or killed had started (e.g. after kill -9)
+  ferry hosts trust HOST [--fingerprint SHA256:...]
+                                   show the host key an SSH host presents; trust it once confirmed
   ferry save HOST VM FILE [--compress zstd|gzip] [--encrypt-to RECIPIENT] [--keep-running]
                                    save a VM's state to FILE on its host (relative: the host's states dir)
                                    and stop it (--keep-running: resume it, a checkpoint)
@@ -182,8 +194,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     return await new Promise<number>(() => undefined); // runs until Ctrl-C
   }
   if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
-  const service = new ConsoleService({ builtinHosts: labHosts() });
+  const service = new ConsoleService({ builtinHosts: labHosts(), recoverOnConnect: cmd === 'recover' });
+  const io = { out, errOut, follow: (m: Migration, cancel: boolean) => follow(m, out, errOut, cancel) };
   try {
+    if (cmd === 'recover') return await recoverCommand(argv.slice(1), service, io);
+    if (cmd === 'migrations') return await migrationsCommand(argv.slice(1), service, io);
+    if (cmd === 'control') return await controlCommand(argv.slice(1), service, io);
+    if (cmd === 'hosts' && sub === 'trust') return await trustCommand(argv.slice(2), service, io);
     // Saved states parse on their own; the storage and transport options of migrate and
     // preflight are taken out first and become plan fields.
     if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity']), service, out);
@@ -192,7 +209,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     const beyond = beyondPlanOf(cmd, own.flags);
 
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities', 'qmp-socket']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -349,6 +366,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           plan.policy = { name: 'deadline', deadlineMs: d, ceilingDowntimeMs: ceiling, allowPostcopy: plan.mode !== undefined && plan.mode !== 'precopy' };
         } else throw new UsageError('--policy must be manual, postcopy-when-never, downtime-steps, dynamic-rate or deadline');
       }
+      await service.listenForControl(`ferry migrate ${plan.vm}`);
       const m = await service.engine.start(plan);
       out.write(`migrating ${plan.vm} ${from} -> ${to}${plan.transport === 'ssh-tunnel' ? ' through an SSH tunnel' : ''} (${m.id}); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, true);
@@ -375,6 +393,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const deadlineMs = typeof dl === 'string' ? parseDuration(dl) : undefined;
       if (dl !== undefined && !deadlineMs) throw new UsageError('--deadline must be a duration like 90s or 5m');
       const bw = typeof p.flags.get('bandwidth') === 'string' ? parseByteSize(p.flags.get('bandwidth') as string, 'M') : undefined;
+      await service.listenForControl(`ferry evacuate ${args[0]!}`);
       const evac = await startEvacuation(service.engine, { host: (id) => service.registry.get(id), transport: (id) => service.transportOf(id) }, {
         from: args[0]!, to: to.split(',').filter(Boolean), ...(parallel ? { parallel } : {}), ...(deadlineMs ? { deadlineMs } : {}), ...(bw ? { defaults: { maxBandwidth: bw } } : {}),
       });
@@ -390,10 +409,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return sum.items.every((i) => i.state === 'completed') ? 0 : 1;
     }
     if (cmd === 'attach') {
-      allowOnly(p, ['record']);
+      allowOnly(p, ['record', 'qmp-socket']);
       want(2);
       const record = p.flags.get('record');
-      const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
+      const qmpSocket = p.flags.get('qmp-socket');
+      if (qmpSocket !== undefined && (typeof qmpSocket !== 'string' || !qmpSocket.startsWith('/'))) throw new UsageError('--qmp-socket needs an absolute path on the host');
+      await service.listenForControl(`ferry attach ${args[1]!}`);
+      const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof qmpSocket === 'string' ? { qmpSocket } : {}), ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
       out.write(`watching ${args[1]} on ${args[0]} (no control is issued); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, false);
     }
@@ -411,6 +433,10 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   } catch (e) {
     if (e instanceof UsageError) {
       errOut.write(`ferry: ${e.message}\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof CliUsageError) {
+      errOut.write(`ferry: ${e.message}\n`);
       return 2;
     }
     const fe = toFerryError(e);

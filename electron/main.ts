@@ -8,7 +8,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConsoleService } from './core/console-service';
-import { labHosts, labDown, LAB_HOST_IDS } from './core/lab/local-lab';
+import { labHosts, labDown } from './core/lab/local-lab';
 import { installIpcBridge } from './ipc-bridge';
 import { MAX_TIMELINE_BYTES } from './core/recorder/timeline-files';
 import type { EventPayload } from '../shared/contract';
@@ -23,7 +23,7 @@ const secretCipher = {
   encrypt: (plain: string) => safeStorage.encryptString(plain),
   decrypt: (data: Buffer) => safeStorage.decryptString(data),
 };
-const service = new ConsoleService({ builtinHosts: labHosts(), secretCipher });
+const service = new ConsoleService({ builtinHosts: labHosts(), secretCipher, recoverOnConnect: true });
 let win: BrowserWindow | undefined;
 const rendererIndex = path.join(__dirname, '..', 'renderer', 'index.html');
 const rendererUrl = pathToFileURL(rendererIndex).href;
@@ -133,7 +133,7 @@ app.whenReady().then(() => {
   });
   buildMenu();
   createWindow();
-  void service.engine.recover([...LAB_HOST_IDS]).catch(() => undefined);
+  void service.connectAll();
 });
 
 app.on('window-all-closed', () => {

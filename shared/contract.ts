@@ -115,7 +115,11 @@ export const invoke = {
   },
   'vms:list': { request: z.object({ hostId: HostIdSchema }).strict(), response: z.array(VmInfoSchema) },
   'migrations:start': { request: MigrationPlanSchema, response: MigrationSummarySchema },
-  'migrations:control': { request: z.object({ id: z.string().min(1), control: MigrationControlSchema }).strict(), response: Empty },
+  'migrations:control': {
+    // who: for the timeline, when another process acts (`ferry control` in another shell).
+    request: z.object({ id: z.string().min(1), control: MigrationControlSchema, who: z.string().max(100).optional() }).strict(),
+    response: Empty,
+  },
   'migrations:list': { request: Empty, response: z.array(MigrationSummarySchema) },
   'migrations:preflight': { request: MigrationPlanSchema, response: PreflightResultSchema },
   'lab:status': { request: Empty, response: z.object({ running: z.boolean(), vms: z.number(), netns: z.boolean() }) },

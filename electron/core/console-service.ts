@@ -15,13 +15,15 @@ import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
 import { VmStateCache, listVms } from './hosts/vm-discovery';
 import { CleanupLedger } from './hosts/cleanup-ledger';
+import { startControlServer } from './control-server';
+import type { ControlServer } from './control-server';
 import type { HostTransport } from './transport/host-transport';
 import { LocalTransport, NetnsTransport } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { MigrationEngine } from './migration/migration-engine';
-import type { MigrationControl } from './migration/migration-engine';
+import type { Migration, MigrationControl } from './migration/migration-engine';
 import type { MigrationPlan } from '../../shared/model/migration';
 import { preflight } from './migration/preflight';
 import { startEvacuation } from './migration/evacuation';
@@ -52,6 +54,11 @@ export interface ConsoleServiceOptions {
   reconnectDelayMs?: number;
   /** Encrypts remembered passphrases (the desktop shell's safeStorage); without it nothing is remembered. */
   secretCipher?: SecretCipher;
+  /**
+   * Pick up, on each host as it connects, the migrations a previous Ferry process started
+   * there (a console, `ferry recover`); short CLI commands leave them alone.
+   */
+  recoverOnConnect?: boolean;
 }
 
 interface HostRuntime {
@@ -62,6 +69,8 @@ interface HostRuntime {
   wanted: boolean;
   /** Connected at least once: a failed attempt after a drop is retried. */
   everConnected?: boolean;
+  /** Its migrations were looked for (once per connection runtime). */
+  recovered?: boolean;
   reconnectTimer?: NodeJS.Timeout;
   reconnectDelay: number;
   offState: () => void;
@@ -220,8 +229,8 @@ export class ConsoleService {
       const m = await this.engine.start(req, seen && Date.now() - seen.at < PREFLIGHT_KEPT_MS ? { preflight: seen.result } : {});
       return m.summary() as unknown as InvokeResponse<'migrations:start'>;
     },
-    'migrations:control': async (req: { id: string; control: MigrationControl }) => {
-      await this.engine.get(req.id).control(req.control);
+    'migrations:control': async (req: { id: string; control: MigrationControl; who?: string }) => {
+      await this.engine.get(req.id).control(req.control, req.who ?? 'user');
       return {};
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
@@ -361,6 +370,7 @@ export class ConsoleService {
     rt.reconnectTimer = undefined;
     if (rt.transport.state === 'connected') {
       this.setState(host.id, rt, 'connected');
+      this.onConnected(host, rt);
       return;
     }
     this.setState(host.id, rt, 'connecting');
@@ -369,7 +379,7 @@ export class ConsoleService {
       rt.reconnectDelay = this.options.reconnectDelayMs ?? 1000;
       rt.everConnected = true;
       this.setState(host.id, rt, 'connected');
-      if (this.cleanups.list(host.id).length) void this.cleanups.runFor(host.id, rt.transport).then((vms) => vms.length && this.vmStates.clear(), hostLog.dropped(`pending cleanups on ${host.id}`));
+      this.onConnected(host, rt);
     } catch (e) {
       const fe = toFerryError(e);
       this.setState(host.id, rt, 'failed', fe);
@@ -378,6 +388,43 @@ export class ConsoleService {
       if (rt.everConnected && RETRIED.includes(fe.code)) this.scheduleReconnect(host, rt);
       throw e;
     }
+  }
+
+  /**
+   * Each time a host is (re)connected: leftover destination QEMUs of failed migrations are
+   * stopped, and (in a console or `ferry recover`) the migrations a previous Ferry process
+   * started from this host are picked up and recorded to the end.
+   */
+  private onConnected(host: HostConfig, rt: HostRuntime): void {
+    if (this.cleanups.list(host.id).length) void this.cleanups.runFor(host.id, rt.transport).then((vms) => vms.length && this.vmStates.clear(), hostLog.dropped(`pending cleanups on ${host.id}`));
+    if (this.options.recoverOnConnect && !rt.recovered) {
+      rt.recovered = true;
+      const scan = this.engine.recover([host.id]).then((found) => {
+        if (found.length) hostLog.info(`${host.id}: picked up ${found.length} migration(s) a previous Ferry started: ${found.map((m) => m.id).join(', ')}`);
+        return found;
+      }, (e: unknown) => {
+        hostLog.warn(`recovering migrations on ${host.id}: ${toFerryError(e).message}`);
+        return [] as Migration[];
+      });
+      this.recoveries.push(scan);
+    }
+  }
+
+  private readonly recoveries: Promise<Migration[]>[] = [];
+
+  /** The migrations picked up so far by `recoverOnConnect` (waits for scans in flight). */
+  async recovered(): Promise<Migration[]> {
+    return (await Promise.all(this.recoveries)).flat();
+  }
+
+  /**
+   * What a long-lived console does when it starts: connect every configured host (a host
+   * that needs the user — a passphrase, a new host key — shows why on the board), which also
+   * picks up migrations still running from a previous Ferry. Resolves when every attempt ended.
+   */
+  async connectAll(): Promise<void> {
+    const hosts = await this.registry.list();
+    await Promise.all(hosts.map((h) => this.connectHost(h).catch(hostLog.dropped(`connecting ${h.id} at start`, 'info'))));
   }
 
   private scheduleReconnect(host: HostConfig, rt: HostRuntime): void {
@@ -473,8 +520,17 @@ export class ConsoleService {
     await rt.transport.close();
   }
 
+  /** Answers `ferry control` / `ferry migrations` from other shells (see control-server.ts). */
+  async listenForControl(describe: string): Promise<void> {
+    if (this.control) return;
+    this.control = await startControlServer(this.configDir, (channel, request) => this.invoke(channel, request), describe);
+  }
+
+  private control: ControlServer | undefined;
+
   async dispose(): Promise<void> {
     this.disposed = true;
+    await this.control?.close().catch(hostLog.dropped('closing the control socket'));
     await this.engine.dispose();
     await Promise.all([...this.runtimes.keys()].map((id) => this.drop(id)));
     this.listeners.clear();

@@ -23,6 +23,7 @@ import { QmpClient } from '../qmp/qmp-client';
 import type { QmpEvent } from '../qmp/qmp-client';
 import { killVmByPid, launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
 import type { CleanupLedger } from '../hosts/cleanup-ledger';
+import { rootLog } from '../log';
 import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
 import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
 import { GuestConsole } from '../lab/demo-guest';
@@ -33,6 +34,8 @@ import { readTimeline } from '../recorder/timeline-reader';
 import type { PreflightResult } from '../../../shared/model/preflight';
 
 export const FERRY_VERSION = '0.1.0';
+
+const engineLog = rootLog.child('engine');
 
 export interface EngineHosts {
   host(id: string): Promise<HostConfig>;
@@ -458,6 +461,8 @@ export class Migration {
     this.incomingUri = state.incomingUri;
     const record = await readArgvRecord(srcT, this.source.files.argvFile);
     if (record) this.record = record;
+    const srcPid = await readPid(srcT, this.source.files.pidFile);
+    if (srcPid === undefined || !(await processAlive(srcT, srcPid))) return this.finaliseWithoutSource();
     this.source.qmp = await openVmQmp(srcT, this.source.files);
     const dstFiles = vmFiles(runtimeDirOf(dstHost), plan.vm);
     this.dest = { host: dstHost, transport: dstT, files: dstFiles };
@@ -488,6 +493,31 @@ export class Migration {
     if (q.status) this.onStatus(q.status);
     if (!this.finishing) this.startSampling();
     if (this.storage && this.phase === 'storage-copy') void this.afterStorageCopy(this.storage);
+  }
+
+  /**
+   * The migration ended while no Ferry watched, and its source QEMU is gone too: the guest
+   * either runs on the destination (completed) or nowhere Ferry can save (failed, and the
+   * destination, if any, is torn down). The outcome is recorded; the state file removed.
+   */
+  private async finaliseWithoutSource(): Promise<void> {
+    const dest = this.destTarget!;
+    const dstFiles = vmFiles(runtimeDirOf(dest.host), this.plan.vm);
+    this.dest = { host: dest.host, transport: dest.transport, files: dstFiles };
+    this.destStarted = true;
+    const dpid = await readPid(dest.transport, dstFiles.pidFile);
+    const alive = dpid !== undefined && (await processAlive(dest.transport, dpid));
+    const dq = alive ? await openVmQmp(dest.transport, dstFiles).catch(engineLog.dropped(`${this.id}: the destination monitor`)) : undefined;
+    const st = dq ? await dq.execute<{ status: string; running: boolean }>('query-status').catch(engineLog.dropped(`${this.id}: query-status on the destination`)) : undefined;
+    dq?.close();
+    this.writer = new TimelineWriter(this.timelineFile, undefined);
+    const lastT = (readTimeline(this.timelineFile).records.at(-1) as { t?: number } | undefined)?.t ?? this.startedAt;
+    this.rec({ type: 'gap', t: Date.now(), side: 'source', fromT: lastT, toT: Date.now(), reason: 'Ferry restarted; the migration had ended meanwhile and the source QEMU is gone' });
+    const completed = st !== undefined && st.status !== 'inmigrate';
+    const reason = completed ? `ended while Ferry was away: the guest runs on ${this.plan.to} (${st.status})` : `ended while Ferry was away: the source QEMU on ${this.plan.from} is gone and the destination ${st ? `is still ${st.status}` : 'does not run the guest'}`;
+    if (!completed) await this.teardownDest();
+    this.setPhase(completed ? 'completed' : 'failed', reason);
+    this.end({ outcome: completed ? 'completed' : 'failed', reason });
   }
 
   /** Watch-only: records a migration someone else started on `qmpSocket` (or the VM's own monitors). */
@@ -982,6 +1012,16 @@ export class Migration {
     this.end({ outcome: 'failed', reason: fe.message });
   }
 
+  /** Ends a migration refused before reservation: announced, nothing started, no timeline written. */
+  refused(reason: string): void {
+    if (this.final) return;
+    this.keepStateFile = true; // another migration of this VM may own it
+    this.setPhase('failed', reason);
+    this.end({ outcome: 'failed', reason });
+  }
+
+  private keepStateFile = false;
+
   private end(final: MigrationFinal): void {
     if (this.final) return;
     if (this.storage) {
@@ -1005,7 +1045,7 @@ export class Migration {
     if (this.timer) clearInterval(this.timer);
     this.rec({ type: 'end', t: Date.now(), ...final });
     this.writer?.close();
-    if (this.mode === 'engine' && this.source) void this.source.transport.exec(['rm', '-f', this.stateFile()]).catch(() => undefined);
+    if (this.mode === 'engine' && this.source && !this.keepStateFile) void this.source.transport.exec(['rm', '-f', this.stateFile()]).catch(engineLog.dropped(`${this.id}: removing ${this.stateFile()}`));
     this.source?.console?.close();
     this.dest?.console?.close();
     this.dest?.qmp?.close();
@@ -1047,6 +1087,9 @@ export class MigrationEngine {
       await m.start();
     } catch (e) {
       this.migrations.delete(m.id);
+      // Refused before anything moved (the VM is not there, or already migrating): whoever saw
+      // it announced sees it end too, so no console keeps a tab stuck in preflight.
+      m.refused(toFerryError(e).message);
       throw e;
     }
     return m;
@@ -1066,14 +1109,16 @@ export class MigrationEngine {
         transport = await this.hosts.transport(id);
         const r = await transport.exec(['find', runtimeDirOf(host), '-mindepth', '2', '-maxdepth', '2', '-name', 'migration.json', '-type', 'f']);
         files = r.stdout.split('\n').filter(Boolean);
-      } catch {
+      } catch (e) {
+        engineLog.warn(`${id}: cannot look for migrations to pick up: ${toFerryError(e).message}`);
         continue;
       }
       for (const f of files) {
         let state: MigrationState;
         try {
           state = JSON.parse((await transport.readFile(f)).toString()) as MigrationState;
-        } catch {
+        } catch (e) {
+          engineLog.warn(`${id}: unreadable migration state ${f}: ${toFerryError(e).message}`);
           continue;
         }
         if (state.version !== 1 || this.migrations.has(state.id)) continue;
@@ -1083,7 +1128,9 @@ export class MigrationEngine {
         try {
           await m.resume(state);
           found.push(m);
-        } catch {
+          engineLog.info(`${m.id}: picked up from ${f} (${m.phase})`);
+        } catch (e) {
+          engineLog.error(`${state.id}: could not pick up the migration in ${f}: ${toFerryError(e).message}`);
           this.migrations.delete(m.id);
         }
       }
