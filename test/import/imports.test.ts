@@ -6,12 +6,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { parseAnyTimeline, sniffTimelineKind } from './open-timeline';
-import { parseProxmoxTaskLog, parseRenderedBytes } from './proxmox-task-log';
-import { parseGuestperfReport } from './guestperf';
-import { entryFromTimeline, chartSpecs, rowsOf } from '../report/picture';
-import { compareHtml, reportHtml } from '../report/report-html';
-import type { ParsedTimeline } from '../model/timeline';
+import { parseAnyTimeline, sniffTimelineKind } from '../../shared/import/open-timeline';
+import { parseProxmoxTaskLog, parseRenderedBytes } from '../../shared/import/proxmox-task-log';
+import { parseGuestperfReport } from '../../shared/import/guestperf';
+import { entryFromTimeline, chartSpecs, rowsOf } from '../../shared/report/picture';
+import { compareHtml, reportHtml } from '../../shared/report/report-html';
+import type { ParsedTimeline } from '../../shared/model/timeline';
 
 const fx = (name: string) => readFileSync(`test/fixtures/imports/${name}`, 'utf8');
 const MiB = 1024 ** 2;

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { parseTimeline } from '../model/timeline';
-import { parseAnyTimeline } from '../import/open-timeline';
-import { METRIC_NAMES, MIGRATION_METRICS, openMetricsFamily, prometheusText, timelineMoments, timelineToOpenMetrics } from './metrics';
-import type { MigrationMetricsInput } from './metrics';
+import { parseTimeline } from '../../shared/model/timeline';
+import { parseAnyTimeline } from '../../shared/import/open-timeline';
+import { METRIC_NAMES, MIGRATION_METRICS, openMetricsFamily, prometheusText, timelineMoments, timelineToOpenMetrics } from '../../shared/report/metrics';
+import type { MigrationMetricsInput } from '../../shared/report/metrics';
 
 const fixture = (name: string) => parseTimeline(readFileSync(`test/fixtures/timelines/${name}.ferry.jsonl`, 'utf8'));
 

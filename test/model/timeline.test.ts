@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { MAX_TIMELINE_LINE_CHARS, TIMELINE_VERSION, parseTimeline } from './timeline';
+import { MAX_TIMELINE_LINE_CHARS, TIMELINE_VERSION, parseTimeline } from '../../shared/model/timeline';
 
 const fixture = readFileSync('test/fixtures/timelines/converging.ferry.jsonl', 'utf8');
 const lines = fixture.trimEnd().split('\n');
