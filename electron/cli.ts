@@ -18,7 +18,7 @@ import type { Migration } from './core/migration/migration-engine';
 import { startEvacuation } from './core/migration/evacuation';
 import type { PreflightResult } from '../shared/model/preflight';
 import type { SavedStateEntry, StateResult } from '../shared/model/saved-state';
-import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/timeline-reader';
+import { readTimeline, timelineToCsv, timelineToJson, timelineToOpenMetrics } from './core/recorder/timeline-reader';
 import { writeCompare, writeReport } from './core/recorder/report';
 import { runLabDemo } from './core/lab/lab-demo';
 import type { WrittenReport } from './core/recorder/report';
@@ -74,12 +74,16 @@ const USAGE = `usage: ferry <command> [options]
                                    copy the VM's disk images to the destination first (no shared storage)
   ferry migrate|preflight … --tunnel ssh
                                    carry the migration stream inside SSH (unix sockets relayed by Ferry)
-  ferry timeline FILE --csv|--json export a recorded timeline
+  ferry timeline FILE --csv|--json|--openmetrics
+                                   export a recorded timeline (OpenMetrics: for promtool tsdb create-blocks-from)
   ferry report FILE [-o report.html]
                                    a self-contained HTML report (charts, plan, preflight, events)
   ferry compare A B [...] -o compare.html
                                    overlay two or more timelines, final figures side by side
-  ferry serve                      the console in a browser (see README)
+                                   (timeline, report, compare: FILE may also be a Proxmox VE migration
+                                   task log or a QEMU guestperf JSON report)
+  ferry serve [--port N] [--metrics]
+                                   the console in a browser; --metrics adds Prometheus /metrics (see README)
 `;
 
 class UsageError extends Error {}
@@ -170,6 +174,7 @@ async function reportCommand(cmd: 'report' | 'compare', argv: string[], out: Nod
       r = await writeCompare(p.positional.map((f) => path.resolve(f)), output);
     }
     for (const f of r.truncated) errOut.write(`ferry: ${f} is truncated (recording cut short); the report shows its complete records and says so\n`);
+    for (const n of r.notices) errOut.write(`ferry: ${n}\n`);
     out.write(`wrote ${r.output} (${(r.bytes / 1024).toFixed(0)} kB)\n`);
     return 0;
   } catch (e) {
@@ -420,13 +425,14 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return await follow(m, out, errOut, false);
     }
     if (cmd === 'timeline') {
-      allowOnly(p, ['csv', 'json']);
+      allowOnly(p, ['csv', 'json', 'openmetrics']);
       want(1);
-      const csv = p.flags.get('csv') === true;
-      if (csv === (p.flags.get('json') === true)) throw new UsageError('timeline needs exactly one of --csv or --json');
+      const formats = (['csv', 'json', 'openmetrics'] as const).filter((f) => p.flags.get(f) === true);
+      if (formats.length !== 1) throw new UsageError('timeline needs exactly one of --csv, --json or --openmetrics');
       const t = readTimeline(args[0]!);
       if (t.truncated) errOut.write(`ferry: ${args[0]} is truncated (recording cut short); exporting its ${t.records.length} complete records\n`);
-      out.write(csv ? timelineToCsv(t) : timelineToJson(t));
+      for (const n of t.notices) errOut.write(`ferry: ${args[0]}: ${n}\n`);
+      out.write(formats[0] === 'csv' ? timelineToCsv(t) : formats[0] === 'json' ? timelineToJson(t) : timelineToOpenMetrics(t));
       return 0;
     }
     throw new UsageError(`unknown command: ${argv.join(' ')}`);

@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { ConsoleService } from './core/console-service';
 import { labDown, labHosts } from './core/lab/local-lab';
 import { startBrowserServer } from './core/browser-server';
+import { MigrationMetrics } from './core/metrics/migration-metrics';
+import { loadOrCreateMetricsToken, metricsTokenPath } from './core/metrics/metrics-http';
 
 function staticDir(): string {
   const here = (() => {
@@ -34,16 +36,25 @@ export async function serve(argv: string[] = process.argv.slice(2)): Promise<voi
     process.stderr.write(`ferry serve: the console is not built (${dir}); run npm run build first\n`);
     process.exit(1);
   }
-  const server = await startBrowserServer(service, { staticDir: dir, port });
+  // --metrics: Prometheus /metrics on the same port, with its own token (README, "Metrics").
+  const metrics = argv.includes('--metrics') ? new MigrationMetrics(service) : undefined;
+  const server = await startBrowserServer(service, {
+    staticDir: dir, port,
+    ...(metrics ? { metrics: { render: () => metrics.render(), token: loadOrCreateMetricsToken(service.configDir) } } : {}),
+  });
   // Every configured host is connected; migrations a previous Ferry left running on any of
   // them are picked up and recorded to the end.
   void service.connectAll();
+  // `ferry control` / `ferry migrations` in another shell act through this console.
+  await service.listenForControl('ferry serve');
   process.stdout.write(`Ferry console: ${server.url}\n(listening on 127.0.0.1 only; the token in the URL is the key — Ctrl-C to stop)\n`);
+  if (metrics) process.stdout.write(`Metrics: http://127.0.0.1:${server.port}/metrics (Authorization: Bearer <the token in ${metricsTokenPath(service.configDir)}>)\n`);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     await server.close();
+    metrics?.dispose();
     await service.dispose();
     if (service.labStartedHere) {
       const r = await labDown({ root: service.labRoot }).catch(() => ({ stopped: [] as string[] }));

@@ -109,7 +109,7 @@ export function App() {
       {view.kind === 'live' && selected && <MigrationView id={selected} />}
       {view.kind === 'timeline' && openTimeline && <TimelineView open={openTimeline} />}
       {view.kind === 'compare' && <CompareView keys={view.keys} />}
-      {dropping && <div className="drop-overlay" aria-hidden="true">Drop a .ferry.jsonl timeline to open it</div>}
+      {dropping && <div className="drop-overlay" aria-hidden="true">Drop a .ferry.jsonl timeline, a Proxmox task log or a guestperf report to open it</div>}
       <PlanDialog />
       <TrustDialog />
       <PassphraseDialog />

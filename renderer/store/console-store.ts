@@ -12,7 +12,7 @@ import type { FerryError } from '../../shared/errors';
 import type { EvacuationSummary, TimelineFile } from '../../shared/contract';
 import { entryFromTimeline, logLine } from '../../shared/report/picture';
 import type { LogEntry, MigrationEntry } from '../../shared/report/picture';
-import { parseTimeline, TIMELINE_FORMAT } from '../../shared/model/timeline';
+import { parseAnyTimeline } from '../../shared/import/open-timeline';
 import { compareHtml, reportHtml } from '../../shared/report/report-html';
 import { baseName, downloadText } from '../export/exports';
 import type { ParsedTimeline } from '../../shared/model/timeline';
@@ -169,11 +169,15 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
   },
 
   openTimelineText(name, text) {
-    const parsed = parseTimeline(text);
-    if (!parsed.header || parsed.header.format !== TIMELINE_FORMAT) {
-      get().toast(`${name} is not a Ferry timeline (its first line is not a ${TIMELINE_FORMAT} header)`, 'error');
+    let parsed: ParsedTimeline;
+    try {
+      // A Ferry timeline, a Proxmox VE task log or a guestperf report: told apart by their first line.
+      parsed = parseAnyTimeline(text, name);
+    } catch (e) {
+      get().toast((e as Error).message, 'error');
       return false;
     }
+    if (!parsed.header) return false;
     const key = `${parsed.header.migrationId}:${name}`;
     const open: OpenTimeline = { key, name, parsed, entry: entryFromTimeline(parsed) };
     set((s) => ({ timelines: [...s.timelines.filter((t) => t.key !== key), open], view: { kind: 'timeline', key } }));

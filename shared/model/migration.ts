@@ -157,7 +157,8 @@ export interface MigrationSample {
   postcopyBytes?: number;
   multifdBytes?: number;
   postcopyRequests?: number;
-  xbzrle?: { cacheSize: number; bytes: number; pages: number; cacheMiss: number; cacheMissRate: number; encodingRate?: number; overflow: number };
+  /** XBZRLE cache figures; a field the source did not report (e.g. an imported log) is absent. */
+  xbzrle?: { cacheSize?: number; bytes: number; pages: number; cacheMiss?: number; cacheMissRate?: number; encodingRate?: number; overflow?: number };
   cpuThrottlePct?: number;
   /** QEMU's own projection. */
   expectedDowntimeMs?: number;

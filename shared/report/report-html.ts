@@ -3,7 +3,7 @@
  * final figures) or several overlaid. No script, no external resource, and a CSP that
  * forbids fetching anything, so the file opens offline in any browser and never calls home.
  */
-import type { ParsedTimeline } from '../model/timeline';
+import type { ParsedTimeline, TimelineImport } from '../model/timeline';
 import { chartSpecs, entryFromTimeline, figuresOf, passStarts, phaseSpans, rowsOf } from './picture';
 import type { MigrationEntry } from './picture';
 import { escapeXml, svgChart } from './svg-chart';
@@ -46,6 +46,23 @@ export function entryCharts(entry: MigrationEntry, width = 900): string[] {
   return chartSpecs(entry, rows).map((spec) => svgChart({ spec, rows, phases, passes, width, height: 220 }));
 }
 
+export const IMPORT_FORMAT_NAMES: Record<TimelineImport['format'], string> = {
+  'proxmox-task-log': 'a Proxmox VE migration task log',
+  'qemu-guestperf': 'a QEMU guestperf report',
+};
+
+function originText(t: ParsedTimeline): string {
+  const h = t.header;
+  if (h?.imported) return `imported from ${IMPORT_FORMAT_NAMES[h.imported.format]}`;
+  return h?.mode === 'attach' ? 'watched (attach)' : 'run by Ferry';
+}
+
+function importedHtml(imp: TimelineImport): string {
+  return `<section id="imported"><h2>Imported from ${escapeXml(IMPORT_FORMAT_NAMES[imp.format])}${imp.name ? ` (${escapeXml(imp.name)})` : ''}</h2>` +
+    `<p>Not in the source, so not shown: ${escapeXml(imp.absent.join('; '))}.</p>` +
+    (imp.notes.length ? `<ul>${imp.notes.map((n) => `<li>${escapeXml(n)}</li>`).join('')}</ul>` : '') + '</section>';
+}
+
 export function reportHtml(t: ParsedTimeline, name = 'timeline'): string {
   const entry = entryFromTimeline(t);
   const h = t.header;
@@ -54,8 +71,10 @@ export function reportHtml(t: ParsedTimeline, name = 'timeline'): string {
   const title = `Ferry report: ${plan.vm ?? '?'} ${plan.from ?? '?'} → ${plan.to ?? '?'}`;
   const parts: string[] = [];
   parts.push(`<h1>${escapeXml(title)}</h1>`);
-  parts.push(`<p class="sub">${escapeXml(name)} · migration ${escapeXml(entry.summary.id)} · ${escapeXml(new Date(start).toISOString())} · ${h?.mode === 'attach' ? 'watched (attach)' : 'run by Ferry'}</p>`);
-  if (t.truncated) parts.push(`<p class="warn" role="alert">This timeline is truncated: the recording stopped before the migration ended${t.badLines.length ? ` (${t.badLines.length} unreadable lines skipped)` : ''}. Everything recorded up to then is shown.</p>`);
+  parts.push(`<p class="sub">${escapeXml(name)} · migration ${escapeXml(entry.summary.id)} · ${escapeXml(new Date(start).toISOString())} · ${originText(t)}</p>`);
+  if (t.truncated) parts.push(`<p class="warn" role="alert">This timeline is truncated: the recording stopped before the migration ended. Everything recorded up to then is shown.</p>`);
+  for (const n of t.notices) parts.push(`<p class="warn" role="alert">${escapeXml(n)}</p>`);
+  if (h?.imported) parts.push(importedHtml(h.imported));
   parts.push('<h2>Outcome</h2>');
   if (entry.final) {
     parts.push(`<dl class="figures" id="final-figures">${figuresOf(entry.final).map((f) => `<div data-figure="${f.id}"><dt>${escapeXml(f.label)}</dt><dd${f.cls ? ` class="${f.cls}"` : ''}>${escapeXml(f.value)}</dd></div>`).join('')}</dl>`);
