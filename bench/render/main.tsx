@@ -12,7 +12,9 @@ import { TimeChart } from '../../renderer/charts/time-chart';
 import type { ChartRow } from '../../renderer/charts/time-chart';
 import type { ChartSpec } from '../../shared/report/picture';
 import type { MigrationSample } from '../../shared/model/migration';
-import { useConsole } from '../../renderer/store/console-store';
+import { RING, useConsole } from '../../renderer/store/console-store';
+import { Ring } from '../../shared/model/ring';
+import type { Seq } from '../../shared/model/ring';
 import { MigrationCharts } from '../../renderer/views/migration-picture';
 
 const N = 36_000;
@@ -35,9 +37,9 @@ function sample(i: number): MigrationSample {
 }
 const series = KEYS.map((key, i) => ({ key, label: key, color: ['#e11d48', '#2563eb', '#d97706', '#059669', '#7c3aed', '#64748b'][i]! }));
 
-function Raw({ rows }: { rows: readonly ChartRow[] }) {
+function Raw({ rows }: { rows: Seq<ChartRow> }) {
   return (
-    <LineChart width={1200} height={180} data={rows as ChartRow[]}>
+    <LineChart width={1200} height={180} data={Array.from(rows)}>
       <XAxis dataKey="t" type="number" domain={['dataMin', 'dataMax']} />
       <YAxis />
       {KEYS.map((k) => <Line key={k} dataKey={k} dot={false} isAnimationActive={false} />)}
@@ -52,7 +54,7 @@ function LiveCharts() {
   return entry ? <div style={{ width: 1200 }}><MigrationCharts entry={entry} /></div> : null;
 }
 
-function Chart({ mode, rows }: { mode: string; rows: readonly ChartRow[] }) {
+function Chart({ mode, rows }: { mode: string; rows: Seq<ChartRow> }) {
   if (mode === 'console') return <LiveCharts />;
   return mode === 'raw' ? <Raw rows={rows} /> : (
     <div style={{ width: 1200 }}>
@@ -63,16 +65,16 @@ function Chart({ mode, rows }: { mode: string; rows: readonly ChartRow[] }) {
 
 /** The live migration's entry in the store, as a console that watched it from the start holds it. */
 function seedStore(): void {
-  const samples = Array.from({ length: N }, (_, i) => sample(i));
+  const samples = Ring.from(Array.from({ length: N }, (_, i) => sample(i)), RING);
   useConsole.setState({
     migrations: { [ID]: { summary: { id: ID, plan: { vm: 'bench', from: 'a', to: 'b' }, phase: 'precopy', startedAt: T0, timeline: '' }, samples, phases: [{ phase: 'preflight', t: T0 }, { phase: 'precopy', t: T0 + 500 }], log: [] } },
     order: [ID],
   });
 }
 
-// The chart modes' rows, kept as the store keeps samples: a new array, one appended, the oldest dropped.
-let chartRows: readonly ChartRow[] = [];
-const pushRow = (r: ChartRow) => (chartRows = [...chartRows.slice(1), r]);
+// The chart modes' rows, kept as the store keeps samples: a new ring, one appended, the oldest dropped.
+let chartRows: Ring<ChartRow> = Ring.from([], N);
+const pushRow = (r: ChartRow) => (chartRows = chartRows.push(r));
 
 const nextFrame = () => new Promise<void>((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 
@@ -80,7 +82,7 @@ const nextFrame = () => new Promise<void>((r) => requestAnimationFrame(() => set
   const el = document.getElementById('root')!;
   el.innerHTML = '';
   const root = createRoot(el);
-  chartRows = Array.from({ length: N }, (_, i) => row(i));
+  chartRows = Ring.from(Array.from({ length: N }, (_, i) => row(i)), N);
   if (mode === 'console') seedStore();
   await nextFrame();
   const t0 = performance.now();

@@ -1,6 +1,7 @@
 /**
  * The console's state: zustand, in slices (hosts, vms, migrations, ui). Samples live in a
- * per-migration ring buffer that is replaced on every update, never mutated, so narrow
+ * per-migration ring buffer (shared/model/ring.ts) that is replaced on every update, never
+ * mutated as far as anyone holding an old one can see, and costs O(1) per sample; narrow
  * selectors re-render only what changed.
  */
 import { create } from 'zustand';
@@ -17,6 +18,7 @@ import { compareHtml, reportHtml } from '../../shared/report/report-html';
 import { baseName, downloadText } from '../export/exports';
 import type { ParsedTimeline } from '../../shared/model/timeline';
 import { ferry } from '../bridge/ferry-bridge';
+import { pushTo, Ring } from '../../shared/model/ring';
 
 export const RING = 36_000; // one hour at 10 Hz
 
@@ -122,7 +124,7 @@ let toastId = 1;
 
 const emptyEntry = (summary: MigrationSummaryPayload): MigrationEntry => ({
   summary,
-  samples: summary.last ? [summary.last as MigrationSample] : [],
+  samples: Ring.from(summary.last ? [summary.last as MigrationSample] : [], RING),
   phases: [{ phase: summary.phase, t: summary.startedAt }],
   log: [{ t: summary.startedAt, kind: 'info', text: `migration ${summary.id} started` }],
 });
@@ -404,8 +406,8 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
       if (!e) return s;
       const prev = e.samples.at(-1);
       if (prev && sample.t <= prev.t) return s; // already have it (e.g. the summary's last sample)
-      const samples = e.samples.length >= RING ? [...e.samples.slice(e.samples.length - RING + 1), sample] : [...e.samples, sample];
-      return { migrations: { ...s.migrations, [id]: { ...e, samples } } };
+      // O(1): a new ring sharing the old one's items (which it never changes), not a copy of the hour.
+      return { migrations: { ...s.migrations, [id]: { ...e, samples: pushTo(e.samples, sample, RING) } } };
     });
   },
 
