@@ -234,24 +234,32 @@ export function logLine(r: TimelineRecord): LogEntry | undefined {
 export function entryFromTimeline(t: ParsedTimeline): RecordedEntry {
   const h = t.header;
   const startedAt = h?.createdAt ?? t.samples[0]?.t ?? 0;
+  const plan = (h?.plan ?? { vm: h?.vm.name ?? '?', from: h?.source.id ?? '?', to: h?.destination?.id ?? '?' }) as Record<string, unknown>;
+  return entryFromRecords({ id: h?.migrationId ?? 'timeline', plan, startedAt, timeline: '' }, t.records, t.samples);
+}
+
+/**
+ * The entry a migration's records make (a timeline file's, or the history a console that
+ * joins late is sent): phases, event log, final figures and preflight from the records, the
+ * samples as given. The phase is the outcome, else `summary.phase`, else the last phase.
+ */
+export function entryFromRecords(summary: Omit<MigrationSummaryPayload, 'phase'> & { phase?: MigrationPhase }, records: readonly TimelineRecord[], samples: MigrationSample[]): RecordedEntry {
   const phases: MigrationEntry['phases'] = [];
   const log: LogEntry[] = [];
   let preflight: PreflightResult | undefined;
-  for (const r of t.records) {
+  let end: Extract<TimelineRecord, { type: 'end' }> | undefined;
+  for (const r of records) {
     if (r.type === 'phase') phases.push({ phase: r.phase, t: r.t });
     if (r.type === 'preflight') preflight = r.result;
+    if (r.type === 'end') end ??= r;
     const l = logLine(r);
     if (l) log.push(l);
   }
-  const first = t.records.find((r): r is Extract<TimelineRecord, { type: 'phase' }> => r.type === 'phase');
-  if (first?.from) phases.unshift({ phase: first.from, t: startedAt });
-  const end = t.end;
-  const final: MigrationFinal | undefined = end ? (({ type: _t, t: _tt, ...f }) => f)(end) : undefined;
-  const last = t.samples.at(-1);
-  const phase: MigrationPhase = final?.outcome ?? phases.at(-1)?.phase ?? last?.phase ?? 'preflight';
-  const plan = (h?.plan ?? { vm: h?.vm.name ?? '?', from: h?.source.id ?? '?', to: h?.destination?.id ?? '?' }) as Record<string, unknown>;
-  const summary: MigrationSummaryPayload = { id: h?.migrationId ?? 'timeline', plan, phase, startedAt, timeline: '' };
-  return { summary, samples: t.samples, phases, log, ...(final ? { final } : {}), ...(preflight ? { preflight } : {}) };
+  const first = records.find((r): r is Extract<TimelineRecord, { type: 'phase' }> => r.type === 'phase');
+  if (first?.from) phases.unshift({ phase: first.from, t: summary.startedAt });
+  const final: MigrationFinal | undefined = end ? (({ type: _t, t: _tt, ...f }) => f)(end) : (summary.final as MigrationFinal | undefined);
+  const phase: MigrationPhase = final?.outcome ?? summary.phase ?? phases.at(-1)?.phase ?? samples.at(-1)?.phase ?? 'preflight';
+  return { summary: { ...summary, phase }, samples, phases, log, ...(final ? { final } : {}), ...(preflight ? { preflight } : {}) };
 }
 
 /** The sample shown under a cursor at `tSec` seconds since the start: the last one at or before it. */
