@@ -3,13 +3,13 @@
  * 6 series): the console's chart component and the whole live path (store + live view's
  * charts) against the same data handed to recharts raw: first draw and p95 of live updates.
  * Rounds are interleaved so that the shared machine's load hits every variant alike.
- * `BENCH_BEFORE=<git ref>` also builds that commit's bench page and runs it in the same
- * rounds, side by side (before/after in one run). Last line: one JSON object.
+ * `BENCH_BEFORE=<git ref>` also builds this bench page against that commit's code and runs
+ * it in the same rounds, side by side (before/after in one run). Last line: one JSON object.
  * Targets: first draw <= 250 ms, update p95 <= 8 ms (chart and console), first draw >= 20x faster than raw.
  */
 import { createServer } from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'vite';
@@ -28,6 +28,9 @@ async function buildPage(label: string, ref?: string): Promise<string> {
     const src = path.join(tmp, `src-${label}`);
     mkdirSync(src, { recursive: true });
     execFileSync('sh', ['-c', `git archive "$1" | tar -x -C "$2"`, 'sh', ref, src]);
+    // That commit's code under this page: the same harness measures both.
+    rmSync(path.join(src, 'bench/render'), { recursive: true, force: true });
+    cpSync(path.resolve('bench/render'), path.join(src, 'bench/render'), { recursive: true });
     if (!existsSync(path.join(src, 'node_modules'))) symlinkSync(path.resolve('node_modules'), path.join(src, 'node_modules'));
     root = path.join(src, 'bench/render');
   }

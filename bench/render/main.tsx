@@ -4,6 +4,8 @@
  * `console`: the whole live path a user sees, the store's applySample then the live view's
  * charts (3 charts × 2 series, rows, phase bands, pass markers); `raw`: the same rows handed
  * to recharts as they are. window.runBench(mode) returns the first draw and each live update.
+ * The same page is built against older commits too (BENCH_BEFORE): it then keeps samples
+ * the way that commit's store does (plain arrays before the ring existed).
  */
 import { flushSync } from 'react-dom';
 import { createRoot } from 'react-dom/client';
@@ -13,8 +15,11 @@ import type { ChartRow } from '../../renderer/charts/time-chart';
 import type { ChartSpec } from '../../shared/report/picture';
 import type { MigrationSample } from '../../shared/model/migration';
 import { RING, useConsole } from '../../renderer/store/console-store';
-import { Ring } from '../../shared/model/ring';
-import type { Seq } from '../../shared/model/ring';
+import type { Ring, Seq } from '../../shared/model/ring';
+
+/** The ring module if this build's tree has one (vite's glob: an empty object when it does not). */
+type RingModule = { Ring: { from<T>(items: Iterable<T>, capacity: number): Ring<T> } };
+const ringModule = Object.values((import.meta as unknown as { glob: (p: string, o: { eager: true }) => Record<string, RingModule> }).glob('../../shared/model/ring.ts', { eager: true }))[0];
 import { MigrationCharts } from '../../renderer/views/migration-picture';
 
 const N = 36_000;
@@ -65,16 +70,17 @@ function Chart({ mode, rows }: { mode: string; rows: Seq<ChartRow> }) {
 
 /** The live migration's entry in the store, as a console that watched it from the start holds it. */
 function seedStore(): void {
-  const samples = Ring.from(Array.from({ length: N }, (_, i) => sample(i)), RING);
+  const all = Array.from({ length: N }, (_, i) => sample(i));
+  const samples = ringModule ? ringModule.Ring.from(all, RING) : all;
   useConsole.setState({
     migrations: { [ID]: { summary: { id: ID, plan: { vm: 'bench', from: 'a', to: 'b' }, phase: 'precopy', startedAt: T0, timeline: '' }, samples, phases: [{ phase: 'preflight', t: T0 }, { phase: 'precopy', t: T0 + 500 }], log: [] } },
     order: [ID],
   });
 }
 
-// The chart modes' rows, kept as the store keeps samples: a new ring, one appended, the oldest dropped.
-let chartRows: Ring<ChartRow> = Ring.from([], N);
-const pushRow = (r: ChartRow) => (chartRows = chartRows.push(r));
+// The chart modes' rows, kept as the store keeps samples: a new ring (or, before it, a new array), one appended, the oldest dropped.
+let chartRows: Seq<ChartRow> = [];
+const pushRow = (r: ChartRow) => (chartRows = ringModule ? (chartRows as Ring<ChartRow>).push(r) : [...(chartRows as ChartRow[]).slice(1), r]);
 
 const nextFrame = () => new Promise<void>((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 
@@ -82,12 +88,17 @@ const nextFrame = () => new Promise<void>((r) => requestAnimationFrame(() => set
   const el = document.getElementById('root')!;
   el.innerHTML = '';
   const root = createRoot(el);
-  chartRows = Ring.from(Array.from({ length: N }, (_, i) => row(i)), N);
+  const rows = Array.from({ length: N }, (_, i) => row(i));
+  chartRows = ringModule ? ringModule.Ring.from(rows, N) : rows;
   if (mode === 'console') seedStore();
   await nextFrame();
   const t0 = performance.now();
   flushSync(() => root.render(<Chart mode={mode} rows={chartRows} />));
-  await nextFrame();
+  // First draw: until every series line is on screen (recharts sizes itself a frame later).
+  const lines = mode === 'raw' ? 'path.recharts-curve' : 'path.series-line';
+  const deadline = t0 + 30_000;
+  do await nextFrame();
+  while (el.querySelectorAll(lines).length < 6 && performance.now() < deadline);
   const firstMs = performance.now() - t0;
   const updatesMs: number[] = [];
   for (let k = 0; k < updates; k++) {
