@@ -58,13 +58,14 @@ function windowOf(rows: Seq<ChartRow>, from: number, to: number): Seq<ChartRow> 
 }
 
 /**
- * What changes on every live sample, outside React's props: the downsampled rows and the
- * phase bands (the current one grows). A live update changes only this, so the recharts
+ * What changes on every live sample, outside React's props: the downsampled rows, the
+ * phase bands (the current one grows) and the pass markers. A live update changes only this, so the recharts
  * frame (axes, grid, marks) is not re-rendered for it — only the paths and bands are.
  */
 interface Live {
   rows: readonly ChartRow[];
   phases: readonly PhaseSpan[];
+  passes: readonly number[];
   /** Where the frame's axes put [x0, x1] and [0, yTop], and the plot area: read from recharts by <Geometry>. */
   geo?: Geo;
 }
@@ -100,13 +101,13 @@ function makeRowsStore(initial: Omit<Live, 'geo'>): RowsStore {
   return {
     get: () => live,
     set: (next) => {
-      if (next.rows === live.rows && next.phases === live.phases) return;
+      if (next.rows === live.rows && next.phases === live.phases && next.passes === live.passes) return;
       live = { ...next, ...(live.geo ? { geo: live.geo } : {}) };
       emit();
     },
     setGeo: (geo) => {
       if (sameGeo(geo, live.geo)) return;
-      live = { rows: live.rows, phases: live.phases, ...(geo ? { geo } : {}) };
+      live = { rows: live.rows, phases: live.phases, passes: live.passes, ...(geo ? { geo } : {}) };
       emit();
     },
     subscribe: (l) => {
@@ -162,7 +163,7 @@ export function tenths(q: number): string {
  * point and every reference item through its store), this costs well under one.
  */
 function SeriesPaths({ store, series }: { store: RowsStore; series: readonly SeriesDef[] }) {
-  const { rows: data, phases, geo } = useSyncExternalStore(store.subscribe, store.get);
+  const { rows: data, phases, passes, geo } = useSyncExternalStore(store.subscribe, store.get);
   const clipId = `clip-${useId().replace(/[^A-Za-z0-9_-]/g, '')}`;
   if (!geo) return null;
   const { x0, x1, yTop, xa, xb, ya, yb, area } = geo;
@@ -179,6 +180,17 @@ function SeriesPaths({ store, series }: { store: RowsStore; series: readonly Ser
         const a = xa + (p.from - x0) * kx;
         const b = xa + (Math.max(p.to, p.from + 0.001) - x0) * kx;
         return <rect key={`${p.phase}-${i}`} className="phase-band" data-phase={p.phase} x={Math.round(a * 10) / 10} y={area.y} width={Math.max(0, Math.round((b - a) * 10) / 10)} height={area.height} fill={PHASE_COLORS[p.phase] ?? '#ccc'} fillOpacity={0.12} />;
+      })}
+      {area && passes.map((t, i) => {
+        // Where pass i + 2 began: a dashed line and its number (recharts' ReferenceLine would
+        // re-dispatch every line and mark to its store whenever one is added).
+        const x = Math.round((xa + (t - x0) * kx) * 10) / 10;
+        return (
+          <g key={`pass-${i}`} className="pass-marker">
+            <line x1={x} x2={x} y1={area.y} y2={area.y + area.height} stroke="#64748b" strokeDasharray="2 3" />
+            <text x={x + 3} y={area.y + 10} fontSize={9} fill="#64748b">{i + 2}</text>
+          </g>
+        );
       })}
       {series.map((s) => {
         // "M x y x y ...": pairs after a moveto are implicit linetos; coordinates to 0.1 px.
@@ -240,8 +252,8 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
     const first = spec.series[0]?.key ?? 't';
     return lttb(visible, maxPoints, (r) => r.t, (r) => r[first] ?? 0, { x: 't', y: first });
   }, [visible, spec.series, maxPoints]);
-  const [store] = useState(() => makeRowsStore({ rows: data, phases }));
-  useLayoutEffect(() => store.set({ rows: data, phases }), [store, data, phases]);
+  const [store] = useState(() => makeRowsStore({ rows: data, phases, passes }));
+  useLayoutEffect(() => store.set({ rows: data, phases, passes }), [store, data, phases, passes]);
   // Over the drawn (downsampled) rows: the axis fits what is on screen, at a fraction of the cost.
   const yTop = yTopOf(data, spec);
   const x0 = domain?.[0] ?? 0;
@@ -270,9 +282,6 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
       <ResponsiveContainer width="100%" height={height}>
         <LineChart data={store.get().rows} margin={MARGIN} {...(interactive ? { onMouseDown, onMouseMove, onMouseUp } : {})}>
           <CartesianGrid strokeDasharray="3 3" className="grid" />
-          {passes.map((x, i) => (
-            <ReferenceLine key={`pass-${i}`} x={x} stroke="#64748b" strokeDasharray="2 3" className="pass-marker" ifOverflow="hidden" label={{ value: `${i + 2}`, position: 'insideTopLeft', fontSize: 9, fill: '#64748b' }} />
-          ))}
           {(spec.marks ?? []).map((m) => (
             <ReferenceLine key={m.label} y={m.y} stroke={m.color} strokeDasharray="6 3" label={{ value: m.label, position: 'insideTopRight', fontSize: 10, fill: m.color }} />
           ))}
@@ -289,7 +298,7 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
         </LineChart>
       </ResponsiveContainer>
     );
-  }, [store, spec, height, interactive, onMouseDown, onMouseMove, onMouseUp, passes, xMarks, cursor, drag, x0, x1, yTop]);
+  }, [store, spec, height, interactive, onMouseDown, onMouseMove, onMouseUp, xMarks, cursor, drag, x0, x1, yTop]);
   return (
     <figure className="chart" aria-label={spec.title} data-chart={spec.id}>
       <figcaption>{spec.title}</figcaption>

@@ -133,19 +133,19 @@ export function phaseSpans(phases: readonly { phase: MigrationPhase; t: number }
   }));
 }
 
-type PassFold = { starts: readonly number[]; last: MigrationSample | undefined };
+type PassFold = { starts: readonly number[]; pass: number | undefined };
 
-/** One step of the pass scan: a new array only when a pass begins (so results keep their identity). */
+/** One step of the pass scan: the same object back while the pass number stays (no allocation per sample). */
 function passStep(acc: PassFold, s: MigrationSample, startedAt: number): PassFold {
-  const a = acc.last?.pass;
+  const a = acc.pass;
   const b = s.pass;
-  const starts = a !== undefined && b !== undefined && b > a ? [...acc.starts, (s.t - startedAt) / 1000] : acc.starts;
-  return { starts, last: s };
+  if (a === b) return acc;
+  return { starts: a !== undefined && b !== undefined && b > a ? [...acc.starts, (s.t - startedAt) / 1000] : acc.starts, pass: b };
 }
 
 /** Where each RAM pass after the first began, in seconds since the start (a ring scans each sample once). */
 export function passStarts(samples: Seq<MigrationSample>, startedAt: number): readonly number[] {
-  const init: PassFold = { starts: [], last: undefined };
+  const init: PassFold = { starts: [], pass: undefined };
   if (samples instanceof Ring) return samples.fold(`passes@${startedAt}`, init, (acc, s) => passStep(acc, s, startedAt)).starts;
   let acc = init;
   for (const s of samples) acc = passStep(acc, s, startedAt);
