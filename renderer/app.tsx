@@ -54,9 +54,14 @@ export function App() {
 
   useEffect(() => {
     const off = wireEvents();
+    let opened = false;
     const offState = onBridgeState((s) => {
       setConn(s);
-      if (s === 'open') void refresh();
+      if (s !== 'open') return;
+      void refresh();
+      // Reconnected: events sent while the link was down are lost; the histories fill the gap.
+      if (opened) void useConsole.getState().resync();
+      opened = true;
     });
     const timer = setInterval(() => void refresh(), 5000);
     return () => {

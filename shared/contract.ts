@@ -55,6 +55,19 @@ export const MigrationSummarySchema = z.object({
 });
 export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
 
+/** A timeline record other than a sample (phase, control, policy, event, gap, note, preflight, end): produced by the core, checked loosely. */
+export const MigrationRecordSchema = z.object({ type: z.string(), t: z.number() }).catchall(z.unknown());
+
+/** Everything a console that joins late needs to draw a migration as one that watched it from the start. */
+export const MigrationHistorySchema = z.object({
+  summary: MigrationSummarySchema,
+  samples: z.array(MigrationSampleSchema),
+  records: z.array(MigrationRecordSchema),
+  /** memory: the running engine's; timeline: read from its file (an earlier process's migration). */
+  source: z.enum(['memory', 'timeline']),
+});
+export type MigrationHistory = z.infer<typeof MigrationHistorySchema>;
+
 /** A bare file name in the timeline directory: no path, no dot-files. */
 export const TimelineNameSchema = z.string().min(1).max(255).regex(/^[A-Za-z0-9_][A-Za-z0-9_.+-]*\.jsonl$/, 'a timeline file name (letters, digits, . _ + -, ending in .jsonl), no directories');
 
@@ -121,6 +134,8 @@ export const invoke = {
     response: Empty,
   },
   'migrations:list': { request: Empty, response: z.array(MigrationSummarySchema) },
+  /** A migration's whole history so far (samples, phases, events), for a console that joins late. */
+  'migrations:history': { request: z.object({ id: z.string().min(1).max(200) }).strict(), response: MigrationHistorySchema },
   'migrations:preflight': { request: MigrationPlanSchema, response: PreflightResultSchema },
   'lab:status': { request: Empty, response: z.object({ running: z.boolean(), vms: z.number(), netns: z.boolean() }) },
   'lab:up': { request: z.object({ accel: z.enum(['auto', 'kvm', 'tcg']).optional() }).strict(), response: z.object({ bootMs: z.number(), started: z.boolean() }) },

@@ -33,6 +33,8 @@ import { runLabDemo } from './lab/lab-demo';
 import { SecretStore } from './secrets';
 import type { SecretCipher } from './secrets';
 import { listTimelines, readTimelineText } from './recorder/timeline-files';
+import { parseTimeline } from '../../shared/model/timeline';
+import { entryFromTimeline } from '../../shared/report/picture';
 import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
 import { configureLog, rootLog } from './log';
@@ -234,6 +236,7 @@ export class ConsoleService {
       return {};
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
+    'migrations:history': async (req: { id: string }) => this.historyOf(req.id),
     'migrations:preflight': async (req: MigrationPlan) => {
       // A leftover destination QEMU of an earlier failure is stopped before it is checked for.
       // (Only over a live connection: a host being reconnected gets its cleanups when it is back.)
@@ -306,6 +309,32 @@ export class ConsoleService {
       return p;
     },
   };
+
+  /**
+   * A migration's history: from the engine's memory while this process knows it (a snapshot
+   * taken synchronously, so every event sent before the reply is in it and every later one
+   * is newer), else from its timeline file (a migration an earlier process ran).
+   */
+  private async historyOf(id: string): Promise<InvokeResponse<'migrations:history'>> {
+    const m = this.engine.find(id);
+    if (m) return { ...m.history(), source: 'memory' } as unknown as InvokeResponse<'migrations:history'>;
+    const name = await this.timelineNameOf(id);
+    const parsed = parseTimeline(await readTimelineText(this.timelineDir, name));
+    if (parsed.header?.migrationId !== id) throw new FerryException('NOT_FOUND', `timeline ${name} is not that of migration "${id}"`, { id });
+    const entry = entryFromTimeline(parsed);
+    const summary = { ...entry.summary, timeline: path.join(this.timelineDir, name), ...(entry.final ? { final: entry.final } : {}) };
+    const records = parsed.records.filter((r) => r.type !== 'sample' && r.type !== 'guest' && r.type !== 'header');
+    return { summary, samples: parsed.samples, records, source: 'timeline' } as unknown as InvokeResponse<'migrations:history'>;
+  }
+
+  /** The file in the timeline directory that records migration `id`: its default name, else the one whose header names it. */
+  private async timelineNameOf(id: string): Promise<string> {
+    const own = `${id}.ferry.jsonl`;
+    const files = await listTimelines(this.timelineDir);
+    const hit = files.find((f) => f.name === own && f.migrationId === id) ?? files.find((f) => f.migrationId === id);
+    if (!hit) throw new FerryException('NOT_FOUND', `no migration with id "${id}" (not running here, and no timeline of it in ${this.timelineDir})`, { id });
+    return hit.name;
+  }
 
   /** Runs something that starts, stops or pauses VMs: the cached run states are stale after it. */
   private async changingVms<T>(fn: () => Promise<T>): Promise<T> {

@@ -5,6 +5,7 @@
  */
 import { formatBytes, formatMs, formatRate } from '../analysis/units';
 import { figuresOf } from './picture';
+import { findLast } from '../model/ring';
 import type { ChartRow, ChartSpec, MigrationEntry } from './picture';
 
 export const COMPARE_COLORS = ['#2563eb', '#dc2626', '#059669', '#7c3aed', '#d97706', '#0891b2'];
@@ -33,7 +34,7 @@ export interface XMark {
 
 /** Wall-clock ms at which this migration began migrating (t = 0 of the overlay). */
 export function migrationStart(entry: MigrationEntry): number {
-  return entry.phases.find((p) => p.phase === 'setup')?.t ?? entry.samples[0]?.t ?? entry.summary.startedAt;
+  return entry.phases.find((p) => p.phase === 'setup')?.t ?? entry.samples.at(0)?.t ?? entry.summary.startedAt;
 }
 
 function modeOf(plan: Record<string, unknown>): string {
@@ -70,7 +71,7 @@ export function compareData(items: readonly CompareItem[]): CompareData {
     { id: 'xfer', title: 'Transfer rate', unit: 'MB/s', series: series('xfer') },
     { id: 'dirty', title: 'Guest dirty rate', unit: 'MB/s', series: series('dirty') },
   ];
-  if (items.some((it) => it.entry.samples.some((s) => s.guest))) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: series('stall') });
+  if (items.some((it) => findLast(it.entry.samples, (s) => Boolean(s.guest)) !== undefined)) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: series('stall') });
   const fig = (it: CompareItem, id: string) => (it.entry.final ? figuresOf(it.entry.final).find((f) => f.id === id)?.value : undefined) ?? '—';
   const plan = (it: CompareItem) => it.entry.summary.plan;
   const table: CompareData['table'] = [

@@ -39,7 +39,7 @@ const time = (t: number, start: number) => `+${((t - start) / 1000).toFixed(2)} 
 /** The charts of one migration as SVG strings, the same specs as the console's. */
 export function entryCharts(entry: MigrationEntry, width = 900): string[] {
   const start = entry.summary.startedAt;
-  const rows = rowsOf(entry.samples, start);
+  const rows = Array.from(rowsOf(entry.samples, start)); // a report is drawn once: a plain copy
   const now = entry.samples.at(-1)?.t ?? start;
   const phases = phaseSpans(entry.phases, start, now);
   const passes = passStarts(entry.samples, start);

@@ -236,10 +236,18 @@ export class Migration {
 
   /** Records that happen before the header can be written (reservation) wait here. */
   private early: TimelineRecord[] = [];
+  /** Every record but samples, guest lines and the header: the story a console joining late is told. */
+  private readonly story: TimelineRecord[] = [];
 
   private rec(r: TimelineRecord): void {
+    if (isStory(r)) this.story.push(r);
     if (this.writer) this.writer.append(r);
     else this.early.push(r);
+  }
+
+  /** The whole picture so far, from memory: summary, every sample, and the story records in order. */
+  history(): { summary: MigrationSummary; samples: MigrationSample[]; records: TimelineRecord[] } {
+    return { summary: this.summary(), samples: this.samples.slice(), records: this.story.slice() };
   }
 
   private openWriter(header: TimelineHeader): void {
@@ -475,6 +483,7 @@ export class Migration {
       const lastPhase = [...previous.records].reverse().find((r) => r.type === 'phase') as { phase?: MigrationPhase } | undefined;
       if (lastPhase?.phase) this.phase = lastPhase.phase;
       this.samples.push(...previous.samples);
+      this.story.push(...previous.records.filter(isStory));
     } catch {
       // the old timeline is gone or unreadable: carry on in a fresh one
     }
@@ -1160,6 +1169,11 @@ export class MigrationEngine {
     return this.list().filter((m) => !TERMINAL_PHASES.includes(m.phase));
   }
 
+  /** The migration with this id, if this process knows it. */
+  find(id: string): Migration | undefined {
+    return this.migrations.get(id);
+  }
+
   get(id: string): Migration {
     const m = this.migrations.get(id);
     if (!m) throw new FerryException('NOT_FOUND', `no migration with id "${id}"`, { id });
@@ -1174,6 +1188,11 @@ export class MigrationEngine {
   async dispose(): Promise<void> {
     await Promise.all([...this.migrations.values()].filter((m) => RUNNING_PHASES.includes(m.phase)).map((m) => Promise.race([m.whenDone(), sleep(100)])));
   }
+}
+
+/** Records a console's history carries (samples travel on their own; guest lines and the header are not drawn). */
+function isStory(r: TimelineRecord): boolean {
+  return r.type !== 'sample' && r.type !== 'guest' && r.type !== 'header';
 }
 
 function versionOf(q: QmpClient): string | undefined {
