@@ -25,13 +25,14 @@ import type { WrittenReport } from './core/recorder/report';
 
 const USAGE = `usage: ferry <command> [options]
 
-  ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB]
-                                   start the local lab (lab-a, lab-b) with the demo VM on lab-a
+  ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB] [--qemu-a PATH] [--qemu-b PATH] [--dirty-ring N]
+                                   start the local lab (lab-a, lab-b) with the demo VM on lab-a;
+                                   --qemu-b: lab-b runs VMs with another QEMU (its firmware found beside it)
   ferry lab demo [--bandwidth MB/s] [-o compare.html]
                                    precopy then postcopy of the same workload; writes their comparison
   ferry lab down                   stop everything the lab started
   ferry lab status [--json]
-  ferry hosts list [--json]        the hosts Ferry knows and their state
+  ferry hosts list [--json]        the hosts Ferry knows, their state and QEMU version
   ferry vm list HOST [--json]      the VMs on a host (name, state, memory, QMP socket)
   ferry vm start HOST VM [--memory MiB] [--accel A] [--ws MiB] [--rate MiB/s|max] [--kernel PATH]
                                    start a VM (the demo guest unless --kernel says otherwise)
@@ -134,7 +135,7 @@ function allowOnly(p: Parsed, allowed: string[]): void {
 function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
   out.write(`lab ${s.root}${s.netns ? ` (netns ${s.netns.namespaces.join(', ')})` : ''}\n`);
   for (const h of s.hosts) {
-    out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)\n`);
+    out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)${h.qemu ? `\tQEMU ${h.qemu.binary}` : ''}\n`);
     for (const v of h.vms) out.write(`  ${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\tpid ${v.pid ?? '-'}\n`);
   }
 }
@@ -189,7 +190,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     const beyond = beyondPlanOf(cmd, own.flags);
 
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['qemu-a', 'qemu-b', 'dirty-ring', 'output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -197,12 +198,23 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     };
     if (cmd === 'lab') {
       if (sub === 'up') {
-        allowOnly(p, ['netns', 'accel', 'memory']);
+        allowOnly(p, ['netns', 'accel', 'memory', 'qemu-a', 'qemu-b', 'dirty-ring']);
         want(0);
         const mem = num(p, 'memory', 64, 65536);
+        const ring = num(p, 'dirty-ring', 1024, 65536);
         const accel = accelOf(p);
-        const r = await labUp({ netns: p.flags.get('netns') === true, ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}) });
-        if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
+        const qemuFlag = (k: 'qemu-a' | 'qemu-b') => {
+          const v = p.flags.get(k);
+          if (v === true) throw new UsageError(`--${k} needs the path of a qemu-system-x86_64 binary`);
+          return v;
+        };
+        const qa = qemuFlag('qemu-a');
+        const qb = qemuFlag('qemu-b');
+        const r = await labUp({
+          netns: p.flags.get('netns') === true, ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}),
+          ...(qa ? { qemuA: qa } : {}), ...(qb ? { qemuB: qb } : {}), ...(ring ? { dirtyRingSize: ring } : {}),
+        });
+        if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, QEMU ${r.vm.qemuVersion}, machine ${r.vm.machine}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
         else out.write('the lab was already up\n');
         printLab(r.status, out);
         return 0;
@@ -240,7 +252,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       allowOnly(p, ['json']);
       want(0);
       const hosts = unwrap(await service.invoke('hosts:list', {})) as HostInfo[];
-      out.write(json ? `${JSON.stringify(hosts, null, 2)}\n` : hosts.map((h) => `${h.config.id}\t${h.state}\t${h.label}\n`).join(''));
+      out.write(json ? `${JSON.stringify(hosts, null, 2)}\n` : hosts.map((h) => `${h.config.id}\t${h.state}\t${h.label}\t${h.facts?.qemuVersion ? `QEMU ${h.facts.qemuVersion}` : 'QEMU ?'}${h.config.qemu ? ` (${h.config.qemu.binary})` : ''}\n`).join(''));
       return 0;
     }
     if (cmd === 'vm' && sub === 'list') {
@@ -280,8 +292,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (typeof append === 'string') spec.append = append;
         else delete spec.append;
       }
-      const vm = await launchVm(transport, runtimeDirOf(host), spec);
-      out.write(`started ${vm.name} on ${hostId} (${vm.accel}, pid ${vm.pid}); QMP ${vm.qmpSocket}\n`);
+      const vm = await launchVm(transport, runtimeDirOf(host), spec, host.qemu);
+      out.write(`started ${vm.name} on ${hostId} (${vm.accel}, QEMU ${vm.qemuVersion}, machine ${vm.machine}, pid ${vm.pid}); QMP ${vm.qmpSocket}\n`);
       return 0;
     }
     if (cmd === 'guest') {

@@ -27,7 +27,15 @@ export const HostInfoSchema = z.object({
   /** The last failure, kept until the next successful connect. */
   lastError: FerryErrorSchema.optional(),
   /** Read from the host while connected (refreshed every few seconds). */
-  facts: z.object({ qemuVersion: z.string().optional(), memAvailableMiB: z.number().optional(), kvm: z.boolean().optional() }).optional(),
+  facts: z.object({
+    qemuVersion: z.string().optional(),
+    /** The binary the host runs VMs with (its config's, else qemu-system-x86_64). */
+    qemuBinary: z.string().optional(),
+    /** Newer migration features its QEMU's schema has (dirty-limit, switchover-ack, mapped-ram, ...): offered only where listed. */
+    qemuFeatures: z.array(z.string()).optional(),
+    memAvailableMiB: z.number().optional(),
+    kvm: z.boolean().optional(),
+  }).optional(),
 });
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 

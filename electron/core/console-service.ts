@@ -33,7 +33,9 @@ import { listTimelines, readTimelineText } from './recorder/timeline-files';
 import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
 import { configureLog, rootLog } from './log';
-import { detectAccel, qemuVersionOf, vmFiles } from './hosts/vm-launcher';
+import { detectAccel, vmFiles } from './hosts/vm-launcher';
+import { probeQemu, qemuOf, qemuVersionOf } from './hosts/qemu-install';
+import { optionalFeatures } from './qmp/qmp-schema';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
 import type { RestoreRequest, SaveRequest } from '../../shared/model/saved-state';
@@ -379,18 +381,24 @@ export class ConsoleService {
 
   private readonly factCache = new Map<string, { at: number; facts: NonNullable<HostInfo['facts']> }>();
 
-  /** QEMU version, available memory and KVM, cached for 10 s (the board refreshes often). */
+  /** QEMU version and features, available memory and KVM, cached for 10 s (the board refreshes often). */
   private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
     const hit = this.factCache.get(host.id);
     if (hit && Date.now() - hit.at < 10_000) return hit.facts;
     const t = await this.transportOf(host.id);
-    const [v, mem, kvm] = await Promise.all([
-      qemuVersionOf(t),
+    const qemu = qemuOf(host);
+    const [probe, mem, kvm] = await Promise.all([
+      probeQemu(t, qemu).catch((e: unknown) => {
+        hostLog.warn(`${host.id}: ${toFerryError(e).message}`, { host: host.id });
+        return undefined;
+      }),
       t.readFile('/proc/meminfo').catch(() => undefined),
       detectAccel(t).catch(() => undefined),
     ]);
-    const facts: NonNullable<HostInfo['facts']> = {};
-    if (v) facts.qemuVersion = v.join('.');
+    const facts: NonNullable<HostInfo['facts']> = { qemuBinary: qemu.binary };
+    const v = probe?.version ?? (await qemuVersionOf(t, qemu))?.join('.');
+    if (v) facts.qemuVersion = v;
+    if (probe) facts.qemuFeatures = optionalFeatures(probe.features);
     const avail = mem ? /MemAvailable:\s+(\d+)/.exec(mem.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
     if (kvm) facts.kvm = kvm === 'kvm';
