@@ -50,7 +50,7 @@ const USAGE = `usage: ferry <command> [options]
                                    move every VM off a host
   ferry attach HOST VM [--record FILE]
                                    watch and record a migration someone else runs (no control issued)
-  ferry save HOST VM FILE [--compress zstd|gzip] [--encrypt-to RECIPIENT] [--keep-running]
+  ferry save HOST VM FILE [--compress zstd|gzip] [--encrypt-to RECIPIENT] [--keep-running] [--layout auto|stream|mapped-ram]
                                    save a VM's state to FILE on its host (relative: the host's states dir)
                                    and stop it (--keep-running: resume it, a checkpoint)
   ferry restore HOST FILE [--name VM] [--identity FILE]
@@ -184,7 +184,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   try {
     // Saved states parse on their own; the storage and transport options of migrate and
     // preflight are taken out first and become plan fields.
-    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity']), service, out);
+    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity', 'layout']), service, out);
     const own = takeFlags(argv, ['tunnel', 'storage-bandwidth'], ['copy-storage']);
     argv = own.rest;
     const beyond = beyondPlanOf(cmd, own.flags);
@@ -438,12 +438,14 @@ async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, servi
     if (args.length !== n) throw new UsageError(`${cmd}: expected ${n} argument(s), got ${args.length}`);
   };
   if (cmd === 'save' || cmd === 'restore') {
-    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json'] : ['name', 'identity', 'json']);
+    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json', 'layout'] : ['name', 'identity', 'json']);
+    const layout = p.flags.get('layout');
+    if (layout !== undefined && layout !== 'auto' && layout !== 'stream' && layout !== 'mapped-ram') throw new UsageError('--layout must be auto, stream or mapped-ram');
     want(cmd === 'save' ? 3 : 2);
     const compress = p.flags.get('compress');
     if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new UsageError('--compress must be zstd, gzip or none');
     const req = cmd === 'save'
-      ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}) }
+      ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}), ...(layout ? { layout } : {}) }
       : { hostId: args[0], file: args[1], ...(typeof p.flags.get('name') === 'string' ? { name: p.flags.get('name') } : {}), ...(typeof p.flags.get('identity') === 'string' ? { identityFile: p.flags.get('identity') } : {}) };
     let lastPrinted = 0;
     const off = service.on('state:sample', ({ sample }) => {
@@ -455,7 +457,7 @@ async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, servi
     const r = unwrap(await service.invoke(cmd === 'save' ? 'states:save' : 'states:restore', req)) as StateResult;
     off();
     if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
-    else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (stream ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+    else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (${r.layout === 'mapped-ram' ? 'mapped-ram' : 'stream'} ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
     else out.write(`restored ${r.vm} on ${r.hostId} from ${r.file} in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
     return 0;
   }
