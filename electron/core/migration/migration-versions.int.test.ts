@@ -89,3 +89,46 @@ describe('migration to an older QEMU', () => {
     expect(await lab.pidOn('lab-b')).toBeUndefined();
   });
 });
+
+describe('newer QEMU features, offered where the schema has them', () => {
+  let lab: TestLab | undefined;
+  afterEach(async () => {
+    await lab?.close();
+    lab = undefined;
+  });
+
+  it.skipIf(needQemu10() !== undefined || !kvmUsable())('dirty-limit on 10.0 (KVM dirty ring): vCPUs held to the limit, throttle time per round sampled, memory verified', async () => {
+    const q = qemu10();
+    if (!q.ok) return;
+    lab = await makeTestLab();
+    await lab.up({ qemuA: q.install, qemuB: q.install, dirtyRingSize: 4096, workload: { wsMiB: 64, rateMiBs: 150 } });
+    const plan = { vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 50_000_000, downtimeLimitMs: 1000, dirtyLimitMBps: 5 };
+    const pf = await lab.service.invoke('migrations:preflight', plan);
+    expect(pf).toMatchObject({ ok: true, value: { ok: true } });
+    const m = await lab.service.engine.start(plan);
+    const final = await m.whenDone();
+    expect(final).toMatchObject({ outcome: 'completed', verify: { ok: true } });
+    const header = readTimeline(m.timelineFile).header!;
+    expect(header.capabilities).toMatchObject({ 'dirty-limit': true });
+    expect(header.parameters).toMatchObject({ 'vcpu-dirty-limit': 5 });
+    expect(m.samples.some((s) => (s.dirtyLimitThrottleUs ?? 0) > 0)).toBe(true);
+    figures.push(`10.0 dirty-limit 5 MB/s (64 MiB @ 150 MiB/s, 50 MB/s cap, 1000 ms limit): total ${final.totalTimeMs} ms, downtime ${final.downtimeMs} ms, ${final.passes} passes, max throttle/round ${Math.max(...m.samples.map((s) => s.dirtyLimitThrottleUs ?? 0))} µs`);
+  });
+
+  it.skipIf(needQemu10() !== undefined)('a 7.2 source is refused dirty-limit and a 10.0 destination a removed capability, each naming the QEMU', async () => {
+    const q = qemu10();
+    if (!q.ok) return;
+    lab = await makeTestLab();
+    await lab.up({ qemuB: q.install, workload: { wsMiB: 8, rateMiBs: 5 } });
+    const pf = (plan: Record<string, unknown>) => lab!.service.invoke('migrations:preflight', { vm: 'demo', from: 'lab-a', to: 'lab-b', ...plan });
+    const caps = async (plan: Record<string, unknown>) => ((await pf(plan)) as { value: { checks: { id: string; status: string; reason: string }[] } }).value.checks.find((c) => c.id === 'capabilities');
+    expect(await caps({ dirtyLimitMBps: 10 })).toMatchObject({ status: 'fail', reason: expect.stringMatching(/dirty-limit.*lab-a's QEMU 7\.2\.\d+ does not have/) });
+    // `compress` was removed in 9.1: the 7.2 source has it, the 10.0 destination does not
+    expect(await caps({ capabilities: { compress: true } })).toMatchObject({ status: 'fail', reason: expect.stringMatching(new RegExp(`lab-b's QEMU ${q.version.replace(/\./g, '\\.')} has no compress`)) });
+    // turned off, it is simply not sent to the QEMU that has no such thing
+    expect(await caps({ capabilities: { compress: false } })).toMatchObject({ status: 'pass' });
+    const m = await lab.service.engine.start({ vm: 'demo', from: 'lab-a', to: 'lab-b', capabilities: { compress: false }, maxBandwidth: 100_000_000 });
+    expect(await m.whenDone()).toMatchObject({ outcome: 'completed', verify: { ok: true } });
+    console.log(`[versions] ${figures.join('\n[versions] ')}`);
+  });
+});
