@@ -28,8 +28,9 @@ const USAGE = `usage: ferry <command> [options]
   ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB] [--qemu-a PATH] [--qemu-b PATH] [--dirty-ring N]
                                    start the local lab (lab-a, lab-b) with the demo VM on lab-a;
                                    --qemu-b: lab-b runs VMs with another QEMU (its firmware found beside it)
-  ferry lab demo [--bandwidth MB/s] [-o compare.html]
-                                   precopy then postcopy of the same workload; writes their comparison
+  ferry lab demo [--bandwidth MB/s] [--compare postcopy|converge] [--qemu-b PATH] [-o compare.html]
+                                   precopy then postcopy of the same workload (converge: auto-converge
+                                   vs dirty-limit, QEMU 8.1+ and KVM); writes their comparison
   ferry lab down                   stop everything the lab started
   ferry lab status [--json]
   ferry hosts list [--json]        the hosts Ferry knows, their state and QEMU version
@@ -180,7 +181,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     return await new Promise<number>(() => undefined); // runs until Ctrl-C
   }
   if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
-  const service = new ConsoleService({ builtinHosts: labHosts() });
+  const service = new ConsoleService({ builtinHosts: () => labHosts() });
   try {
     // Saved states parse on their own; the storage and transport options of migrate and
     // preflight are taken out first and become plan fields.
@@ -190,7 +191,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     const beyond = beyondPlanOf(cmd, own.flags);
 
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['qemu-a', 'qemu-b', 'dirty-ring', 'output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['qemu-a', 'qemu-b', 'dirty-ring', 'compare', 'output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -220,16 +221,22 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         return 0;
       }
       if (sub === 'demo') {
-        allowOnly(p, ['bandwidth', 'output']);
+        allowOnly(p, ['bandwidth', 'output', 'compare', 'qemu-b']);
         want(0);
         const bw = num(p, 'bandwidth', 5, 10_000);
+        const compare = p.flags.get('compare');
+        if (compare !== undefined && compare !== 'postcopy' && compare !== 'converge') throw new UsageError('--compare must be postcopy (precopy vs postcopy) or converge (auto-converge vs dirty-limit)');
+        const qb = p.flags.get('qemu-b');
+        if (qb === true) throw new UsageError('--qemu-b needs the path of a qemu-system-x86_64 binary');
         const runs = await runLabDemo({
-          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}),
+          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}), ...(compare ? { compare } : {}), ...(qb ? { qemuB: qb } : {}),
           onRun: (label, m) => out.write(`${label}: ${m.plan.vm} ${m.plan.from} → ${m.plan.to} (timeline ${m.timelineFile})\n`),
+          onNote: (t) => out.write(`${t}\n`),
         });
+        const shown = runs.filter((x) => x.overlay !== false);
         const o = p.flags.get('output');
-        const r = await writeCompare(runs.map((x) => x.timeline), typeof o === 'string' ? path.resolve(o) : path.join(service.timelineDir, `demo-${runs[0]!.id}.compare.html`), runs.map((x) => x.label));
-        out.write(`both completed; comparison: ${r.output}\n`);
+        const r = await writeCompare(shown.map((x) => x.timeline), typeof o === 'string' ? path.resolve(o) : path.join(service.timelineDir, `demo-${shown[0]!.id}.compare.html`), shown.map((x) => x.label));
+        out.write(`${shown.map((x) => x.label).join(' and ')} completed; comparison: ${r.output}\n`);
         return 0;
       }
       if (sub === 'down') {

@@ -23,7 +23,7 @@ const secretCipher = {
   encrypt: (plain: string) => safeStorage.encryptString(plain),
   decrypt: (data: Buffer) => safeStorage.decryptString(data),
 };
-const service = new ConsoleService({ builtinHosts: labHosts(), secretCipher });
+const service = new ConsoleService({ builtinHosts: () => labHosts(), secretCipher });
 let win: BrowserWindow | undefined;
 const rendererIndex = path.join(__dirname, '..', 'renderer', 'index.html');
 const rendererUrl = pathToFileURL(rendererIndex).href;

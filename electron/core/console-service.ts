@@ -44,7 +44,7 @@ export interface ConsoleServiceOptions {
   /** Default `$XDG_CONFIG_HOME/ferry`. */
   configDir?: string;
   /** Hosts that always exist (the local lab). */
-  builtinHosts?: HostConfig[];
+  builtinHosts?: HostConfig[] | (() => HostConfig[]);
   /** Passed to every SSH transport (tests point homeDir at a temp dir). */
   ssh?: SshTransportOptions;
   /** The local lab's root (default: labRoot()). */
@@ -218,12 +218,13 @@ export class ConsoleService {
       this.preflights.set(preflightKey(req), { at: now, result });
       return result;
     },
-    'lab:demo': async (req: { bandwidthMBps?: number; workingSetMiB?: number; dirtyMiBps?: number }) => {
+    'lab:demo': async (req: { bandwidthMBps?: number; workingSetMiB?: number; dirtyMiBps?: number; compare?: 'postcopy' | 'converge'; qemuB?: string }) => {
       if (this.demoRunning) throw new FerryException('ALREADY_EXISTS', 'the lab demo is already running');
       this.demoRunning = true;
       try {
-        const runs = await runLabDemo({ root: this.labRoot, engine: this.engine, ...req });
-        return { runs: runs.map((r) => ({ ...r, timeline: path.basename(r.timeline) })) };
+        const notes: string[] = [];
+        const runs = await runLabDemo({ root: this.labRoot, engine: this.engine, ...req, onNote: (t) => notes.push(t) });
+        return { runs: runs.map((r) => ({ ...r, timeline: path.basename(r.timeline) })), ...(notes.length ? { notes } : {}) };
       } finally {
         this.demoRunning = false;
       }
@@ -234,8 +235,8 @@ export class ConsoleService {
       const st = await labStatus(this.labRoot);
       return { running: st.hosts.some((h) => h.vms.some((v) => v.runState !== 'stopped')), vms: st.hosts.reduce((a, h) => a + h.vms.length, 0), netns: st.netns !== undefined };
     },
-    'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg' }) => {
-      const r = await labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}) });
+    'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg'; qemuB?: string }) => {
+      const r = await labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}), ...(req.qemuB ? { qemuB: req.qemuB } : {}) });
       if (r.vm) this.labStartedHere = true;
       return { bootMs: r.bootMs, started: r.vm !== undefined };
     },
@@ -383,7 +384,8 @@ export class ConsoleService {
 
   /** QEMU version and features, available memory and KVM, cached for 10 s (the board refreshes often). */
   private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
-    const hit = this.factCache.get(host.id);
+    const key = `${host.id}\n${host.qemu?.binary ?? ''}`;
+    const hit = this.factCache.get(key);
     if (hit && Date.now() - hit.at < 10_000) return hit.facts;
     const t = await this.transportOf(host.id);
     const qemu = qemuOf(host);
@@ -402,7 +404,7 @@ export class ConsoleService {
     const avail = mem ? /MemAvailable:\s+(\d+)/.exec(mem.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
     if (kvm) facts.kvm = kvm === 'kvm';
-    this.factCache.set(host.id, { at: Date.now(), facts });
+    this.factCache.set(key, { at: Date.now(), facts });
     return facts;
   }
 

@@ -97,6 +97,8 @@ export function rowsOf(samples: readonly MigrationSample[], startedAt: number): 
     if (s.guest) r.stall = s.guest.stallMs;
     if (s.postcopyRequests !== undefined) r.requests = s.postcopyRequests;
     if (s.cpuThrottlePct !== undefined) r.throttle = s.cpuThrottlePct;
+    // dirty-limit: µs each vCPU was held per dirty-ring round, plotted in ms
+    if (s.dirtyLimitThrottleUs !== undefined) r.dirtyLimit = s.dirtyLimitThrottleUs / 1000;
     if (s.storage) {
       r.diskCopied = s.storage.copiedBytes;
       r.diskTotal = s.storage.totalBytes;
@@ -154,6 +156,7 @@ export function chartSpecs(entry: Pick<MigrationEntry, 'summary' | 'samples' | '
   );
   if (entry.samples.some((s) => s.guest)) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: [{ key: 'stall', label: 'stall', color: '#0891b2' }] });
   if (entry.samples.some((s) => s.cpuThrottlePct)) specs.push({ id: 'throttle', title: 'CPU throttle (auto-converge)', unit: '%', series: [{ key: 'throttle', label: 'throttle', color: '#db2777' }] });
+  if (entry.samples.some((s) => s.dirtyLimitThrottleUs !== undefined)) specs.push({ id: 'dirty-limit', title: 'dirty-limit: vCPU throttle time per round', unit: 'ms', series: [{ key: 'dirtyLimit', label: 'throttle per round', color: '#ea580c' }] });
   if (entry.samples.some((s) => s.postcopyRequests)) specs.push({ id: 'requests', title: 'Postcopy page requests', unit: 'count', series: [{ key: 'requests', label: 'requests', color: '#7c3aed' }] });
   return specs;
 }

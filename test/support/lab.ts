@@ -47,7 +47,9 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
   const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-testcfg-'));
   let hosts = labHosts(root);
   let all = [...hosts, ...extraHosts(root)];
-  let service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts: all });
+  // Asked each time: a demo that moves a lab host to another QEMU is seen at once.
+  const builtinHosts = () => [...labHosts(root), ...extraHosts(root)];
+  let service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts });
   const local = new LocalTransport();
   const dirOf = (hostId: string) => {
     const h = all.find((x) => x.id === hostId);
@@ -73,7 +75,7 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
         await service.dispose();
         hosts = labHosts(root);
         all = [...hosts, ...extraHosts(root)];
-        service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts: all });
+        service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts });
       }
     },
     async pidOn(hostId, vm = 'demo') {

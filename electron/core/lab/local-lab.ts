@@ -229,6 +229,15 @@ export interface LabStatus {
   hosts: { id: string; runtimeDir: string; migrationAddress: string; qemu?: QemuInstall; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
 }
 
+/** Sets (or clears, `null`) the QEMU a lab host starts VMs with; running VMs keep theirs. */
+export async function writeLabQemu(root: string, id: (typeof LAB_HOST_IDS)[number], q: QemuInstall | null): Promise<void> {
+  const state = readLabState(root) ?? { version: 1 as const, root };
+  const next = { ...state.qemu };
+  if (q === null) delete next[id];
+  else next[id] = q;
+  await writeFileAtomic(stateFile(root), `${JSON.stringify({ ...state, qemu: next }, null, 2)}\n`, 0o600);
+}
+
 export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabStatus; vm: LaunchedVm | undefined; bootMs: number }> {
   const root = options.root ?? labRoot();
   await fs.mkdir(root, { recursive: true, mode: 0o700 });
