@@ -76,8 +76,8 @@ describe.skipIf(skip !== undefined)('ferry CLI across QEMU versions (real QEMU 7
     expect((await ferry('hosts', 'list')).out).toMatch(new RegExp(`lab-b\\t.*QEMU ${q.version.replace(/\./g, '\\.')}`));
 
     const pf = await ferry('preflight', 'demo', '--from', 'lab-a', '--to', 'lab-b');
-    expect(pf.out).toMatch(/PASS  QEMU versions: QEMU 7\.2\.\d+ on lab-a -> QEMU 10\.0\.\d+ on lab-b: an upgrade/);
-    expect(pf.out).toMatch(/PASS  Machine type on the destination: pc-i440fx-7\.2 available in QEMU 10\.0/);
+    expect(pf.out).toMatch(/PASS {2}QEMU versions: QEMU 7\.2\.\d+ on lab-a -> QEMU 10\.0\.\d+ on lab-b: an upgrade/);
+    expect(pf.out).toMatch(/PASS {2}Machine type on the destination: pc-i440fx-7\.2 available in QEMU 10\.0/);
     expect(pf.code).toBe(0);
 
     const record = path.join(root, 'up.ferry.jsonl');
