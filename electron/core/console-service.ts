@@ -6,14 +6,15 @@
  */
 import path from 'node:path';
 import { invoke as contract, events as eventSchemas, describeIssues, isInvokeChannel } from '../../shared/contract';
-import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeResponse } from '../../shared/contract';
+import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeRequest, InvokeResponse } from '../../shared/contract';
 import { FerryException, toFerryError } from '../../shared/errors';
 import type { FerryError } from '../../shared/errors';
 import { err, ok } from '../../shared/result';
 import type { Result } from '../../shared/result';
 import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
-import { listVms } from './hosts/vm-discovery';
+import { VmStateCache, listVms } from './hosts/vm-discovery';
+import { CleanupLedger } from './hosts/cleanup-ledger';
 import type { HostTransport } from './transport/host-transport';
 import { LocalTransport, NetnsTransport } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
@@ -61,12 +62,16 @@ interface HostRuntime {
   lastError?: FerryError;
   /** Set while the user has asked for the connection: a drop is then re-established. */
   wanted: boolean;
+  /** Connected at least once: a failed attempt after a drop is retried. */
+  everConnected?: boolean;
   reconnectTimer?: NodeJS.Timeout;
   reconnectDelay: number;
   offState: () => void;
 }
 
 const hostLog = rootLog.child('hosts');
+/** Failures of a connection attempt that a later attempt may not meet (the network, not the user). */
+const RETRIED: readonly string[] = ['SSH_CONNECT_FAILED', 'SSH_DISCONNECTED', 'TRANSPORT_CLOSED', 'HOST_BUSY'];
 
 type Handlers = { [C in InvokeChannel]: (req: never) => Promise<InvokeResponse<C>> };
 
@@ -83,6 +88,8 @@ export class ConsoleService {
   private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
   private disposed = false;
   readonly engine: MigrationEngine;
+  /** Destination QEMUs of failed migrations still to be stopped (when their host is reachable). */
+  readonly cleanups: CleanupLedger;
   readonly labRoot: string;
   /** Where the engine records timelines (and what `timelines:*` may read). */
   readonly timelineDir: string;
@@ -103,14 +110,18 @@ export class ConsoleService {
     this.labRoot = options.labRoot ?? labRoot();
     this.timelineDir = path.join(this.configDir, 'timelines');
     this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
+    this.cleanups = new CleanupLedger(path.join(this.configDir, 'pending-cleanups.json'));
     this.engine = new MigrationEngine(
       this.engineHosts,
-      { timelineDir: this.timelineDir },
+      { timelineDir: this.timelineDir, cleanups: this.cleanups },
     );
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
       m.onSample((sample) => this.emit('migration:sample', { id: m.id, sample: sample as EventPayload<'migration:sample'>['sample'] }));
-      m.onPhase((p) => this.emit('migration:phase', { id: m.id, ...p }));
+      m.onPhase((p) => {
+        this.vmStates.clear();
+        this.emit('migration:phase', { id: m.id, ...p });
+      });
       m.onEnd((final) => this.emit('migration:ended', { id: m.id, final: final as EventPayload<'migration:ended'>['final'] }));
     });
   }
@@ -137,6 +148,11 @@ export class ConsoleService {
     } catch (e) {
       return err(toFerryError(e));
     }
+  }
+
+  /** `invoke` with the contract's types, for in-process callers (the CLI, tests). */
+  async call<C extends InvokeChannel>(channel: C, request: InvokeRequest<C>): Promise<Result<InvokeResponse<C>>> {
+    return (await this.invoke(channel, request)) as Result<InvokeResponse<C>>;
   }
 
   on<C extends EventChannel>(channel: C, listener: (payload: EventPayload<C>) => void): () => void {
@@ -212,6 +228,10 @@ export class ConsoleService {
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
     'migrations:preflight': async (req: MigrationPlan) => {
+      // A leftover destination QEMU of an earlier failure is stopped before it is checked for.
+      // (Only over a live connection: a host being reconnected gets its cleanups when it is back.)
+      const rtTo = this.runtimes.get(req.to);
+      if (this.cleanups.list(req.to).length && rtTo?.transport.state === 'connected') await this.cleanups.runFor(req.to, rtTo.transport).catch(hostLog.dropped(`pending cleanups on ${req.to}`));
       const result = await preflight(req, this.engineHosts);
       const now = Date.now();
       for (const [k, v] of this.preflights) if (now - v.at >= PREFLIGHT_KEPT_MS) this.preflights.delete(k);
@@ -236,11 +256,11 @@ export class ConsoleService {
       return { running: st.hosts.some((h) => h.vms.some((v) => v.runState !== 'stopped')), vms: st.hosts.reduce((a, h) => a + h.vms.length, 0), netns: st.netns !== undefined };
     },
     'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg'; qemuB?: string }) => {
-      const r = await labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}), ...(req.qemuB ? { qemuB: req.qemuB } : {}) });
+      const r = await this.changingVms(() => labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}), ...(req.qemuB ? { qemuB: req.qemuB } : {}) }));
       if (r.vm) this.labStartedHere = true;
       return { bootMs: r.bootMs, started: r.vm !== undefined };
     },
-    'lab:down': async () => labDown({ root: this.labRoot }),
+    'lab:down': async () => this.changingVms(() => labDown({ root: this.labRoot })),
     'guest:command': async (req: { hostId: string; vm: string; command: string }) => {
       const host = await this.registry.get(req.hostId);
       const transport = await this.transportOf(req.hostId);
@@ -264,15 +284,31 @@ export class ConsoleService {
       return m.summary() as unknown as InvokeResponse<'migrations:attach'>;
     },
     'states:list': async (req: { hostId: string }) => listStates(await this.registry.get(req.hostId), await this.transportOf(req.hostId)),
-    'states:save': async (req: SaveRequest) => saveState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions),
-    'states:restore': async (req: RestoreRequest) => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions),
+    'states:save': async (req: SaveRequest) => this.changingVms(async () => saveState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions)),
+    'states:restore': async (req: RestoreRequest) => this.changingVms(async () => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions)),
     'vms:list': async (req: { hostId: string }) => {
-      const host = await this.registry.get(req.hostId);
-      const rt = this.runtime(host);
-      if (rt.state !== 'connected') await this.connectHost(host);
-      return listVms(host, rt.transport);
+      // Several tabs refresh at once: one listing per host at a time serves them all.
+      const inflight = this.vmListings.get(req.hostId);
+      if (inflight) return inflight;
+      const p = (async () => {
+        const host = await this.registry.get(req.hostId);
+        const rt = this.runtime(host);
+        if (rt.state !== 'connected') await this.connectHost(host);
+        return listVms(host, rt.transport, this.vmStates);
+      })().finally(() => this.vmListings.delete(req.hostId));
+      this.vmListings.set(req.hostId, p);
+      return p;
     },
   };
+
+  /** Runs something that starts, stops or pauses VMs: the cached run states are stale after it. */
+  private async changingVms<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } finally {
+      this.vmStates.clear();
+    }
+  }
 
   /** The transport of a host (connected on demand by the callers that need it). */
   async transportOf(id: string): Promise<HostTransport> {
@@ -334,9 +370,15 @@ export class ConsoleService {
     try {
       await rt.transport.connect();
       rt.reconnectDelay = this.options.reconnectDelayMs ?? 1000;
+      rt.everConnected = true;
       this.setState(host.id, rt, 'connected');
+      if (this.cleanups.list(host.id).length) void this.cleanups.runFor(host.id, rt.transport).then((vms) => vms.length && this.vmStates.clear(), hostLog.dropped(`pending cleanups on ${host.id}`));
     } catch (e) {
-      this.setState(host.id, rt, 'failed', toFerryError(e));
+      const fe = toFerryError(e);
+      this.setState(host.id, rt, 'failed', fe);
+      // A host that was up and dropped keeps being retried, whoever's attempt just failed;
+      // a refused key or login is not retried by itself (it needs the user).
+      if (rt.everConnected && RETRIED.includes(fe.code)) this.scheduleReconnect(host, rt);
       throw e;
     }
   }
@@ -374,36 +416,65 @@ export class ConsoleService {
     const label = rt?.transport.label ?? (host.transport.kind === 'local' ? 'local' : host.transport.ssh.host);
     const info: HostInfo = rt?.lastError ? { config: host, state, label, lastError: rt.lastError } : { config: host, state, label };
     if (state === 'connected') {
-      const facts = await this.factsOf(host).catch(() => undefined);
-      if (facts) info.facts = facts;
+      const facts = await this.factsOf(host).catch((e: unknown) => ({ unavailable: toFerryError(e).message }));
+      info.facts = facts;
     }
     return info;
   }
 
+  /** QMP run states of listed VMs (cleared when a migration changes one). */
+  private readonly vmStates = new VmStateCache();
+  private readonly vmListings = new Map<string, Promise<InvokeResponse<'vms:list'>>>();
   private readonly factCache = new Map<string, { at: number; facts: NonNullable<HostInfo['facts']> }>();
 
-  /** QEMU version and features, available memory and KVM, cached for 10 s (the board refreshes often). */
+  /**
+   * QEMU version and newer features (its schema), available memory and KVM, cached for 10 s
+   * (the board refreshes often). A fact the host could not be asked for (busy, dropped) is
+   * never guessed: the last known one stays, and `unavailable` says why the rest is missing.
+   */
   private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
     const key = `${host.id}\n${host.qemu?.binary ?? ''}`;
     const hit = this.factCache.get(key);
     if (hit && Date.now() - hit.at < 10_000) return hit.facts;
     const t = await this.transportOf(host.id);
     const qemu = qemuOf(host);
-    const [probe, mem, kvm] = await Promise.all([
-      probeQemu(t, qemu).catch((e: unknown) => {
+    const qemuFacts = async () => {
+      const version = await qemuVersionOf(t, qemu); // throws when the host could not be asked
+      if (!version) return undefined;
+      const probe = await probeQemu(t, qemu).catch((e: unknown) => {
         hostLog.warn(`${host.id}: ${toFerryError(e).message}`, { host: host.id });
         return undefined;
-      }),
-      t.readFile('/proc/meminfo').catch(() => undefined),
-      detectAccel(t).catch(() => undefined),
-    ]);
+      });
+      return { version: probe?.version ?? version.join('.'), features: probe ? optionalFeatures(probe.features) : undefined };
+    };
+    const [v, mem, kvm] = await Promise.allSettled([qemuFacts(), t.readFile('/proc/meminfo'), detectAccel(t)]);
     const facts: NonNullable<HostInfo['facts']> = { qemuBinary: qemu.binary };
-    const v = probe?.version ?? (await qemuVersionOf(t, qemu))?.join('.');
-    if (v) facts.qemuVersion = v;
-    if (probe) facts.qemuFeatures = optionalFeatures(probe.features);
-    const avail = mem ? /MemAvailable:\s+(\d+)/.exec(mem.toString())?.[1] : undefined;
+    const failures: string[] = [];
+    const known = hit?.facts;
+    if (v.status === 'fulfilled') {
+      if (v.value) facts.qemuVersion = v.value.version;
+      if (v.value?.features) facts.qemuFeatures = v.value.features;
+    } else {
+      failures.push(toFerryError(v.reason).message);
+      if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
+      if (known?.qemuFeatures) facts.qemuFeatures = known.qemuFeatures;
+    }
+    const avail = mem.status === 'fulfilled' ? /MemAvailable:\s+(\d+)/.exec(mem.value.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
-    if (kvm) facts.kvm = kvm === 'kvm';
+    else if (mem.status === 'rejected') {
+      failures.push(toFerryError(mem.reason).message);
+      if (known?.memAvailableMiB !== undefined) facts.memAvailableMiB = known.memAvailableMiB;
+    }
+    if (kvm.status === 'fulfilled') facts.kvm = kvm.value === 'kvm';
+    else {
+      failures.push(toFerryError(kvm.reason).message);
+      if (known?.kvm !== undefined) facts.kvm = known.kvm;
+    }
+    if (failures.length) {
+      facts.unavailable = failures[0]!;
+      hostLog.warn(`${host.id}: facts not read: ${[...new Set(failures)].join('; ')}`);
+      return facts; // not cached: asked again on the next refresh
+    }
     this.factCache.set(key, { at: Date.now(), facts });
     return facts;
   }

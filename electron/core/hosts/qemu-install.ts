@@ -9,7 +9,7 @@
  * version string, so a QEMU upgraded in place is probed again.
  */
 import { Duplex } from 'node:stream';
-import { FerryException, toFerryError } from '../../../shared/errors';
+import { FerryException, isFerryException, toFerryError } from '../../../shared/errors';
 import type { HostConfig, QemuInstall } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
@@ -48,9 +48,15 @@ export function parseQemuVersion(s: string | undefined): QemuVersion | undefined
 
 export const compareVersions = (a: readonly number[], b: readonly number[]) => a[0]! - b[0]! || a[1]! - b[1]! || a[2]! - b[2]!;
 
-/** The QEMU's version line (`QEMU emulator version 10.0.2 (Debian …)`), or undefined when it does not run. */
+/**
+ * The QEMU's version line (`QEMU emulator version 10.0.2 (Debian …)`), or undefined when it
+ * does not run there. A host that could not be asked (busy, disconnected) is an error, never "no QEMU".
+ */
 async function versionLine(transport: HostTransport, q: QemuInstall): Promise<string | undefined> {
-  const r = await transport.exec([q.binary, '--version'], { timeoutMs: 10_000 }).catch(() => undefined);
+  const r = await transport.exec([q.binary, '--version'], { timeoutMs: 10_000 }).catch((e: unknown) => {
+    if (isFerryException(e) && e.code === 'EXEC_FAILED' && e.details?.errno === 'ENOENT') return undefined; // local: not installed
+    throw e;
+  });
   return r?.code === 0 ? r.stdout.split('\n')[0]?.trim() : undefined;
 }
 

@@ -24,7 +24,8 @@ import { describeIssues } from '../../../shared/contract';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
 import type { QmpEvent } from '../qmp/qmp-client';
-import { launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
+import { killVmByPid, launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
+import type { CleanupLedger } from '../hosts/cleanup-ledger';
 import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
 import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
 import { GuestConsole } from '../lab/demo-guest';
@@ -46,6 +47,8 @@ export interface EngineOptions {
   timelineDir: string;
   /** What finished switchovers taught about each pair of hosts (shared by the engine's migrations). */
   switchovers?: Map<string, SwitchoverPoint[]>;
+  /** Destination QEMUs that could not be stopped when their migration failed, stopped later. */
+  cleanups?: CleanupLedger;
 }
 
 export type MigrationControl =
@@ -283,6 +286,7 @@ export class Migration {
     const srcFiles = vmFiles(runtimeDirOf(srcHost), plan.vm);
     const dstFiles = vmFiles(runtimeDirOf(dstHost), plan.vm);
     this.source = { host: srcHost, transport: srcT, files: srcFiles };
+    this.destTarget = { host: dstHost, transport: dstT };
     const record = await readArgvRecord(srcT, srcFiles.argvFile);
     const pid = await readPid(srcT, srcFiles.pidFile);
     if (!record || !pid || !(await processAlive(srcT, pid))) {
@@ -293,6 +297,8 @@ export class Migration {
     const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
     // QEMU's own footprint (binary, heap, TCG or KVM structures) is a few tens of MiB.
     if (Number.isFinite(rssKiB)) this.touchedBytes = Math.max(16 << 20, rssKiB * 1024 - (40 << 20));
+    // A destination left over by an earlier failed migration goes first.
+    await this.options.cleanups?.runFor(plan.to, dstT);
     const dstPid = await readPid(dstT, dstFiles.pidFile);
     if (dstPid && (await processAlive(dstT, dstPid))) {
       throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" is already running on ${plan.to} (pid ${dstPid})`, { vm: plan.vm, host: plan.to });
@@ -456,6 +462,7 @@ export class Migration {
     const [srcHost, dstHost] = await Promise.all([this.hosts.host(plan.from), this.hosts.host(plan.to)]);
     const [srcT, dstT] = await Promise.all([this.hosts.transport(plan.from), this.hosts.transport(plan.to)]);
     this.source = { host: srcHost, transport: srcT, files: vmFiles(runtimeDirOf(srcHost), plan.vm) };
+    this.destTarget = { host: dstHost, transport: dstT };
     this.sourceWasRunning = state.sourceWasRunning;
     this.stoppedByControl = state.stoppedByControl;
     this.destAddress = state.destAddress;
@@ -953,7 +960,18 @@ export class Migration {
     await this.storage?.abort(this.source?.qmp);
     dest?.console?.close();
     dest?.qmp?.close();
-    if ((this.destVm || this.destStarted) && dest) await stopVm(dest.transport, runtimeDirOf(dest.host), this.plan.vm, { timeoutMs: 2000 }).catch(() => undefined);
+    const target = this.destTarget;
+    if ((this.destVm || this.destStarted) && target) {
+      // By pid over Ferry's own connection to the destination, whatever the stream's state.
+      const runtimeDir = runtimeDirOf(target.host);
+      try {
+        await killVmByPid(target.transport, runtimeDir, this.plan.vm);
+      } catch (e) {
+        const why = toFerryError(e).message;
+        this.rec({ type: 'note', t: Date.now(), text: `could not stop the destination QEMU on ${this.plan.to} yet (${why}); Ferry stops it when ${this.plan.to} is reachable again` });
+        await this.options.cleanups?.add({ hostId: this.plan.to, vm: this.plan.vm, runtimeDir, reason: `migration ${this.id} ${this.phase}: ${why}`, migrationId: this.id, since: Date.now() });
+      }
+    }
     const removed = await this.storage?.removeTargets();
     if (removed?.length) {
       this.removedTargets = removed;
@@ -964,6 +982,8 @@ export class Migration {
   private removedTargets: string[] | undefined;
   /** The plan's newer-QEMU features as set on each end (cross-version.ts). */
   private newerCaps: ReturnType<typeof newerFeatureSettings> | undefined;
+  /** The destination host, known as soon as the plan is checked (before anything is started there). */
+  private destTarget: { host: HostConfig; transport: HostTransport } | undefined;
 
   private async abortBeforeMigrate(e: unknown): Promise<void> {
     const fe = toFerryError(e);
