@@ -5,7 +5,7 @@ import path from 'node:path';
 import { QmpSchema, migrationFeatures } from '../qmp/qmp-schema';
 import type { SchemaEntity } from '../qmp/qmp-schema';
 import { MigrationPlanSchema } from '../../../shared/model/migration';
-import { checkDirection, firmwareFor, newerFeatureSettings } from './cross-version';
+import { checkDirection, firmwareFor, linkEstimate, newerFeatureSettings } from './cross-version';
 
 const load = (v: string, full: string) => migrationFeatures(new QmpSchema(JSON.parse(readFileSync(path.join(import.meta.dirname, '../../../test/fixtures', `qmp-schema-${v}.json`), 'utf8')) as SchemaEntity[]), full);
 const q72 = load('7.2', '7.2.22');
@@ -25,6 +25,13 @@ describe('cross-version', () => {
     expect(firmwareFor('/opt/q10/share/qemu/qboot.rom', { binary: 'x', dataDir: '/opt/q10/share/qemu' }, undefined)).toBe('/usr/share/qemu/qboot.rom');
     expect(firmwareFor('/srv/fw/custom.rom', undefined, { binary: 'x', dataDir: '/opt/q' })).toBe('/srv/fw/custom.rom');
     expect(firmwareFor(undefined, undefined, undefined)).toBeUndefined();
+  });
+
+  it('estimates the link from learned switchovers: one is enough', () => {
+    expect(linkEstimate([])).toBeUndefined();
+    expect(linkEstimate([{ bytes: 500_000, downtimeMs: 5 }])).toBeUndefined();
+    expect(linkEstimate([{ bytes: 20_000_000, downtimeMs: 23 }])).toBeCloseTo(1e9, -6);
+    expect(linkEstimate([{ bytes: 10_000_000, downtimeMs: 13 }, { bytes: 30_000_000, downtimeMs: 33 }])).toBeCloseTo(1e9, -6);
   });
 
   it('newer features only where the schema has them, on the end that needs them', () => {

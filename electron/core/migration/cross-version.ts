@@ -20,6 +20,21 @@ import { compareVersions, firmwareDirOf, machineTypeOfOption, parseQemuVersion, 
 import type { QemuInstall } from '../hosts/qemu-install';
 import type { ArgvRecord, VmSpec } from '../hosts/vm-launcher';
 import { has } from '../qmp/qmp-schema';
+import { fitSwitchover, learnFinalCopyRate } from '../../../shared/analysis/projection';
+import type { SwitchoverPoint } from '../../../shared/analysis/projection';
+
+/**
+ * Ferry's estimate of the link's speed for a final copy between two hosts, from the
+ * switchovers it has seen there: the fitted rate when sizes differ enough to fit one, else
+ * the best single switchover's bytes over its time (less the fixed cost). Undefined until
+ * one switchover of at least 1 MB was seen.
+ */
+export function linkEstimate(points: readonly SwitchoverPoint[]): number | undefined {
+  const fit = fitSwitchover(points);
+  if (fit.rate !== undefined) return fit.rate;
+  const rates = points.map((p) => learnFinalCopyRate(p.bytes, p.downtimeMs, fit.overheadMs ?? 3)).filter((r): r is number => r !== undefined);
+  return rates.length ? Math.max(...rates) : undefined;
+}
 import type { MigrationFeatures } from '../qmp/qmp-schema';
 
 function argAfter(argv: readonly string[], flag: string): string | undefined {

@@ -10,7 +10,7 @@ import { FerryException, toFerryError } from '../../../shared/errors';
 import type { HostConfig } from '../../../shared/model/host';
 import { MigrationPlanSchema, TERMINAL_PHASES, migrationRunning, phaseForStatus, planAllowsPostcopy, put, sampleFromQueryMigrate } from '../../../shared/model/migration';
 import { capabilitiesFor, featuresOf, parametersFor } from '../qmp/qmp-schema';
-import { checkDirection, destinationSpec, newerFeatureSettings, sourceIdentity } from './cross-version';
+import { checkDirection, destinationSpec, linkEstimate, newerFeatureSettings, sourceIdentity } from './cross-version';
 import { qemuOf, qemuVersionOf } from '../hosts/qemu-install';
 import { makePolicies } from './policies';
 import { openStreamTunnel } from './stream-tunnel';
@@ -340,7 +340,7 @@ export class Migration {
       if (dv) this.dest.qemuVersion = dv;
       // Capabilities and parameters as each end's own QMP schema has them.
       const [sf, df] = await Promise.all([featuresOf(this.source.qmp), featuresOf(dq)]);
-      const newer = newerFeatureSettings(plan, sf, df, fitSwitchover(this.options.switchovers?.get(this.pairKey) ?? []).rate);
+      const newer = newerFeatureSettings(plan, sf, df, linkEstimate(this.options.switchovers?.get(this.pairKey) ?? []));
       const caps = this.capabilities();
       this.newerCaps = newer;
       await this.source.qmp.execute('migrate-set-capabilities', { capabilities: capabilitiesFor({ ...caps.source, ...newer.sourceCaps }, sf, plan.from) });

@@ -115,6 +115,25 @@ describe('newer QEMU features, offered where the schema has them', () => {
     figures.push(`10.0 dirty-limit 5 MB/s (64 MiB @ 150 MiB/s, 50 MB/s cap, 1000 ms limit): total ${final.totalTimeMs} ms, downtime ${final.downtimeMs} ms, ${final.passes} passes, max throttle/round ${Math.max(...m.samples.map((s) => s.dirtyLimitThrottleUs ?? 0))} µs`);
   });
 
+  it.skipIf(needQemu10() !== undefined)('avail-switchover-bandwidth on 10.0 is fed from the switchover Ferry learned between the two hosts', async () => {
+    const q = qemu10();
+    if (!q.ok) return;
+    lab = await makeTestLab();
+    await lab.up({ qemuA: q.install, qemuB: q.install, workload: { wsMiB: 32, rateMiBs: 10 } });
+    const first = await lab.service.engine.start({ vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 60_000_000, switchoverBandwidth: 'auto' });
+    expect(await first.whenDone()).toMatchObject({ outcome: 'completed' });
+    const firstNotes = readTimeline(first.timelineFile).records.filter((r) => r.type === 'note').map((r) => (r as { text: string }).text);
+    expect(firstNotes.some((n) => /no link estimate yet/.test(n))).toBe(true);
+    const back = await lab.service.engine.start({ vm: 'demo', from: 'lab-b', to: 'lab-a', maxBandwidth: 60_000_000 });
+    expect(await back.whenDone()).toMatchObject({ outcome: 'completed' });
+    // lab-a -> lab-b has a learned switchover now: it becomes QEMU's avail-switchover-bandwidth
+    const second = await lab.service.engine.start({ vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 60_000_000, switchoverBandwidth: 'auto' });
+    expect(await second.whenDone()).toMatchObject({ outcome: 'completed', verify: { ok: true } });
+    const p = readTimeline(second.timelineFile).header?.parameters as Record<string, number>;
+    expect(p['avail-switchover-bandwidth']).toBeGreaterThan(60_000_000);
+    figures.push(`10.0 avail-switchover-bandwidth from the learned link estimate: ${Math.round(p['avail-switchover-bandwidth']! / 1e6)} MB/s (cap 60 MB/s)`);
+  });
+
   it.skipIf(needQemu10() !== undefined)('a 7.2 source is refused dirty-limit and a 10.0 destination a removed capability, each naming the QEMU', async () => {
     const q = qemu10();
     if (!q.ok) return;
