@@ -113,5 +113,5 @@ describe.skipIf(skip !== undefined)('ferry CLI across QEMU versions (real QEMU 7
     expect(html).toContain('dirty-limit: vCPU throttle time per round');
     expect(html).toContain('CPU throttle (auto-converge)');
     console.log(`[cli] ${demo.out.split('\n').filter((l) => /^(auto-converge|dirty-limit|upgrade)/.test(l)).join(' | ')}`);
-  });
+  }, 240_000); // three migrations, auto-converge the slowest: ~25 s alone, far more on a busy machine
 });

@@ -137,7 +137,7 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
     const [svs, probe] = await Promise.all([srcVersion(), dstProbe]);
     const dvs = probe?.version ?? (await qemuVersionOf(D.t, dstQemu))?.join('.');
     if (!dvs) {
-      add('destination-qemu', 'QEMU on the destination', fail(`${dstQemu.binary} does not run on ${plan.to}`, D.host.qemu ? 'check the host\'s qemu.binary setting' : 'install qemu-system-x86 there'));
+      add('destination-qemu', 'QEMU on the destination', fail(`${dstQemu.binary} not found on ${plan.to} (or it does not run there)`, D.host.qemu ? 'check the host\'s qemu.binary setting' : 'install qemu-system-x86 there'));
       return;
     }
     add('destination-qemu', 'QEMU on the destination', pass(`QEMU ${dvs} on ${plan.to}${D.host.qemu ? ` (${dstQemu.binary})` : ''}`));
