@@ -29,13 +29,15 @@ const cliLog = rootLog.child('cli');
 
 const USAGE = `usage: ferry <command> [options]
 
-  ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB]
-                                   start the local lab (lab-a, lab-b) with the demo VM on lab-a
-  ferry lab demo [--bandwidth MB/s] [-o compare.html]
-                                   precopy then postcopy of the same workload; writes their comparison
+  ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB] [--qemu-a PATH] [--qemu-b PATH] [--dirty-ring N]
+                                   start the local lab (lab-a, lab-b) with the demo VM on lab-a;
+                                   --qemu-b: lab-b runs VMs with another QEMU (its firmware found beside it)
+  ferry lab demo [--bandwidth MB/s] [--compare postcopy|converge] [--qemu-b PATH] [-o compare.html]
+                                   precopy then postcopy of the same workload (converge: auto-converge
+                                   vs dirty-limit, QEMU 8.1+ and KVM); writes their comparison
   ferry lab down                   stop everything the lab started
   ferry lab status [--json]
-  ferry hosts list [--json]        the hosts Ferry knows and their state
+  ferry hosts list [--json]        the hosts Ferry knows, their state and QEMU version
   ferry vm list HOST [--json]      the VMs on a host (name, state, memory, QMP socket)
   ferry vm start HOST VM [--memory MiB] [--accel A] [--ws MiB] [--rate MiB/s|max] [--kernel PATH]
                                    start a VM (the demo guest unless --kernel says otherwise)
@@ -153,7 +155,7 @@ function allowOnly(p: Parsed, allowed: string[]): void {
 function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
   out.write(`lab ${s.root}${s.netns ? ` (netns ${s.netns.namespaces.join(', ')})` : ''}\n`);
   for (const h of s.hosts) {
-    out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)\n`);
+    out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)${h.qemu ? `\tQEMU ${h.qemu.binary}` : ''}\n`);
     for (const v of h.vms) out.write(`  ${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\tpid ${v.pid ?? '-'}\n`);
   }
 }
@@ -199,7 +201,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     return await new Promise<number>(() => undefined); // runs until Ctrl-C
   }
   if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
-  const service = new ConsoleService({ builtinHosts: labHosts(), recoverOnConnect: cmd === 'recover' });
+  const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: cmd === 'recover' });
   const io = { out, errOut, follow: (m: Migration, cancel: boolean) => follow(m, out, errOut, cancel) };
   try {
     if (cmd === 'recover') return await recoverCommand(argv.slice(1), service, io);
@@ -208,13 +210,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     if (cmd === 'hosts' && sub === 'trust') return await trustCommand(argv.slice(2), service, io);
     // Saved states parse on their own; the storage and transport options of migrate and
     // preflight are taken out first and become plan fields.
-    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity']), service, out);
+    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity', 'layout']), service, out);
     const own = takeFlags(argv, ['tunnel', 'storage-bandwidth'], ['copy-storage']);
     argv = own.rest;
     const beyond = beyondPlanOf(cmd, own.flags);
 
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities', 'qmp-socket']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['qemu-a', 'qemu-b', 'dirty-ring', 'compare', 'output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities', 'qmp-socket']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -222,27 +224,44 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     };
     if (cmd === 'lab') {
       if (sub === 'up') {
-        allowOnly(p, ['netns', 'accel', 'memory']);
+        allowOnly(p, ['netns', 'accel', 'memory', 'qemu-a', 'qemu-b', 'dirty-ring']);
         want(0);
         const mem = num(p, 'memory', 64, 65536);
+        const ring = num(p, 'dirty-ring', 1024, 65536);
         const accel = accelOf(p);
-        const r = await labUp({ netns: p.flags.get('netns') === true, ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}) });
-        if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
+        const qemuFlag = (k: 'qemu-a' | 'qemu-b') => {
+          const v = p.flags.get(k);
+          if (v === true) throw new UsageError(`--${k} needs the path of a qemu-system-x86_64 binary`);
+          return v;
+        };
+        const qa = qemuFlag('qemu-a');
+        const qb = qemuFlag('qemu-b');
+        const r = await labUp({
+          netns: p.flags.get('netns') === true, ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}),
+          ...(qa ? { qemuA: qa } : {}), ...(qb ? { qemuB: qb } : {}), ...(ring ? { dirtyRingSize: ring } : {}),
+        });
+        if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, QEMU ${r.vm.qemuVersion}, machine ${r.vm.machine}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
         else out.write('the lab was already up\n');
         printLab(r.status, out);
         return 0;
       }
       if (sub === 'demo') {
-        allowOnly(p, ['bandwidth', 'output']);
+        allowOnly(p, ['bandwidth', 'output', 'compare', 'qemu-b']);
         want(0);
         const bw = num(p, 'bandwidth', 5, 10_000);
+        const compare = p.flags.get('compare');
+        if (compare !== undefined && compare !== 'postcopy' && compare !== 'converge') throw new UsageError('--compare must be postcopy (precopy vs postcopy) or converge (auto-converge vs dirty-limit)');
+        const qb = p.flags.get('qemu-b');
+        if (qb === true) throw new UsageError('--qemu-b needs the path of a qemu-system-x86_64 binary');
         const runs = await runLabDemo({
-          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}),
+          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}), ...(compare ? { compare } : {}), ...(qb ? { qemuB: qb } : {}),
           onRun: (label, m) => out.write(`${label}: ${m.plan.vm} ${m.plan.from} → ${m.plan.to} (timeline ${m.timelineFile})\n`),
+          onNote: (t) => out.write(`${t}\n`),
         });
+        const shown = runs.filter((x) => x.overlay !== false);
         const o = p.flags.get('output');
-        const r = await writeCompare(runs.map((x) => x.timeline), typeof o === 'string' ? path.resolve(o) : path.join(service.timelineDir, `demo-${runs[0]!.id}.compare.html`), runs.map((x) => x.label));
-        out.write(`both completed; comparison: ${r.output}\n`);
+        const r = await writeCompare(shown.map((x) => x.timeline), typeof o === 'string' ? path.resolve(o) : path.join(service.timelineDir, `demo-${shown[0]!.id}.compare.html`), shown.map((x) => x.label));
+        out.write(`${shown.map((x) => x.label).join(' and ')} completed; comparison: ${r.output}\n`);
         return 0;
       }
       if (sub === 'down') {
@@ -265,7 +284,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       allowOnly(p, ['json']);
       want(0);
       const hosts = unwrap(await service.invoke('hosts:list', {})) as HostInfo[];
-      out.write(json ? `${JSON.stringify(hosts, null, 2)}\n` : hosts.map((h) => `${h.config.id}\t${h.state}\t${h.label}\n`).join(''));
+      out.write(json ? `${JSON.stringify(hosts, null, 2)}\n` : hosts.map((h) => `${h.config.id}\t${h.state}\t${h.label}\t${h.facts?.qemuVersion ? `QEMU ${h.facts.qemuVersion}` : 'QEMU ?'}${h.config.qemu ? ` (${h.config.qemu.binary})` : ''}\n`).join(''));
       return 0;
     }
     if (cmd === 'vm' && sub === 'list') {
@@ -305,8 +324,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (typeof append === 'string') spec.append = append;
         else delete spec.append;
       }
-      const vm = await launchVm(transport, runtimeDirOf(host), spec);
-      out.write(`started ${vm.name} on ${hostId} (${vm.accel}, pid ${vm.pid}); QMP ${vm.qmpSocket}\n`);
+      const vm = await launchVm(transport, runtimeDirOf(host), spec, host.qemu);
+      out.write(`started ${vm.name} on ${hostId} (${vm.accel}, QEMU ${vm.qemuVersion}, machine ${vm.machine}, pid ${vm.pid}); QMP ${vm.qmpSocket}\n`);
       return 0;
     }
     if (cmd === 'guest') {
@@ -461,12 +480,14 @@ async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, servi
     if (args.length !== n) throw new UsageError(`${cmd}: expected ${n} argument(s), got ${args.length}`);
   };
   if (cmd === 'save' || cmd === 'restore') {
-    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json'] : ['name', 'identity', 'json']);
+    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json', 'layout'] : ['name', 'identity', 'json']);
+    const layout = p.flags.get('layout');
+    if (layout !== undefined && layout !== 'auto' && layout !== 'stream' && layout !== 'mapped-ram') throw new UsageError('--layout must be auto, stream or mapped-ram');
     want(cmd === 'save' ? 3 : 2);
     const compress = p.flags.get('compress');
     if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new UsageError('--compress must be zstd, gzip or none');
     const req = cmd === 'save'
-      ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}) }
+      ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}), ...(layout ? { layout } : {}) }
       : { hostId: args[0], file: args[1], ...(typeof p.flags.get('name') === 'string' ? { name: p.flags.get('name') } : {}), ...(typeof p.flags.get('identity') === 'string' ? { identityFile: p.flags.get('identity') } : {}) };
     let lastPrinted = 0;
     const off = service.on('state:sample', ({ sample }) => {
@@ -478,7 +499,7 @@ async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, servi
     const r = unwrap(await service.invoke(cmd === 'save' ? 'states:save' : 'states:restore', req)) as StateResult;
     off();
     if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
-    else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (stream ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+    else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (${r.layout === 'mapped-ram' ? 'mapped-ram' : 'stream'} ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
     else out.write(`restored ${r.vm} on ${r.hostId} from ${r.file} in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
     return 0;
   }

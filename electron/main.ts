@@ -25,7 +25,7 @@ const secretCipher = {
   encrypt: (plain: string) => safeStorage.encryptString(plain),
   decrypt: (data: Buffer) => safeStorage.decryptString(data),
 };
-const service = new ConsoleService({ builtinHosts: labHosts(), secretCipher, recoverOnConnect: true });
+const service = new ConsoleService({ builtinHosts: () => labHosts(), secretCipher, recoverOnConnect: true });
 let win: BrowserWindow | undefined;
 const rendererIndex = path.join(__dirname, '..', 'renderer', 'index.html');
 const rendererUrl = pathToFileURL(rendererIndex).href;

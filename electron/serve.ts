@@ -30,7 +30,7 @@ export async function serve(argv: string[] = process.argv.slice(2)): Promise<voi
   const port = portArg >= 0 ? Number(argv[portArg + 1]) : Number(process.env.FERRY_PORT ?? 0);
   // FERRY_SSH_HOME: where ~/.ssh is looked up (tests and sandboxes use their own).
   const sshHome = process.env.FERRY_SSH_HOME;
-  const service = new ConsoleService({ builtinHosts: labHosts(), recoverOnConnect: true, ...(sshHome ? { ssh: { homeDir: sshHome, agent: false } } : {}) });
+  const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: true, ...(sshHome ? { ssh: { homeDir: sshHome, agent: false } } : {}) });
   const dir = staticDir();
   if (!existsSync(path.join(dir, 'index.html'))) {
     process.stderr.write(`ferry serve: the console is not built (${dir}); run npm run build first\n`);

@@ -49,6 +49,8 @@ export function App() {
   const timelines = useConsole((s) => s.timelines);
   const demo = useConsole((s) => s.demo);
   const runDemo = useConsole((s) => s.runDemo);
+  // auto-converge vs dirty-limit only where a lab host's QEMU schema has dirty-limit (8.1+)
+  const dirtyLimitLab = useConsole((s) => s.hosts.some((h) => h.config.id.startsWith('lab-') && (h.facts?.qemuFeatures ?? []).includes('dirty-limit')));
   const dropping = useDropToOpen();
   const openTimeline = view.kind === 'timeline' ? timelines.find((t) => t.key === view.key) : undefined;
 
@@ -100,6 +102,11 @@ export function App() {
         <button type="button" onClick={() => void runDemo()} disabled={demo.running || lab.starting} data-testid="run-demo" title="Migrate the lab's demo guest with precopy, then back with postcopy, and compare the two">
           {demo.running ? 'Demo running…' : 'Demo: precopy vs postcopy'}
         </button>
+        {dirtyLimitLab && (
+          <button type="button" onClick={() => void runDemo('converge')} disabled={demo.running || lab.starting} data-testid="run-demo-converge" title="The same guest under auto-converge, then dirty-limit, both on the newer QEMU (the VM is moved there first if needed), compared">
+            Demo: auto-converge vs dirty-limit
+          </button>
+        )}
         <OpenTimelineButton />
         <RecordedMenu />
         <button type="button" onClick={() => setAdding((a) => !a)}>Add host</button>

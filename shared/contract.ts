@@ -29,6 +29,10 @@ export const HostInfoSchema = z.object({
   /** Read from the host while connected (refreshed every few seconds). */
   facts: z.object({
     qemuVersion: z.string().optional(),
+    /** The binary the host runs VMs with (its config's, else qemu-system-x86_64). */
+    qemuBinary: z.string().optional(),
+    /** Newer migration features its QEMU's schema has (dirty-limit, switchover-ack, mapped-ram, ...): offered only where listed. */
+    qemuFeatures: z.array(z.string()).optional(),
     memAvailableMiB: z.number().optional(),
     kvm: z.boolean().optional(),
     /** Why some facts could not be read just now (e.g. "host busy"): shown instead of a guess. */
@@ -138,12 +142,20 @@ export const invoke = {
   'migrations:history': { request: z.object({ id: z.string().min(1).max(200) }).strict(), response: MigrationHistorySchema },
   'migrations:preflight': { request: MigrationPlanSchema, response: PreflightResultSchema },
   'lab:status': { request: Empty, response: z.object({ running: z.boolean(), vms: z.number(), netns: z.boolean() }) },
-  'lab:up': { request: z.object({ accel: z.enum(['auto', 'kvm', 'tcg']).optional() }).strict(), response: z.object({ bootMs: z.number(), started: z.boolean() }) },
+  'lab:up': {
+    // qemuB: lab-b starts its VMs with this QEMU binary (on the console's machine; its firmware found beside it).
+    request: z.object({ accel: z.enum(['auto', 'kvm', 'tcg']).optional(), qemuB: z.string().startsWith('/', 'qemuB: an absolute path').optional() }).strict(),
+    response: z.object({ bootMs: z.number(), started: z.boolean() }),
+  },
   'lab:down': { request: Empty, response: z.object({ stopped: z.array(z.string()) }) },
   /** The trainer's demo: the same workload under precopy, then postcopy; resolves when both have ended. */
   'lab:demo': {
-    request: z.object({ bandwidthMBps: z.number().min(5).max(10_000).optional(), workingSetMiB: z.number().int().min(8).max(400).optional(), dirtyMiBps: z.number().int().min(1).max(2000).optional() }).strict(),
-    response: z.object({ runs: z.array(z.object({ label: z.string(), id: z.string(), timeline: z.string(), outcome: z.string() })) }),
+    // compare converge: auto-converge vs dirty-limit (needs QEMU 8.1+ and KVM; a lab-b on a newer QEMU is used, see lab-demo.ts)
+    request: z.object({
+      bandwidthMBps: z.number().min(5).max(10_000).optional(), workingSetMiB: z.number().int().min(8).max(400).optional(), dirtyMiBps: z.number().int().min(1).max(2000).optional(),
+      compare: z.enum(['postcopy', 'converge']).optional(), qemuB: z.string().startsWith('/', 'qemuB: an absolute path').optional(),
+    }).strict(),
+    response: z.object({ runs: z.array(z.object({ label: z.string(), id: z.string(), timeline: z.string(), outcome: z.string(), overlay: z.boolean().optional() })), notes: z.array(z.string()).optional() }),
   },
   /** Whether key passphrases can be remembered here (encrypted by the OS keychain), and if not why. */
   'secrets:status': { request: Empty, response: z.object({ available: z.boolean(), reason: z.string().optional() }) },

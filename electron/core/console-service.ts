@@ -38,7 +38,9 @@ import { entryFromTimeline } from '../../shared/report/picture';
 import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
 import { configureLog, rootLog } from './log';
-import { detectAccel, qemuVersionOf, vmFiles } from './hosts/vm-launcher';
+import { detectAccel, vmFiles } from './hosts/vm-launcher';
+import { probeQemu, qemuOf, qemuVersionOf } from './hosts/qemu-install';
+import { optionalFeatures } from './qmp/qmp-schema';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
 import type { RestoreRequest, SaveRequest } from '../../shared/model/saved-state';
@@ -47,7 +49,7 @@ export interface ConsoleServiceOptions {
   /** Default `$XDG_CONFIG_HOME/ferry`. */
   configDir?: string;
   /** Hosts that always exist (the local lab). */
-  builtinHosts?: HostConfig[];
+  builtinHosts?: HostConfig[] | (() => HostConfig[]);
   /** Passed to every SSH transport (tests point homeDir at a temp dir). */
   ssh?: SshTransportOptions;
   /** The local lab's root (default: labRoot()). */
@@ -248,12 +250,13 @@ export class ConsoleService {
       this.preflights.set(preflightKey(req), { at: now, result });
       return result;
     },
-    'lab:demo': async (req: { bandwidthMBps?: number; workingSetMiB?: number; dirtyMiBps?: number }) => {
+    'lab:demo': async (req: { bandwidthMBps?: number; workingSetMiB?: number; dirtyMiBps?: number; compare?: 'postcopy' | 'converge'; qemuB?: string }) => {
       if (this.demoRunning) throw new FerryException('ALREADY_EXISTS', 'the lab demo is already running');
       this.demoRunning = true;
       try {
-        const runs = await runLabDemo({ root: this.labRoot, engine: this.engine, ...req });
-        return { runs: runs.map((r) => ({ ...r, timeline: path.basename(r.timeline) })) };
+        const notes: string[] = [];
+        const runs = await runLabDemo({ root: this.labRoot, engine: this.engine, ...req, onNote: (t) => notes.push(t) });
+        return { runs: runs.map((r) => ({ ...r, timeline: path.basename(r.timeline) })), ...(notes.length ? { notes } : {}) };
       } finally {
         this.demoRunning = false;
       }
@@ -264,8 +267,8 @@ export class ConsoleService {
       const st = await labStatus(this.labRoot);
       return { running: st.hosts.some((h) => h.vms.some((v) => v.runState !== 'stopped')), vms: st.hosts.reduce((a, h) => a + h.vms.length, 0), netns: st.netns !== undefined };
     },
-    'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg' }) => {
-      const r = await this.changingVms(() => labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}) }));
+    'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg'; qemuB?: string }) => {
+      const r = await this.changingVms(() => labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}), ...(req.qemuB ? { qemuB: req.qemuB } : {}) }));
       if (r.vm) this.labStartedHere = true;
       return { bootMs: r.bootMs, started: r.vm !== undefined };
     },
@@ -501,23 +504,36 @@ export class ConsoleService {
   private readonly factCache = new Map<string, { at: number; facts: NonNullable<HostInfo['facts']> }>();
 
   /**
-   * QEMU version, available memory and KVM, cached for 10 s (the board refreshes often).
-   * A fact the host could not be asked for (busy, dropped) is never guessed: the last known
-   * one stays, and `unavailable` says why the rest is missing.
+   * QEMU version and newer features (its schema), available memory and KVM, cached for 10 s
+   * (the board refreshes often). A fact the host could not be asked for (busy, dropped) is
+   * never guessed: the last known one stays, and `unavailable` says why the rest is missing.
    */
   private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
-    const hit = this.factCache.get(host.id);
+    const key = `${host.id}\n${host.qemu?.binary ?? ''}`;
+    const hit = this.factCache.get(key);
     if (hit && Date.now() - hit.at < 10_000) return hit.facts;
     const t = await this.transportOf(host.id);
-    const [v, mem, kvm] = await Promise.allSettled([qemuVersionOf(t), t.readFile('/proc/meminfo'), detectAccel(t)]);
-    const facts: NonNullable<HostInfo['facts']> = {};
+    const qemu = qemuOf(host);
+    const qemuFacts = async () => {
+      const version = await qemuVersionOf(t, qemu); // throws when the host could not be asked
+      if (!version) return undefined;
+      const probe = await probeQemu(t, qemu).catch((e: unknown) => {
+        hostLog.warn(`${host.id}: ${toFerryError(e).message}`, { host: host.id });
+        return undefined;
+      });
+      return { version: probe?.version ?? version.join('.'), features: probe ? optionalFeatures(probe.features) : undefined };
+    };
+    const [v, mem, kvm] = await Promise.allSettled([qemuFacts(), t.readFile('/proc/meminfo'), detectAccel(t)]);
+    const facts: NonNullable<HostInfo['facts']> = { qemuBinary: qemu.binary };
     const failures: string[] = [];
     const known = hit?.facts;
     if (v.status === 'fulfilled') {
-      if (v.value) facts.qemuVersion = v.value.join('.');
+      if (v.value) facts.qemuVersion = v.value.version;
+      if (v.value?.features) facts.qemuFeatures = v.value.features;
     } else {
       failures.push(toFerryError(v.reason).message);
       if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
+      if (known?.qemuFeatures) facts.qemuFeatures = known.qemuFeatures;
     }
     const avail = mem.status === 'fulfilled' ? /MemAvailable:\s+(\d+)/.exec(mem.value.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
@@ -535,7 +551,7 @@ export class ConsoleService {
       hostLog.warn(`${host.id}: facts not read: ${[...new Set(failures)].join('; ')}`);
       return facts; // not cached: asked again on the next refresh
     }
-    this.factCache.set(host.id, { at: Date.now(), facts });
+    this.factCache.set(key, { at: Date.now(), facts });
     return facts;
   }
 

@@ -93,7 +93,8 @@ export interface ConsoleState {
   closeTimeline(key: string): void;
   show(view: ConsoleView): void;
   /** The lab demo: precopy then postcopy of one workload, then their comparison. */
-  runDemo(): Promise<void>;
+  /** `converge`: auto-converge vs dirty-limit (offered where a lab host's QEMU has dirty-limit). */
+  runDemo(compare?: 'postcopy' | 'converge'): Promise<void>;
   /** Downloads the HTML report of the timeline (or comparison) on screen. */
   exportReport(): void;
   refreshVms(hostId: string): Promise<void>;
@@ -273,16 +274,17 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     }
   },
 
-  async runDemo() {
+  async runDemo(compare) {
     set({ demo: { running: true }, view: { kind: 'live' } });
-    const r = await ferry().invoke('lab:demo', {});
+    const r = await ferry().invoke('lab:demo', compare ? { compare } : {});
     if (!r.ok) {
       set({ demo: { running: false, error: r.error.message } });
       get().toast(`Demo failed: ${r.error.message}`, 'error');
       return;
     }
     const keys: string[] = [];
-    for (const run of r.value.runs) {
+    for (const note of r.value.notes ?? []) get().toast(note, 'info');
+    for (const run of r.value.runs.filter((x) => x.overlay !== false)) {
       const t = await ferry().invoke('timelines:read', { name: run.timeline });
       if (t.ok && get().openTimelineText(run.label, t.value.text)) keys.push(get().timelines.at(-1)!.key);
     }

@@ -115,6 +115,8 @@ function rowOf(s: MigrationSample, startedAt: number): ChartRow {
   if (s.guest) r.stall = s.guest.stallMs;
   if (s.postcopyRequests !== undefined) r.requests = s.postcopyRequests;
   if (s.cpuThrottlePct !== undefined) r.throttle = s.cpuThrottlePct;
+  // dirty-limit: µs each vCPU was held per dirty-ring round, plotted in ms
+  if (s.dirtyLimitThrottleUs !== undefined) r.dirtyLimit = s.dirtyLimitThrottleUs / 1000;
   if (s.storage) {
     r.diskCopied = s.storage.copiedBytes;
     r.diskTotal = s.storage.totalBytes;
@@ -156,7 +158,8 @@ const HAS_STORAGE = 1;
 const HAS_GUEST = 2;
 const HAS_THROTTLE = 4;
 const HAS_REQUESTS = 8;
-const flagsOf = (s: MigrationSample) => (s.storage ? HAS_STORAGE : 0) | (s.guest ? HAS_GUEST : 0) | (s.cpuThrottlePct ? HAS_THROTTLE : 0) | (s.postcopyRequests ? HAS_REQUESTS : 0);
+const HAS_DIRTY_LIMIT = 16;
+const flagsOf = (s: MigrationSample) => (s.storage ? HAS_STORAGE : 0) | (s.guest ? HAS_GUEST : 0) | (s.cpuThrottlePct ? HAS_THROTTLE : 0) | (s.postcopyRequests ? HAS_REQUESTS : 0) | (s.dirtyLimitThrottleUs !== undefined ? HAS_DIRTY_LIMIT : 0);
 
 /** The largest value of one series (0 when it has none); a ring's rows are scanned once each. */
 function maxOf(rows: Seq<ChartRow>, key: string): number {
@@ -204,6 +207,7 @@ export function chartSpecs(entry: Pick<MigrationEntry, 'summary' | 'samples' | '
   );
   if (flags & HAS_GUEST) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: [{ key: 'stall', label: 'stall', color: '#0891b2' }] });
   if (flags & HAS_THROTTLE) specs.push({ id: 'throttle', title: 'CPU throttle (auto-converge)', unit: '%', series: [{ key: 'throttle', label: 'throttle', color: '#db2777' }] });
+  if (flags & HAS_DIRTY_LIMIT) specs.push({ id: 'dirty-limit', title: 'dirty-limit: vCPU throttle time per round', unit: 'ms', series: [{ key: 'dirtyLimit', label: 'throttle per round', color: '#ea580c' }] });
   if (flags & HAS_REQUESTS) specs.push({ id: 'requests', title: 'Postcopy page requests', unit: 'count', series: [{ key: 'requests', label: 'requests', color: '#7c3aed' }] });
   return specs;
 }

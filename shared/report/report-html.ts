@@ -104,7 +104,7 @@ export function reportHtml(t: ParsedTimeline, name = 'timeline'): string {
 }
 
 export function compareHtml(items: { name: string; timeline: ParsedTimeline }[]): string {
-  const c = compareData(items.map((i) => ({ name: i.name, entry: entryFromTimeline(i.timeline), truncated: i.timeline.truncated })));
+  const c = compareData(items.map((i) => ({ name: i.name, entry: entryFromTimeline(i.timeline), truncated: i.timeline.truncated, qemu: { source: i.timeline.header?.source.qemuVersion, destination: i.timeline.header?.destination?.qemuVersion } })));
   const title = `Ferry comparison: ${items.map((i) => i.name).join(' vs ')}`;
   const parts: string[] = [`<h1>${escapeXml(title)}</h1>`, `<p class="sub">${items.length} migrations aligned at the moment each began migrating (t = 0).</p>`];
   parts.push('<h2>Final figures</h2><table id="compare-table"><thead><tr><th></th>');

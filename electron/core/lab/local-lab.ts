@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FerryException } from '../../../shared/errors';
-import type { HostConfig } from '../../../shared/model/host';
+import type { HostConfig, QemuInstall } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
 import { LocalTransport, NetnsTransport, writeFileAtomic } from '../transport/local-transport';
 import { launchVm, stopVm, processAlive, readPid, vmFiles } from '../hosts/vm-launcher';
@@ -34,6 +34,8 @@ export interface LabState {
   version: 1;
   root: string;
   netns?: NetnsState;
+  /** A lab host on another QEMU than the PATH's (`ferry lab up --qemu-b PATH`). */
+  qemu?: Partial<Record<(typeof LAB_HOST_IDS)[number], QemuInstall>>;
 }
 
 export interface LabUpOptions {
@@ -47,6 +49,22 @@ export interface LabUpOptions {
   dataDiskMiB?: number;
   /** Initial demo-guest workload. */
   workload?: { wsMiB?: number; rateMiBs?: number | null; hbMs?: number };
+  /** Run lab-a / lab-b on this QEMU (a binary path; its data dir is found beside it). `null` = back to the PATH's. */
+  qemuA?: QemuInstall | string | null;
+  qemuB?: QemuInstall | string | null;
+  /** KVM dirty ring for the demo VM (needed by dirty-limit). */
+  dirtyRingSize?: number;
+}
+
+/**
+ * A QEMU named by its binary's path: an extracted package tree (`X/usr/bin/qemu-system-x86_64`)
+ * has its firmware in `X/usr/share/qemu`, which becomes its data dir (`-L`).
+ */
+export function qemuInstallFromPath(binary: string): QemuInstall {
+  const abs = path.resolve(binary);
+  if (!existsSync(abs)) throw new FerryException('NOT_FOUND', `no QEMU binary at ${abs}`);
+  const data = path.resolve(path.dirname(abs), '..', 'share', 'qemu');
+  return data !== '/usr/share/qemu' && existsSync(data) ? { binary: abs, dataDir: data } : { binary: abs };
 }
 
 export function labRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -67,10 +85,12 @@ export function readLabState(root: string): LabState | undefined {
 
 /** The two lab hosts, as the console and the CLI see them. */
 export function labHosts(root = labRoot()): HostConfig[] {
-  const ns = readLabState(root)?.netns;
+  const state = readLabState(root);
+  const ns = state?.netns;
   return LAB_HOST_IDS.map((id, i): HostConfig => ({
     id,
     name: i === 0 ? 'Lab A' : 'Lab B',
+    ...(state?.qemu?.[id] ? { qemu: state.qemu[id] } : {}),
     transport: ns ? { kind: 'local', netns: ns.namespaces[i]! } : { kind: 'local' },
     runtimeDir: path.join(root, id),
     statesDir: path.join(root, `${id}-states`),
@@ -206,7 +226,16 @@ export async function setLink(ns: NetnsState, up: boolean): Promise<void> {
 export interface LabStatus {
   root: string;
   netns?: NetnsState;
-  hosts: { id: string; runtimeDir: string; migrationAddress: string; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
+  hosts: { id: string; runtimeDir: string; migrationAddress: string; qemu?: QemuInstall; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
+}
+
+/** Sets (or clears, `null`) the QEMU a lab host starts VMs with; running VMs keep theirs. */
+export async function writeLabQemu(root: string, id: (typeof LAB_HOST_IDS)[number], q: QemuInstall | null): Promise<void> {
+  const state = readLabState(root) ?? { version: 1 as const, root };
+  const next = { ...state.qemu };
+  if (q === null) delete next[id];
+  else next[id] = q;
+  await writeFileAtomic(stateFile(root), `${JSON.stringify({ ...state, qemu: next }, null, 2)}\n`, 0o600);
 }
 
 export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabStatus; vm: LaunchedVm | undefined; bootMs: number }> {
@@ -215,6 +244,13 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
   let state = readLabState(root) ?? { version: 1 as const, root };
   if (options.netns && !state.netns) {
     state = { ...state, netns: await createNetns(options.netnsPrefix) };
+  }
+  for (const [id, q] of [['lab-a', options.qemuA], ['lab-b', options.qemuB]] as const) {
+    if (q === undefined) continue;
+    const next = { ...state.qemu };
+    if (q === null) delete next[id];
+    else next[id] = typeof q === 'string' ? qemuInstallFromPath(q) : q;
+    state = { ...state, qemu: next };
   }
   await writeFileAtomic(stateFile(root), `${JSON.stringify(state, null, 2)}\n`, 0o600);
   const [a] = labHosts(root);
@@ -230,8 +266,9 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
       if (options.workload?.rateMiBs !== undefined) spec.rateMiBs = options.workload.rateMiBs;
       if (options.workload?.hbMs !== undefined) spec.hbMs = options.workload.hbMs;
       const vmSpec = demoVmSpec(spec);
+      if (options.dirtyRingSize !== undefined) vmSpec.dirtyRingSize = options.dirtyRingSize;
       if (options.dataDiskMiB !== undefined) vmSpec.disks = [await createLabDisk(ta, a!.imagesDir!, options.dataDiskMiB)];
-      vm = await launchVm(ta, a!.runtimeDir!, vmSpec);
+      vm = await launchVm(ta, a!.runtimeDir!, vmSpec, a!.qemu);
       await waitGuestReady(ta, files.serialSocket);
     } catch (e) {
       await labDown({ root }).catch(() => undefined);
@@ -259,6 +296,7 @@ export async function labStatus(root = labRoot()): Promise<LabStatus> {
       id: h.id,
       runtimeDir: h.runtimeDir!,
       migrationAddress: h.migrationAddress!,
+      ...(h.qemu ? { qemu: h.qemu } : {}),
       vms: vms.map((v) => {
         const out: { name: string; runState: string; pid?: number; memoryMiB?: number } = { name: v.name, runState: v.runState };
         if (v.pid !== undefined) out.pid = v.pid;

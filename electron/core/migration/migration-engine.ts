@@ -8,7 +8,10 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryException, toFerryError } from '../../../shared/errors';
 import type { HostConfig } from '../../../shared/model/host';
-import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, planAllowsPostcopy, put, sampleFromQueryMigrate } from '../../../shared/model/migration';
+import { MigrationPlanSchema, TERMINAL_PHASES, migrationRunning, phaseForStatus, planAllowsPostcopy, put, sampleFromQueryMigrate } from '../../../shared/model/migration';
+import { capabilitiesFor, featuresOf, parametersFor } from '../qmp/qmp-schema';
+import { checkDirection, destinationSpec, linkEstimate, newerFeatureSettings, sourceIdentity } from './cross-version';
+import { qemuOf, qemuVersionOf } from '../hosts/qemu-install';
 import { makePolicies } from './policies';
 import { openStreamTunnel } from './stream-tunnel';
 import type { StreamTunnel } from './stream-tunnel';
@@ -271,8 +274,8 @@ export class Migration {
       vm: { name: this.plan.vm, ...(this.record ? { argv: this.record.argv } : {}), ...(mem !== undefined ? { memoryMiB: mem } : {}) },
     };
     const caps = this.capabilities();
-    h.capabilities = caps.source;
-    h.parameters = this.parameters().source;
+    h.capabilities = { ...caps.source, ...this.newerCaps?.sourceCaps };
+    h.parameters = { ...this.parameters().source, ...this.newerCaps?.sourceParams };
     return h;
   }
 
@@ -314,7 +317,7 @@ export class Migration {
     this.source.qmp = await openVmQmp(srcT, srcFiles);
     const srcStatus = await this.source.qmp.execute<{ status: string; running: boolean }>('query-status');
     const prior = await this.source.qmp.execute<{ status?: string }>('query-migrate');
-    if (prior.status && ['setup', 'active', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'device', 'pre-switchover', 'cancelling'].includes(prior.status)) {
+    if (migrationRunning(prior.status)) {
       this.source.qmp.close();
       throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" on ${plan.from} is already migrating (status ${prior.status})`);
     }
@@ -337,18 +340,26 @@ export class Migration {
       // Same VM, same accelerator, host-local paths rewritten by launching into the destination's runtime dir.
       if (this.storage) await this.storage.createTargets();
       const disks = this.storage ? { disks: this.storage.targetSpecDisks(record.spec.disks ?? []) } : {};
-      const spec = { ...record.spec, ...disks, accel: record.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
-      this.destVm = await launchVm(dstT, runtimeDirOf(dstHost), spec);
+      // Cross-version: the source's concrete machine type, CPU model and firmware; never to an older QEMU.
+      checkDirection(this.source.qemuVersion, (await qemuVersionOf(dstT, qemuOf(dstHost)))?.join('.'), plan.from, plan.to);
+      const identity = await sourceIdentity(record, this.source.qmp);
+      const spec = { ...destinationSpec(record, identity, srcHost, dstHost), ...disks, accel: record.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
+      this.destVm = await launchVm(dstT, runtimeDirOf(dstHost), spec, dstHost.qemu);
       const dq = await openVmQmp(dstT, dstFiles);
       this.dest = { host: dstHost, transport: dstT, files: dstFiles, qmp: dq };
       const dv = versionOf(dq);
       if (dv) this.dest.qemuVersion = dv;
+      // Capabilities and parameters as each end's own QMP schema has them.
+      const [sf, df] = await Promise.all([featuresOf(this.source.qmp), featuresOf(dq)]);
+      const newer = newerFeatureSettings(plan, sf, df, linkEstimate(this.options.switchovers?.get(this.pairKey) ?? []));
       const caps = this.capabilities();
-      await this.source.qmp.execute('migrate-set-capabilities', { capabilities: Object.entries(caps.source).map(([capability, state]) => ({ capability, state })) });
-      await dq.execute('migrate-set-capabilities', { capabilities: Object.entries(caps.dest).map(([capability, state]) => ({ capability, state })) });
+      this.newerCaps = newer;
+      await this.source.qmp.execute('migrate-set-capabilities', { capabilities: capabilitiesFor({ ...caps.source, ...newer.sourceCaps }, sf, plan.from) });
+      await dq.execute('migrate-set-capabilities', { capabilities: capabilitiesFor({ ...caps.dest, ...newer.destCaps }, df, plan.to) });
       const params = this.parameters();
-      await this.source.qmp.execute('migrate-set-parameters', params.source);
-      if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', params.dest);
+      await this.source.qmp.execute('migrate-set-parameters', parametersFor({ ...params.source, ...newer.sourceParams }, sf, plan.from));
+      if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', parametersFor(params.dest, df, plan.to));
+      for (const text of [`destination started as ${identity.machine}, CPU ${identity.cpu}${spec.bios ? `, firmware ${spec.bios}` : ''} (QEMU ${this.source.qemuVersion ?? '?'} -> ${dv ?? '?'})`, ...newer.notes]) this.rec({ type: 'note', t: Date.now(), text });
       this.destAddress = migrationAddressOf(dstHost, dstT);
       if (plan.transport === 'ssh-tunnel') {
         this.incomingUri = await this.openTunnel('migrate', (uri) => dq.execute('migrate-incoming', { uri }));
@@ -1008,6 +1019,8 @@ export class Migration {
   }
 
   private removedTargets: string[] | undefined;
+  /** The plan's newer-QEMU features as set on each end (cross-version.ts). */
+  private newerCaps: ReturnType<typeof newerFeatureSettings> | undefined;
   /** The destination host, known as soon as the plan is checked (before anything is started there). */
   private destTarget: { host: HostConfig; transport: HostTransport } | undefined;
 
