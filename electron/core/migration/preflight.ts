@@ -21,6 +21,7 @@ import { QmpClient } from '../qmp/qmp-client';
 import { migrationAddressOf } from './migration-engine';
 import type { EngineHosts } from './migration-engine';
 import { tunnelCheck } from './stream-tunnel';
+import { measureClock, offsetBetween } from '../hosts/clock-offset';
 import { planDiskCopiesFromFiles, storageCheck } from './storage-copy';
 
 type Check = Omit<PreflightCheck, 'id' | 'title'>;
@@ -233,16 +234,13 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
   })());
 
   tasks.push((async () => {
-    const probe = async (t: HostTransport) => {
-      const t1 = Date.now();
-      const r = await t.exec(['date', '+%s%N']);
-      const t2 = Date.now();
-      return Number(BigInt(r.stdout.trim()) / 1_000_000n) - (t1 + t2) / 2;
-    };
     try {
-      const [a, b] = await Promise.all([probe(S.t), probe(D.t)]);
-      const off = Math.abs(a - b);
-      add('clock', 'Clock offset between the hosts', off <= 100 ? pass(`${Math.round(off)} ms apart`) : warn(`clocks ${Math.round(off)} ms apart: guest time will jump`, 'run NTP/chrony on both hosts'));
+      // Round-trip compensated readings of both hosts' clocks against Ferry's (clock-offset.ts).
+      const [a, b] = await Promise.all([measureClock(S.t), measureClock(D.t)]);
+      const { offsetMs, uncertaintyMs } = offsetBetween(a, b);
+      const off = Math.abs(offsetMs);
+      const text = `${Math.round(off)} ± ${Math.max(1, Math.round(uncertaintyMs))} ms apart`;
+      add('clock', 'Clock offset between the hosts', off - uncertaintyMs <= 100 ? pass(text) : warn(`clocks ${text}: guest time will jump`, 'run NTP/chrony on both hosts'));
     } catch (e) {
       add('clock', 'Clock offset between the hosts', warn(`could not compare clocks: ${toFerryError(e).message}`));
     }
