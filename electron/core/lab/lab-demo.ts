@@ -20,7 +20,8 @@ import { OPTIONAL_FEATURES } from '../qmp/qmp-schema';
 import { readArgvRecord } from '../hosts/vm-launcher';
 import type { MigrationFinal, MigrationPlanInput } from '../../../shared/model/migration';
 import type { Migration, MigrationEngine } from '../migration/migration-engine';
-import { vmFiles } from '../hosts/vm-launcher';
+import { stopVm, vmFiles } from '../hosts/vm-launcher';
+import { QmpClient } from '../qmp/qmp-client';
 import { GuestConsole } from './demo-guest';
 import { LAB_HOST_IDS, LAB_VM_NAME, labHosts, labStatus, labUp, readLabState, transportFor, waitGuestReady, writeLabQemu } from './local-lab';
 
@@ -60,11 +61,23 @@ export async function runLabDemo(o: LabDemoOptions): Promise<LabDemoRun[]> {
   const bw = o.bandwidthMBps ?? DEMO_DEFAULTS.bandwidthMBps;
   const ws = o.workingSetMiB ?? DEMO_DEFAULTS.workingSetMiB;
   const rate = o.dirtyMiBps ?? DEMO_DEFAULTS.dirtyMiBps;
+  // From whatever state the lab is in: up or not, the VM on either host.
+  const busy = o.engine.active().find((m) => m.plan.vm === LAB_VM_NAME && (LAB_HOST_IDS as readonly string[]).includes(m.plan.from));
+  if (busy) throw new FerryException('ALREADY_EXISTS', `the lab's ${LAB_VM_NAME} VM is being migrated (${busy.id}, ${busy.phase}); wait for it to end or cancel it, then run the demo`, { id: busy.id });
   await labUp({ root: o.root, ...(o.qemuB !== undefined ? { qemuB: o.qemuB } : {}) });
   const status = await labStatus(o.root);
-  const at = status.hosts.find((h) => h.vms.some((v) => v.name === LAB_VM_NAME && v.runState === 'running'));
+  const withVm = status.hosts.filter((h) => h.vms.some((v) => v.name === LAB_VM_NAME && v.runState !== 'stopped'));
+  const at = withVm.find((h) => h.vms.some((v) => v.name === LAB_VM_NAME && v.runState === 'running')) ?? withVm[0];
   if (!at) throw new FerryException('NOT_FOUND', `the lab's ${LAB_VM_NAME} VM is not running on ${LAB_HOST_IDS.join(' or ')}; start the lab first`);
+  for (const other of withVm.filter((h) => h !== at)) {
+    // A second copy (left by an older Ferry, or a destination that never ran): the lab is Ferry's own.
+    const h = labHosts(o.root).find((x) => x.id === other.id)!;
+    await stopVm(transportFor(h), h.runtimeDir!, LAB_VM_NAME, { timeoutMs: 2000 });
+    o.onNote?.(`stopped a second ${LAB_VM_NAME} VM on ${other.id}; the demo runs the one on ${at.id}`);
+  }
   const here = at.id;
+  const state = at.vms.find((v) => v.name === LAB_VM_NAME)!.runState;
+  if (state !== 'running') await resumeDemo(o.root, here, state);
   const there = LAB_HOST_IDS.find((h) => h !== here)!;
   await setWorkload(o.root, here, ws, rate);
   const plans: { label: string; plan: MigrationPlanInput }[] = [
@@ -86,6 +99,19 @@ async function runPlans(o: LabDemoOptions, plans: { label: string; plan: Migrati
     }
   }
   return runs;
+}
+
+/** A paused demo VM (stopped by hand, or left paused) runs again for the demo. */
+async function resumeDemo(root: string, hostId: string, state: string): Promise<void> {
+  const host = labHosts(root).find((h) => h.id === hostId)!;
+  const files = vmFiles(host.runtimeDir!, LAB_VM_NAME);
+  const q = await QmpClient.connect(await transportFor(host).openUnix(files.auxQmpSocket), { handshakeTimeoutMs: 3000 });
+  try {
+    if (state === 'inmigrate') throw new FerryException('ALREADY_EXISTS', `the ${LAB_VM_NAME} VM on ${hostId} waits for an incoming migration; stop it (ferry vm stop ${hostId} ${LAB_VM_NAME}) or let that migration end`);
+    await q.execute('cont');
+  } finally {
+    q.close();
+  }
 }
 
 async function setWorkload(root: string, hostId: string, ws: number, rate: number): Promise<void> {

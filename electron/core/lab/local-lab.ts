@@ -256,10 +256,10 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
   const [a] = labHosts(root);
   const ta = transportFor(a!);
   const files = vmFiles(a!.runtimeDir!, LAB_VM_NAME);
-  const pid = await readPid(ta, files.pidFile);
   let vm: LaunchedVm | undefined;
   const t0 = Date.now();
-  if (!pid || !(await processAlive(ta, pid))) {
+  // The demo VM may have been migrated to lab-b: the lab is up wherever it runs.
+  if (!(await demoRunsSomewhere(root))) {
     try {
       const spec: Parameters<typeof demoVmSpec>[0] = { accel: options.accel ?? 'auto', memoryKiB: options.memoryKiB ?? LAB_DEFAULT_MEMORY_KIB };
       if (options.workload?.wsMiB !== undefined) spec.wsMiB = options.workload.wsMiB;
@@ -277,6 +277,18 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
   }
   return { status: await labStatus(root), vm, bootMs: Date.now() - t0 };
 }
+
+/** The lab host the demo VM runs on, if it runs on one (by its pid file and /proc). */
+export async function demoHost(root: string): Promise<string | undefined> {
+  for (const h of labHosts(root)) {
+    const t = transportFor(h);
+    const pid = await readPid(t, vmFiles(h.runtimeDir!, LAB_VM_NAME).pidFile);
+    if (pid && (await processAlive(t, pid))) return h.id;
+  }
+  return undefined;
+}
+
+const demoRunsSomewhere = async (root: string) => (await demoHost(root)) !== undefined;
 
 /** An empty qcow2 data disk for the demo VM (the guest does not touch it; tests write to it through QEMU). */
 async function createLabDisk(t: HostTransport, dir: string, mib: number): Promise<VmDiskSpec> {
