@@ -22,7 +22,8 @@ import { readTimeline, timelineToCsv, timelineToJson, timelineToOpenMetrics } fr
 import { writeCompare, writeReport } from './core/recorder/report';
 import { runLabDemo } from './core/lab/lab-demo';
 import type { WrittenReport } from './core/recorder/report';
-import { rootLog } from './core/log';
+import { configureLog, rootLog } from './core/log';
+import { defaultConfigDir } from './core/hosts/host-registry';
 import { CliUsageError, controlCommand, migrationsCommand, recoverCommand, trustCommand } from './cli-ops';
 
 const cliLog = rootLog.child('cli');
@@ -78,8 +79,10 @@ const USAGE = `usage: ferry <command> [options]
                                    carry the migration stream inside SSH (unix sockets relayed by Ferry)
   ferry timeline FILE --csv|--json|--openmetrics
                                    export a recorded timeline (OpenMetrics: for promtool tsdb create-blocks-from)
-  ferry report FILE [-o report.html]
-                                   a self-contained HTML report (charts, plan, preflight, events)
+  ferry report FILE [-o report.html] [--with-log]
+                                   a self-contained HTML report (charts, plan, preflight, events;
+                                   --with-log: Ferry's log lines from while it ran, for support)
+  ferry diagnostics                what to paste into a ticket: hosts, sessions, migrations, last log lines
   ferry compare A B [...] -o compare.html
                                    overlay two or more timelines, final figures side by side
                                    (timeline, report, compare: FILE may also be a Proxmox VE migration
@@ -163,13 +166,16 @@ function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
 async function reportCommand(cmd: 'report' | 'compare', argv: string[], out: NodeJS.WritableStream, errOut: NodeJS.WritableStream): Promise<number> {
   try {
     const p = parseArgs(argv, ['output']);
-    allowOnly(p, ['output']);
+    allowOnly(p, cmd === 'report' ? ['output', 'with-log'] : ['output']);
     const o = p.flags.get('output');
     const output = typeof o === 'string' ? path.resolve(o) : undefined;
     let r: WrittenReport;
     if (cmd === 'report') {
       if (p.positional.length !== 1) throw new UsageError(`report: expected one timeline file, got ${p.positional.length}`);
-      r = await writeReport(path.resolve(p.positional[0]!), output);
+      const withLog = p.flags.get('with-log') === true;
+      // The log is this user's Ferry log (`<configDir>/logs`), as the console writes it.
+      if (withLog) configureLog({ dir: path.join(defaultConfigDir(), 'logs') });
+      r = await writeReport(path.resolve(p.positional[0]!), output, { withLog });
     } else {
       if (p.positional.length < 2) throw new UsageError(`compare: expected at least two timeline files, got ${p.positional.length}`);
       if (!output) throw new UsageError('compare needs -o FILE.html');
@@ -204,6 +210,11 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: cmd === 'recover' });
   const io = { out, errOut, follow: (m: Migration, cancel: boolean) => follow(m, out, errOut, cancel) };
   try {
+    if (cmd === 'diagnostics') {
+      if (argv.length > 1) throw new UsageError('diagnostics takes no arguments');
+      out.write(unwrap(await service.call('diagnostics:get', {})).text);
+      return 0;
+    }
     if (cmd === 'recover') return await recoverCommand(argv.slice(1), service, io);
     if (cmd === 'migrations') return await migrationsCommand(argv.slice(1), service, io);
     if (cmd === 'control') return await controlCommand(argv.slice(1), service, io);

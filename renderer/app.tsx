@@ -38,6 +38,7 @@ export function App() {
   const refresh = useConsole((s) => s.refresh);
   const theme = useConsole((s) => s.theme);
   const toggleTheme = useConsole((s) => s.toggleTheme);
+  const copyDiagnostics = useConsole((s) => s.copyDiagnostics);
   const lab = useConsole((s) => s.lab);
   const startLab = useConsole((s) => s.startLab);
   const selected = useConsole((s) => s.selected ?? s.order.at(-1));
@@ -110,6 +111,7 @@ export function App() {
         <OpenTimelineButton />
         <RecordedMenu />
         <button type="button" onClick={() => setAdding((a) => !a)}>Add host</button>
+        <button type="button" onClick={() => void copyDiagnostics()} data-testid="copy-diagnostics" title="Copy this Ferry's hosts, SSH sessions, migrations and last log lines, for a support ticket (no secrets)">Copy diagnostics</button>
         <button type="button" onClick={toggleTheme} aria-label="toggle dark theme" title="Theme (t)">{theme === 'light' ? '☾' : '☀'}</button>
       </header>
       {error && <p className="error banner" role="alert">{error}</p>}

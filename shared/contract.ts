@@ -158,6 +158,8 @@ export const invoke = {
     response: z.object({ runs: z.array(z.object({ label: z.string(), id: z.string(), timeline: z.string(), outcome: z.string(), overlay: z.boolean().optional() })), notes: z.array(z.string()).optional() }),
   },
   /** Whether key passphrases can be remembered here (encrypted by the OS keychain), and if not why. */
+  /** "Copy diagnostics": this Ferry's hosts, sessions, migrations and last log lines, as text (no secrets). */
+  'diagnostics:get': { request: Empty, response: z.object({ text: z.string(), logFile: z.string().optional() }) },
   'secrets:status': { request: Empty, response: z.object({ available: z.boolean(), reason: z.string().optional() }) },
   /** Timelines recorded by this console (its timeline directory), newest first. */
   'timelines:list': { request: Empty, response: z.array(TimelineFileSchema) },

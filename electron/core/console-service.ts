@@ -22,7 +22,7 @@ import { LocalTransport, NetnsTransport } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
-import { MigrationEngine } from './migration/migration-engine';
+import { FERRY_VERSION, MigrationEngine } from './migration/migration-engine';
 import type { Migration, MigrationControl } from './migration/migration-engine';
 import type { MigrationPlan } from '../../shared/model/migration';
 import { preflight } from './migration/preflight';
@@ -37,7 +37,8 @@ import { parseTimeline } from '../../shared/model/timeline';
 import { entryFromTimeline } from '../../shared/report/picture';
 import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
-import { configureLog, rootLog } from './log';
+import { configureLog, logFile, rootLog } from './log';
+import { diagnosticsText } from './diagnostics';
 import { detectAccel, vmFiles } from './hosts/vm-launcher';
 import { probeQemu, qemuOf, qemuVersionOf } from './hosts/qemu-install';
 import { optionalFeatures } from './qmp/qmp-schema';
@@ -212,6 +213,27 @@ export class ConsoleService {
       return this.info(host);
     },
     'secrets:status': async () => this.secrets.status(),
+    'diagnostics:get': async () => {
+      const hosts = await this.registry.list();
+      const text = diagnosticsText({
+        version: FERRY_VERSION,
+        configDir: this.configDir,
+        hosts: hosts.map((h) => {
+          const rt = this.runtimes.get(h.id);
+          const facts = this.factCache.get(h.id)?.facts;
+          return {
+            id: h.id, label: rt?.transport.label ?? (h.transport.kind === 'local' ? 'local' : h.transport.ssh.host), state: h.transport.kind === 'local' ? 'connected' : (rt?.state ?? 'disconnected'),
+            ...(rt?.lastError ? { lastError: `${rt.lastError.message} [${rt.lastError.code}]` } : {}),
+            ...(rt?.transport instanceof SshTransport ? { sessions: rt.transport.sessions } : {}),
+            ...(facts ? { facts } : {}),
+          };
+        }),
+        migrations: this.engine.list().map((m) => ({ id: m.id, vm: m.plan.vm, from: m.plan.from, to: m.plan.to, phase: m.phase, startedAt: m.startedAt, timeline: m.timeline })),
+        pendingCleanups: this.cleanups.list(),
+      });
+      const file = logFile();
+      return file ? { text, logFile: file } : { text };
+    },
     'hosts:trust-key': async (req: { id: string; fingerprint: string }) => {
       const host = await this.registry.get(req.id);
       const rt = this.runtime(host);

@@ -114,6 +114,8 @@ export interface ConsoleState {
   toast(text: string, kind?: 'ok' | 'error' | 'info'): void;
   guestCommand(hostId: string, vm: string, command: string): Promise<void>;
   toggleTheme(): void;
+  /** Puts the diagnostics text on the clipboard (or downloads it where the clipboard is refused). */
+  copyDiagnostics(): Promise<void>;
   applySample(id: string, sample: MigrationSample): void;
   /**
    * Fetches a migration's whole history from the service and merges it into its entry: a
@@ -448,6 +450,22 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     const r = await ferry().invoke('guest:command', { hostId, vm, command });
     if (r.ok) get().toast(`${vm}: ${command} → ok`, 'ok');
     else get().toast(`${vm}: ${r.error.message}`, 'error');
+  },
+
+  async copyDiagnostics() {
+    const r = await ferry().invoke('diagnostics:get', {});
+    if (!r.ok) {
+      get().toast(`Diagnostics: ${r.error.message}`, 'error');
+      return;
+    }
+    try {
+      await navigator.clipboard.writeText(r.value.text);
+      get().toast(`Diagnostics copied (${r.value.text.split('\n').length} lines)${r.value.logFile ? `; the full log is ${r.value.logFile}` : ''}`, 'ok');
+    } catch {
+      // The browser refused the clipboard (no permission, not focused): hand it over as a file.
+      downloadText('ferry-diagnostics.txt', r.value.text, 'text/plain');
+      get().toast('Clipboard refused: diagnostics downloaded as ferry-diagnostics.txt', 'info');
+    }
   },
 
   toggleTheme() {

@@ -63,7 +63,11 @@ function importedHtml(imp: TimelineImport): string {
     (imp.notes.length ? `<ul>${imp.notes.map((n) => `<li>${escapeXml(n)}</li>`).join('')}</ul>` : '') + '</section>';
 }
 
-export function reportHtml(t: ParsedTimeline, name = 'timeline'): string {
+/**
+ * `log`: Ferry's log lines around the migration (`ferry report --with-log`), for support
+ * staff: connections, refusals, reconnects and handled errors next to the timeline.
+ */
+export function reportHtml(t: ParsedTimeline, name = 'timeline', options: { log?: readonly string[] } = {}): string {
   const entry = entryFromTimeline(t);
   const h = t.header;
   const plan = entry.summary.plan as { vm?: string; from?: string; to?: string };
@@ -100,6 +104,10 @@ export function reportHtml(t: ParsedTimeline, name = 'timeline'): string {
   parts.push(`<h2>Events (${entry.log.length})</h2><table id="events"><thead><tr><th>time</th><th>kind</th><th>what</th></tr></thead><tbody>`);
   for (const l of entry.log) parts.push(`<tr><td>${time(l.t, start)}</td>${td(l.kind)}${td(l.text)}</tr>`);
   parts.push('</tbody></table>');
+  if (options.log) {
+    parts.push(`<h2>Ferry log (${options.log.length} lines while it ran)</h2>`);
+    parts.push(options.log.length ? `<pre id="ferry-log">${escapeXml(options.log.join('\n'))}</pre>` : '<p id="ferry-log">Ferry logged nothing while this migration ran (or its log is not on this machine).</p>');
+  }
   return page(title, parts.join('\n'));
 }
 

@@ -4,6 +4,7 @@ import { FerryException } from '../../../shared/errors';
 import { compareHtml, reportHtml } from '../../../shared/report/report-html';
 import { writeFileAtomic } from '../transport/local-transport';
 import { readTimeline } from './timeline-reader';
+import { logLinesBetween } from '../diagnostics';
 import type { ParsedTimeline } from '../../../shared/model/timeline';
 
 /** A timeline's name without its extension: `run-1.ferry.jsonl` → `run-1`, `task.log` → `task`. */
@@ -26,9 +27,24 @@ export interface WrittenReport {
 
 const noticesOf = (file: string, t: ParsedTimeline) => t.notices.map((n) => `${file}: ${n}`);
 
-export async function writeReport(file: string, output = defaultReportPath(file)): Promise<WrittenReport> {
+/** `withLog`: Ferry's log lines from the migration's start to its end (a minute either side). */
+export async function writeReport(file: string, output = defaultReportPath(file), options: { withLog?: boolean } = {}): Promise<WrittenReport> {
   const t = readTimeline(file);
-  const html = reportHtml(t, path.basename(file));
+  let log: string[] | undefined;
+  if (options.withLog) {
+    let from = t.header?.createdAt ?? Infinity;
+    let to = -Infinity;
+    for (const r of t.records) {
+      const x = (r as { t?: unknown }).t;
+      if (typeof x === 'number') {
+        from = Math.min(from, x);
+        to = Math.max(to, x);
+      }
+    }
+    to = Math.max(to, from);
+    log = Number.isFinite(from) ? logLinesBetween(from - 60_000, to + 60_000) : [];
+  }
+  const html = reportHtml(t, path.basename(file), log ? { log } : {});
   await writeFileAtomic(output, html);
   return { output, truncated: t.truncated ? [file] : [], notices: noticesOf(file, t), bytes: Buffer.byteLength(html) };
 }
