@@ -322,15 +322,17 @@ export class ConsoleService {
     'states:restore': async (req: RestoreRequest) => this.changingVms(async () => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions)),
     'vms:list': async (req: { hostId: string }) => {
       // Several tabs refresh at once: one listing per host at a time serves them all.
-      const inflight = this.vmListings.get(req.hostId);
+      // (Only one started since the last change Ferry made to a VM: an older one may be stale.)
+      const key = `${req.hostId}\n${this.vmStates.generation}`;
+      const inflight = this.vmListings.get(key);
       if (inflight) return inflight;
       const p = (async () => {
         const host = await this.registry.get(req.hostId);
         const rt = this.runtime(host);
         if (rt.state !== 'connected') await this.connectHost(host);
         return listVms(host, rt.transport, this.vmStates);
-      })().finally(() => this.vmListings.delete(req.hostId));
-      this.vmListings.set(req.hostId, p);
+      })().finally(() => this.vmListings.delete(key));
+      this.vmListings.set(key, p);
       return p;
     },
   };

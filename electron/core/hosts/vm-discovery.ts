@@ -92,8 +92,12 @@ export class VmStateCache {
     return st;
   }
 
+  /** Bumped by every clear(): a listing begun under an older generation may be stale. */
+  generation = 0;
+
   clear(): void {
     this.states.clear();
+    this.generation++;
   }
 }
 

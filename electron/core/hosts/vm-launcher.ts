@@ -11,6 +11,9 @@ import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
 import { DEFAULT_QEMU_BINARY, dataDirArgs, firmwareDirOf, probeQemu, qemuVersionOf, resolveMachine } from './qemu-install';
 import type { QemuInstall } from './qemu-install';
+import { rootLog } from '../log';
+
+const launcherLog = rootLog.child('launcher');
 
 export const QEMU_BINARY = DEFAULT_QEMU_BINARY;
 export { qemuVersionOf };
@@ -245,7 +248,7 @@ export async function stopVm(transport: HostTransport, runtimeDir: string, name:
     for (const sock of [files.qmpSocket, files.auxQmpSocket]) {
       try {
         const qmp = await QmpClient.connect(await transport.openUnix(sock), { handshakeTimeoutMs: 1000 });
-        await qmp.execute('quit', undefined, { timeoutMs: 1000 }).catch(() => undefined);
+        await qmp.execute('quit', undefined, { timeoutMs: 1000 }).catch(launcherLog.dropped(`QMP quit of ${name} (signals follow)`, 'debug'));
         qmp.close();
         break;
       } catch {

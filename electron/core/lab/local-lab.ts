@@ -16,6 +16,9 @@ import { launchVm, stopVm, processAlive, readPid, vmFiles } from '../hosts/vm-la
 import type { LaunchedVm, VmDiskSpec, VmSpec } from '../hosts/vm-launcher';
 import { listVms } from '../hosts/vm-discovery';
 import { GuestConsole } from './demo-guest';
+import { rootLog } from '../log';
+
+const labLog = rootLog.child('lab');
 
 /** 511.8 MiB: not a multiple of 256 KiB, so QEMU 7.2's TCG keeps every guest write (LAB-NOTES). */
 export const LAB_DEFAULT_MEMORY_KIB = 524_100;
@@ -202,7 +205,7 @@ export async function createNetns(prefix = 'ferry-lab'): Promise<NetnsState> {
 
 export async function destroyNetns(ns: NetnsState): Promise<void> {
   const local = new LocalTransport();
-  for (const n of ns.namespaces) await local.exec(['ip', 'netns', 'del', n]).catch(() => undefined);
+  for (const n of ns.namespaces) await local.exec(['ip', 'netns', 'del', n]).catch(labLog.dropped(`deleting netns ${n}`));
 }
 
 /** Shapes the link in both directions with a token bucket (bit/s); `null` removes shaping. */
@@ -271,7 +274,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
       vm = await launchVm(ta, a!.runtimeDir!, vmSpec, a!.qemu);
       await waitGuestReady(ta, files.serialSocket);
     } catch (e) {
-      await labDown({ root }).catch(() => undefined);
+      await labDown({ root }).catch(labLog.dropped('tearing the half-started lab down'));
       throw e;
     }
   }

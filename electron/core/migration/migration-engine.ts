@@ -912,7 +912,14 @@ export class Migration {
     }
     // Ended during the storage copy: the RAM migration never began, query-migrate would tell of an older one.
     const ramBegan = this.phase !== 'storage-copy';
-    const raw = ramBegan && src && !src.closed ? await src.execute<Record<string, unknown>>('query-migrate').catch(() => undefined) : undefined;
+    // The final figures: asked again while QEMU has not filled them in (total-time 0) or the
+    // monitor is slow under load, a few times, then taken as they are.
+    let raw: Record<string, unknown> | undefined;
+    for (let i = 0; ramBegan && src && !src.closed && i < 4; i++) {
+      raw = await src.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 }).catch(engineLog.dropped(`${this.id}: final query-migrate (try ${i + 1})`));
+      if (raw && (status !== 'completed' || (typeof raw['total-time'] === 'number' && raw['total-time'] > 0))) break;
+      await sleep(300);
+    }
     if (raw) {
       const s = sampleFromQueryMigrate(raw, Date.now(), Date.now() - this.startedAt, status === 'completed' ? 'activation' : this.phase);
       if (this.lastGuest) s.guest = this.lastGuest;
@@ -933,6 +940,14 @@ export class Migration {
         this.options.switchovers?.set(this.pairKey, list.slice(-20));
       }
     }
+    // Counters QEMU reported during this run still stand when the last answer lacks them.
+    const most = (pick: (x: MigrationSample) => number | undefined) => this.samples.reduce<number | undefined>((m, x) => {
+      const v = pick(x);
+      return v !== undefined && (m === undefined || v > m) ? v : m;
+    }, undefined);
+    if (final.passes === undefined) put(final, 'passes', most((x) => x.pass));
+    if (final.transferredBytes === undefined) put(final, 'transferredBytes', most((x) => x.transferredBytes));
+    if (!final.postcopyRequests) put(final, 'postcopyRequests', most((x) => x.postcopyRequests) || undefined);
     if (this.abortReason && !final.reason) final.reason = this.abortReason;
     const dest = this.dest;
     if (this.mode === 'engine') await this.awaitGuestSign();
