@@ -7,11 +7,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect, shot, startServer, test } from './fixtures';
-import { fleetAvailable, startFleet } from '../test/support/fleet';
+import { fleetAvailable, startDemo, startFleet } from '../test/support/fleet';
 import type { Fleet } from '../test/support/fleet';
-import { ConsoleService } from '../electron/core/console-service';
-import { launchVm, vmFiles } from '../electron/core/hosts/vm-launcher';
-import { demoVmSpec, waitGuestReady } from '../electron/core/lab/local-lab';
 
 const avail = fleetAvailable();
 
@@ -21,12 +18,9 @@ test.describe('the console on SSH hosts behind a jump host', () => {
 
   test.beforeAll(async () => {
     fleet = await startFleet();
-    const service = new ConsoleService({ configDir: path.join(fleet.root, 'seed-cfg'), builtinHosts: fleet.hostConfigs(), ssh: { homeDir: fleet.home, agent: false } });
+    const service = fleet.service();
     try {
-      const h1 = await service.registry.get('hv1');
-      const t1 = await service.transportOf('hv1');
-      await launchVm(t1, h1.runtimeDir!, demoVmSpec({ wsMiB: 32, rateMiBs: 20 }));
-      await waitGuestReady(t1, vmFiles(h1.runtimeDir!, 'demo').serialSocket);
+      await startDemo(service, 'hv1', { wsMiB: 32, rateMiBs: 20 });
     } finally {
       await service.dispose();
     }
