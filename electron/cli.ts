@@ -14,7 +14,7 @@ import { runtimeDirOf } from './core/hosts/vm-discovery';
 import { GuestConsole } from './core/lab/demo-guest';
 import { formatBytes, formatMs, formatRate, parseByteSize } from '../shared/analysis/units';
 import type { MigrationPlanInput, MigrationSample } from '../shared/model/migration';
-import type { Migration } from './core/migration/migration-engine';
+import type { MigrationRun } from './core/migration/migration-run';
 import { startEvacuation } from './core/migration/evacuation';
 import type { PreflightResult } from '../shared/model/preflight';
 import type { SavedStateEntry, StateResult } from '../shared/model/saved-state';
@@ -47,8 +47,10 @@ const USAGE = `usage: ferry <command> [options]
                                    the checks a migration would run first (exit 1 when one fails)
   ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
                                    move every VM off a host
-  ferry attach HOST VM [--record FILE]
-                                   watch and record a migration someone else runs (no control issued)
+  ferry attach HOST VM [--qmp-socket PATH] [--record FILE]
+                                   watch and record a migration someone else runs (no control issued);
+                                   VM: Ferry's, or a QEMU found through the host's qmpSocketGlobs
+                                   (--qmp-socket names its QMP socket on the host instead)
   ferry save HOST VM FILE [--compress zstd|gzip] [--encrypt-to RECIPIENT] [--keep-running]
                                    save a VM's state to FILE on its host (relative: the host's states dir)
                                    and stop it (--keep-running: resume it, a checkpoint)
@@ -189,7 +191,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     const beyond = beyondPlanOf(cmd, own.flags);
 
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities', 'qmp-socket']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -387,10 +389,12 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return sum.items.every((i) => i.state === 'completed') ? 0 : 1;
     }
     if (cmd === 'attach') {
-      allowOnly(p, ['record']);
+      allowOnly(p, ['record', 'qmp-socket']);
       want(2);
       const record = p.flags.get('record');
-      const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
+      const sock = p.flags.get('qmp-socket');
+      if (typeof sock === 'string' && !sock.startsWith('/')) throw new UsageError('--qmp-socket must be an absolute path on the host');
+      const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof sock === 'string' ? { qmpSocket: sock } : {}), ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
       out.write(`watching ${args[1]} on ${args[0]} (no control is issued); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, false);
     }
@@ -494,7 +498,7 @@ function beyondPlanOf(cmd: string, flags: Map<string, string | true>): Partial<M
 }
 
 /** Prints a migration's progress until it ends; Ctrl-C cancels it when `cancelOnInterrupt`. */
-async function follow(m: Migration, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
+async function follow(m: MigrationRun, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
   const tty = (out as NodeJS.WriteStream).isTTY === true;
   let lastPrinted = 0;
   let lastLine = '';

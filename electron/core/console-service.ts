@@ -6,23 +6,20 @@
  */
 import path from 'node:path';
 import { invoke as contract, events as eventSchemas, describeIssues, isInvokeChannel } from '../../shared/contract';
-import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeResponse } from '../../shared/contract';
+import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeResponse, MigrationControl } from '../../shared/contract';
 import { FerryException, toFerryError } from '../../shared/errors';
 import type { FerryError } from '../../shared/errors';
 import { err, ok } from '../../shared/result';
 import type { Result } from '../../shared/result';
 import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
-import { listVms } from './hosts/vm-discovery';
 import type { HostTransport } from './transport/host-transport';
 import { LocalTransport, NetnsTransport } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { MigrationEngine } from './migration/migration-engine';
-import type { MigrationControl } from './migration/migration-engine';
 import type { MigrationPlan } from '../../shared/model/migration';
-import { preflight } from './migration/preflight';
 import { startEvacuation } from './migration/evacuation';
 import type { Evacuation, EvacuationRequest } from './migration/evacuation';
 import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
@@ -210,7 +207,7 @@ export class ConsoleService {
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
     'migrations:preflight': async (req: MigrationPlan) => {
-      const result = await preflight(req, this.engineHosts);
+      const result = await this.engine.preflight(req);
       const now = Date.now();
       for (const [k, v] of this.preflights) if (now - v.at >= PREFLIGHT_KEPT_MS) this.preflights.delete(k);
       this.preflights.set(preflightKey(req), { at: now, result });
@@ -267,7 +264,7 @@ export class ConsoleService {
       const host = await this.registry.get(req.hostId);
       const rt = this.runtime(host);
       if (rt.state !== 'connected') await this.connectHost(host);
-      return listVms(host, rt.transport);
+      return this.engine.listVms(host.id);
     },
   };
 

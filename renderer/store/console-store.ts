@@ -4,7 +4,7 @@
  * selectors re-render only what changed.
  */
 import { create } from 'zustand';
-import type { HostInfo, MigrationSummaryPayload } from '../../shared/contract';
+import type { HostInfo, MigrationControl, MigrationSummaryPayload } from '../../shared/contract';
 import type { VmInfo } from '../../shared/model/vm';
 import type { MigrationFinal, MigrationPhase, MigrationPlanInput, MigrationSample } from '../../shared/model/migration';
 import type { PreflightResult } from '../../shared/model/preflight';
@@ -116,7 +116,7 @@ export interface ConsoleState {
   applyEnded(id: string, final: MigrationFinal): void;
 }
 
-type ControlFn = (id: string, control: { action: 'cancel' } | { action: 'set-bandwidth'; bytesPerSecond: number } | { action: 'set-downtime'; ms: number } | { action: 'postcopy' } | { action: 'stop-vm' } | { action: 'pause-postcopy' } | { action: 'recover' } | { action: 'continue' }) => Promise<FerryError | undefined>;
+type ControlFn = (id: string, control: MigrationControl) => Promise<FerryError | undefined>;
 
 let toastId = 1;
 

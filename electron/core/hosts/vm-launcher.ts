@@ -7,8 +7,11 @@
 import path from 'node:path';
 import { FerryException } from '../../../shared/errors';
 import { VmNameSchema } from '../../../shared/model/vm';
+import { DEFAULT_RUNTIME_DIR } from '../../../shared/model/host';
+import type { HostConfig } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
+import { accelOfArgv, rewriteArgvForRuntime } from './qemu-argv';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 
@@ -34,6 +37,12 @@ export interface VmSpec {
   extraArgs?: string[];
   /** Start paused (-S). */
   paused?: boolean;
+  /**
+   * A complete QEMU command line taken from a running process (a QEMU Ferry adopted, see
+   * qemu-argv.ts). When set it is the VM: the fields above other than name, memoryKiB,
+   * paused and extraArgs are ignored, and its host-local paths are moved into the runtime dir.
+   */
+  argv?: string[];
 }
 
 export interface VmFiles {
@@ -59,6 +68,11 @@ export interface ArgvRecord {
   argv: string[];
   spec: VmSpec;
   accel: 'kvm' | 'tcg';
+}
+
+/** Where Ferry keeps its per-VM runtime dirs on a host. */
+export function runtimeDirOf(host: HostConfig): string {
+  return host.runtimeDir ?? DEFAULT_RUNTIME_DIR;
 }
 
 export function validateVmName(name: string): string {
@@ -102,6 +116,12 @@ async function fileExists(transport: HostTransport, p: string): Promise<boolean>
 export function buildArgv(spec: VmSpec, files: VmFiles, accel: 'kvm' | 'tcg', bios: string | undefined): string[] {
   if (!Number.isInteger(spec.memoryKiB) || spec.memoryKiB < 4096) {
     throw new FerryException('INVALID_REQUEST', `memory must be at least 4 MiB, got ${spec.memoryKiB} KiB`);
+  }
+  if (spec.argv) {
+    const [binary, ...rest] = rewriteArgvForRuntime(spec.argv, files);
+    // The destination's own QEMU, as preflight checks it (a path of the source host may not exist here).
+    const here = /(^|\/)(qemu-system-x86_64|qemu-kvm)$/.test(binary ?? '') ? QEMU_BINARY : binary!;
+    return [here, ...rest, ...(spec.paused ? ['-S'] : []), ...(spec.extraArgs ?? [])];
   }
   const argv = [
     QEMU_BINARY,
@@ -174,11 +194,12 @@ export async function launchVm(transport: HostTransport, runtimeDir: string, spe
   if (mk.code !== 0) throw new FerryException('IO_ERROR', `cannot create ${files.dir} on ${transport.label}: ${mk.stderr.trim()}`);
   // Leftovers of a VM that died without cleaning up.
   await transport.exec(['rm', '-f', files.qmpSocket, files.auxQmpSocket, files.serialSocket, files.pidFile]);
-  const accel = !spec.accel || spec.accel === 'auto' ? await detectAccel(transport) : spec.accel;
-  if (accel === 'kvm' && spec.accel === 'kvm' && (await detectAccel(transport)) !== 'kvm') {
+  const wanted = spec.argv ? accelOfArgv(spec.argv) : spec.accel;
+  const accel = !wanted || wanted === 'auto' ? await detectAccel(transport) : wanted;
+  if (accel === 'kvm' && wanted === 'kvm' && (await detectAccel(transport)) !== 'kvm') {
     throw new FerryException('UNSUPPORTED', `KVM is not usable on ${transport.label} (/dev/kvm missing or not accessible)`);
   }
-  const bios = spec.bios ?? ((await fileExists(transport, '/usr/share/qemu/qboot.rom')) ? '/usr/share/qemu/qboot.rom' : undefined);
+  const bios = spec.argv ? undefined : spec.bios ?? ((await fileExists(transport, '/usr/share/qemu/qboot.rom')) ? '/usr/share/qemu/qboot.rom' : undefined);
   const argv = buildArgv(spec, files, accel, bios);
   const record: ArgvRecord = { version: 1, name: spec.name, argv, spec, accel };
   await transport.writeFile(files.argvFile, `${JSON.stringify(record, null, 2)}\n`, 0o600);

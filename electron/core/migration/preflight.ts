@@ -8,12 +8,12 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { MigrationPlan } from '../../../shared/model/migration';
 import type { PreflightCheck, PreflightResult } from '../../../shared/model/preflight';
 import type { HostTransport } from '../transport/host-transport';
-import { QEMU_BINARY, qemuVersionOf, processAlive, readArgvRecord, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
-import type { ArgvRecord } from '../hosts/vm-launcher';
+import { QEMU_BINARY, qemuVersionOf, processAlive, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
 import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
+import { findQemuVm, noSuchVm } from '../hosts/adopted-qemu';
 import { QmpClient } from '../qmp/qmp-client';
-import { migrationAddressOf } from './migration-engine';
-import type { EngineHosts } from './migration-engine';
+import { migrationAddressOf } from './drivers/hypervisor-driver';
+import type { EngineHosts } from './drivers/hypervisor-driver';
 import { tunnelCheck } from './stream-tunnel';
 import { planDiskCopiesFromFiles, storageCheck } from './storage-copy';
 
@@ -58,15 +58,16 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
   const S = src;
   const D = dst;
 
-  const srcFiles = vmFiles(runtimeDirOf(S.host), plan.vm);
-  const record: ArgvRecord | undefined = await readArgvRecord(S.t, srcFiles.argvFile);
-  const srcPid = await readPid(S.t, srcFiles.pidFile);
-  const running = srcPid !== undefined && (await processAlive(S.t, srcPid));
-  if (!record || !running) {
-    add('source-vm', 'VM running on the source', fail(`no running VM "${plan.vm}" started by Ferry on ${plan.from}`, `start it with ferry vm start ${plan.from} ${plan.vm}`));
+  // Ferry's own VM, or a QEMU started by something else and found through the host's globs.
+  const vm = await findQemuVm(S.host, S.t, plan.vm);
+  if (!vm) {
+    add('source-vm', 'VM running on the source', fail(noSuchVm(plan.vm, plan.from).message, `start it with ferry vm start ${plan.from} ${plan.vm}, or add its QMP socket to the host's qmpSocketGlobs`));
     return { ok: false, checks, tookMs: Date.now() - t0 };
   }
-  add('source-vm', 'VM running on the source', pass(`${plan.vm} runs on ${plan.from} (pid ${srcPid})`));
+  add('source-vm', 'VM running on the source', pass(vm.manager === 'qemu'
+    ? `${plan.vm} runs on ${plan.from} (pid ${vm.pid}, started outside Ferry: adopted through ${vm.adoptedSocket})`
+    : `${plan.vm} runs on ${plan.from} (pid ${vm.pid})`));
+  const record = { argv: vm.argv, accel: vm.accel, spec: vm.spec };
 
 
   const tasks: Promise<void>[] = [];
@@ -119,6 +120,10 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
   const diskCopies = () => planDiskCopiesFromFiles(S.t, S.host, D.host, record.spec.disks);
   if (plan.copyStorage) {
     tasks.push((async () => {
+      if (vm.manager === 'qemu') {
+        add('storage-copy', 'Storage copy', fail('Ferry copies the disks of VMs it started; this QEMU was started outside Ferry', 'put its disks on shared storage at the same path, and migrate without --copy-storage'));
+        return;
+      }
       try {
         add('storage-copy', 'Storage copy', await storageCheck(plan, await diskCopies(), D.t));
       } catch (e) {
@@ -144,7 +149,7 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
       if (b === undefined) problems.push(`${f} missing`);
       else if (a !== b) problems.push(`${f} differs in size (${a} vs ${b} bytes)`);
     }
-    if (problems.length && !plan.copyStorage && record.spec.disks?.length) {
+    if (problems.length && !plan.copyStorage && record.spec.disks?.length && vm.manager === 'ferry') {
       // Local storage: offer the storage copy, with what it would take on the destination.
       const offer = await diskCopies().then((d) => storageCheck({ ...plan, mode: 'precopy' }, d, D.t)).catch(() => undefined);
       add('storage', 'Disks and kernel on the destination', fail(`on ${plan.to}: ${problems.join('; ')}`,
@@ -221,7 +226,8 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
     const wanted = [...new Set(['events', ...(plan.mode !== 'precopy' ? ['postcopy-ram'] : []), ...(plan.autoConverge ? ['auto-converge'] : []), ...(plan.xbzrleCacheBytes ? ['xbzrle'] : []), ...(plan.multifdChannels ? ['multifd'] : []), ...extra])];
     let q: QmpClient | undefined;
     try {
-      q = await QmpClient.connect(await S.t.openUnix(srcFiles.auxQmpSocket), { handshakeTimeoutMs: 2000 });
+      // Ferry's VM: its aux monitor (the main one is the engine's); an adopted QEMU: the socket it was found by.
+      q = await QmpClient.connect(await S.t.openUnix(vm.manager === 'ferry' ? vm.files.auxQmpSocket : vm.qmpSockets[0]!), { handshakeTimeoutMs: 2000 });
       const caps = await q.execute<{ capability: string }[]>('query-migrate-capabilities');
       const have = new Set(caps.map((c) => c.capability));
       const missing = wanted.filter((w) => !have.has(w));

@@ -187,7 +187,8 @@ export interface RunFacts {
   source: Omit<TimelineHost, 'id'>;
   /** Absent when watching (attach): the destination is someone else's. */
   destination?: Omit<TimelineHost, 'id'>;
-  vm: { memoryMiB?: number; argv?: string[] };
+  /** `touchedBytes`: guest memory the source has touched so far, when known (sharpens the projection). */
+  vm: { memoryMiB?: number; argv?: string[]; touchedBytes?: number };
   /** Migration capabilities and parameters in force on the source, by the hypervisor's names. */
   capabilities?: Record<string, boolean>;
   parameters?: Record<string, unknown>;
