@@ -98,6 +98,8 @@ export interface ConsoleState {
   openPlan(vm: string, from: string, to: string): Promise<void>;
   closePlan(): void;
   start(plan: MigrationPlanInput): Promise<boolean>;
+  /** Watch-only: records a migration someone else runs on this VM (Ferry issues no control). */
+  watch(vm: VmInfo): Promise<boolean>;
   control(id: string, control: Parameters<ControlFn>[1]): Promise<FerryError | undefined>;
   select(id: string | undefined): void;
   addHost(input: HostFormInput, edit?: boolean): Promise<FerryError | undefined>;
@@ -299,6 +301,22 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
       selected: r.value.id,
       plan: undefined,
     }));
+    return true;
+  },
+
+  async watch(vm) {
+    // A QEMU Ferry did not start is reached by the socket the board found it through.
+    const r = await ferry().invoke('migrations:attach', { hostId: vm.hostId, vm: vm.name, ...(vm.manager === 'qemu' ? { qmpSocket: vm.qmpSocket } : {}) });
+    if (!r.ok) {
+      get().toast(`Cannot watch ${vm.name}: ${r.error.message}`, 'error');
+      return false;
+    }
+    set((s) => ({
+      migrations: s.migrations[r.value.id] ? s.migrations : { ...s.migrations, [r.value.id]: emptyEntry(r.value) },
+      order: s.order.includes(r.value.id) ? s.order : [...s.order, r.value.id],
+      selected: r.value.id,
+    }));
+    get().toast(`Watching ${vm.name} on ${vm.hostId}: its next migration is recorded`, 'info');
     return true;
   },
 
