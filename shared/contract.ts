@@ -27,7 +27,13 @@ export const HostInfoSchema = z.object({
   /** The last failure, kept until the next successful connect. */
   lastError: FerryErrorSchema.optional(),
   /** Read from the host while connected (refreshed every few seconds). */
-  facts: z.object({ qemuVersion: z.string().optional(), memAvailableMiB: z.number().optional(), kvm: z.boolean().optional() }).optional(),
+  facts: z.object({
+    qemuVersion: z.string().optional(),
+    memAvailableMiB: z.number().optional(),
+    kvm: z.boolean().optional(),
+    /** Why some facts could not be read just now (e.g. "host busy"): shown instead of a guess. */
+    unavailable: z.string().optional(),
+  }).optional(),
 });
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 

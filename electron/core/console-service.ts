@@ -6,19 +6,22 @@
  */
 import path from 'node:path';
 import { invoke as contract, events as eventSchemas, describeIssues, isInvokeChannel } from '../../shared/contract';
-import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeResponse, MigrationControl } from '../../shared/contract';
+import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeRequest, InvokeResponse, MigrationControl } from '../../shared/contract';
 import { FerryException, toFerryError } from '../../shared/errors';
 import type { FerryError } from '../../shared/errors';
 import { err, ok } from '../../shared/result';
 import type { Result } from '../../shared/result';
 import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
+import { VmStateCache } from './hosts/vm-discovery';
+import { CleanupLedger } from './hosts/cleanup-ledger';
 import type { HostTransport } from './transport/host-transport';
 import { LocalTransport, NetnsTransport } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { MigrationEngine } from './migration/migration-engine';
+import { QmpDriver } from './migration/drivers/qmp-driver';
 import type { MigrationPlan } from '../../shared/model/migration';
 import { startEvacuation } from './migration/evacuation';
 import type { Evacuation, EvacuationRequest } from './migration/evacuation';
@@ -56,12 +59,16 @@ interface HostRuntime {
   lastError?: FerryError;
   /** Set while the user has asked for the connection: a drop is then re-established. */
   wanted: boolean;
+  /** Connected at least once: a failed attempt after a drop is retried. */
+  everConnected?: boolean;
   reconnectTimer?: NodeJS.Timeout;
   reconnectDelay: number;
   offState: () => void;
 }
 
 const hostLog = rootLog.child('hosts');
+/** Failures of a connection attempt that a later attempt may not meet (the network, not the user). */
+const RETRIED: readonly string[] = ['SSH_CONNECT_FAILED', 'SSH_DISCONNECTED', 'TRANSPORT_CLOSED', 'HOST_BUSY'];
 
 type Handlers = { [C in InvokeChannel]: (req: never) => Promise<InvokeResponse<C>> };
 
@@ -78,6 +85,8 @@ export class ConsoleService {
   private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
   private disposed = false;
   readonly engine: MigrationEngine;
+  /** Destination QEMUs of failed migrations still to be stopped (when their host is reachable). */
+  readonly cleanups: CleanupLedger;
   readonly labRoot: string;
   /** Where the engine records timelines (and what `timelines:*` may read). */
   readonly timelineDir: string;
@@ -98,14 +107,19 @@ export class ConsoleService {
     this.labRoot = options.labRoot ?? labRoot();
     this.timelineDir = path.join(this.configDir, 'timelines');
     this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
-    this.engine = new MigrationEngine(
-      this.engineHosts,
-      { timelineDir: this.timelineDir },
-    );
+    this.cleanups = new CleanupLedger(path.join(this.configDir, 'pending-cleanups.json'));
+    // The hypervisor drivers this console uses; the QMP driver (last) takes every host no other claims.
+    this.engine = new MigrationEngine(this.engineHosts, {
+      timelineDir: this.timelineDir,
+      drivers: [new QmpDriver({ cleanups: this.cleanups, vmStates: this.vmStates })],
+    });
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
       m.onSample((sample) => this.emit('migration:sample', { id: m.id, sample: sample as EventPayload<'migration:sample'>['sample'] }));
-      m.onPhase((p) => this.emit('migration:phase', { id: m.id, ...p }));
+      m.onPhase((p) => {
+        this.vmStates.clear();
+        this.emit('migration:phase', { id: m.id, ...p });
+      });
       m.onEnd((final) => this.emit('migration:ended', { id: m.id, final: final as EventPayload<'migration:ended'>['final'] }));
     });
   }
@@ -132,6 +146,11 @@ export class ConsoleService {
     } catch (e) {
       return err(toFerryError(e));
     }
+  }
+
+  /** `invoke` with the contract's types, for in-process callers (the CLI, tests). */
+  async call<C extends InvokeChannel>(channel: C, request: InvokeRequest<C>): Promise<Result<InvokeResponse<C>>> {
+    return (await this.invoke(channel, request)) as Result<InvokeResponse<C>>;
   }
 
   on<C extends EventChannel>(channel: C, listener: (payload: EventPayload<C>) => void): () => void {
@@ -207,6 +226,10 @@ export class ConsoleService {
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
     'migrations:preflight': async (req: MigrationPlan) => {
+      // A leftover destination QEMU of an earlier failure is stopped before it is checked for.
+      // (Only over a live connection: a host being reconnected gets its cleanups when it is back.)
+      const rtTo = this.runtimes.get(req.to);
+      if (this.cleanups.list(req.to).length && rtTo?.transport.state === 'connected') await this.cleanups.runFor(req.to, rtTo.transport).catch(hostLog.dropped(`pending cleanups on ${req.to}`));
       const result = await this.engine.preflight(req);
       const now = Date.now();
       for (const [k, v] of this.preflights) if (now - v.at >= PREFLIGHT_KEPT_MS) this.preflights.delete(k);
@@ -230,11 +253,11 @@ export class ConsoleService {
       return { running: st.hosts.some((h) => h.vms.some((v) => v.runState !== 'stopped')), vms: st.hosts.reduce((a, h) => a + h.vms.length, 0), netns: st.netns !== undefined };
     },
     'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg' }) => {
-      const r = await labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}) });
+      const r = await this.changingVms(() => labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}) }));
       if (r.vm) this.labStartedHere = true;
       return { bootMs: r.bootMs, started: r.vm !== undefined };
     },
-    'lab:down': async () => labDown({ root: this.labRoot }),
+    'lab:down': async () => this.changingVms(() => labDown({ root: this.labRoot })),
     'guest:command': async (req: { hostId: string; vm: string; command: string }) => {
       const host = await this.registry.get(req.hostId);
       const transport = await this.transportOf(req.hostId);
@@ -258,15 +281,31 @@ export class ConsoleService {
       return m.summary() as unknown as InvokeResponse<'migrations:attach'>;
     },
     'states:list': async (req: { hostId: string }) => listStates(await this.registry.get(req.hostId), await this.transportOf(req.hostId)),
-    'states:save': async (req: SaveRequest) => saveState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions),
-    'states:restore': async (req: RestoreRequest) => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions),
+    'states:save': async (req: SaveRequest) => this.changingVms(async () => saveState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions)),
+    'states:restore': async (req: RestoreRequest) => this.changingVms(async () => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions)),
     'vms:list': async (req: { hostId: string }) => {
-      const host = await this.registry.get(req.hostId);
-      const rt = this.runtime(host);
-      if (rt.state !== 'connected') await this.connectHost(host);
-      return this.engine.listVms(host.id);
+      // Several tabs refresh at once: one listing per host at a time serves them all.
+      const inflight = this.vmListings.get(req.hostId);
+      if (inflight) return inflight;
+      const p = (async () => {
+        const host = await this.registry.get(req.hostId);
+        const rt = this.runtime(host);
+        if (rt.state !== 'connected') await this.connectHost(host);
+        return this.engine.listVms(host.id);
+      })().finally(() => this.vmListings.delete(req.hostId));
+      this.vmListings.set(req.hostId, p);
+      return p;
     },
   };
+
+  /** Runs something that starts, stops or pauses VMs: the cached run states are stale after it. */
+  private async changingVms<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } finally {
+      this.vmStates.clear();
+    }
+  }
 
   /** The transport of a host (connected on demand by the callers that need it). */
   async transportOf(id: string): Promise<HostTransport> {
@@ -328,9 +367,15 @@ export class ConsoleService {
     try {
       await rt.transport.connect();
       rt.reconnectDelay = this.options.reconnectDelayMs ?? 1000;
+      rt.everConnected = true;
       this.setState(host.id, rt, 'connected');
+      if (this.cleanups.list(host.id).length) void this.cleanups.runFor(host.id, rt.transport).then((vms) => vms.length && this.vmStates.clear(), hostLog.dropped(`pending cleanups on ${host.id}`));
     } catch (e) {
-      this.setState(host.id, rt, 'failed', toFerryError(e));
+      const fe = toFerryError(e);
+      this.setState(host.id, rt, 'failed', fe);
+      // A host that was up and dropped keeps being retried, whoever's attempt just failed;
+      // a refused key or login is not retried by itself (it needs the user).
+      if (rt.everConnected && RETRIED.includes(fe.code)) this.scheduleReconnect(host, rt);
       throw e;
     }
   }
@@ -368,29 +413,52 @@ export class ConsoleService {
     const label = rt?.transport.label ?? (host.transport.kind === 'local' ? 'local' : host.transport.ssh.host);
     const info: HostInfo = rt?.lastError ? { config: host, state, label, lastError: rt.lastError } : { config: host, state, label };
     if (state === 'connected') {
-      const facts = await this.factsOf(host).catch(() => undefined);
-      if (facts) info.facts = facts;
+      const facts = await this.factsOf(host).catch((e: unknown) => ({ unavailable: toFerryError(e).message }));
+      info.facts = facts;
     }
     return info;
   }
 
+  /** QMP run states of listed VMs (cleared when a migration changes one). */
+  private readonly vmStates = new VmStateCache();
+  private readonly vmListings = new Map<string, Promise<InvokeResponse<'vms:list'>>>();
   private readonly factCache = new Map<string, { at: number; facts: NonNullable<HostInfo['facts']> }>();
 
-  /** QEMU version, available memory and KVM, cached for 10 s (the board refreshes often). */
+  /**
+   * QEMU version, available memory and KVM, cached for 10 s (the board refreshes often).
+   * A fact the host could not be asked for (busy, dropped) is never guessed: the last known
+   * one stays, and `unavailable` says why the rest is missing.
+   */
   private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
     const hit = this.factCache.get(host.id);
     if (hit && Date.now() - hit.at < 10_000) return hit.facts;
     const t = await this.transportOf(host.id);
-    const [v, mem, kvm] = await Promise.all([
-      qemuVersionOf(t),
-      t.readFile('/proc/meminfo').catch(() => undefined),
-      detectAccel(t).catch(() => undefined),
-    ]);
+    const [v, mem, kvm] = await Promise.allSettled([qemuVersionOf(t), t.readFile('/proc/meminfo'), detectAccel(t)]);
     const facts: NonNullable<HostInfo['facts']> = {};
-    if (v) facts.qemuVersion = v.join('.');
-    const avail = mem ? /MemAvailable:\s+(\d+)/.exec(mem.toString())?.[1] : undefined;
+    const failures: string[] = [];
+    const known = hit?.facts;
+    if (v.status === 'fulfilled') {
+      if (v.value) facts.qemuVersion = v.value.join('.');
+    } else {
+      failures.push(toFerryError(v.reason).message);
+      if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
+    }
+    const avail = mem.status === 'fulfilled' ? /MemAvailable:\s+(\d+)/.exec(mem.value.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
-    if (kvm) facts.kvm = kvm === 'kvm';
+    else if (mem.status === 'rejected') {
+      failures.push(toFerryError(mem.reason).message);
+      if (known?.memAvailableMiB !== undefined) facts.memAvailableMiB = known.memAvailableMiB;
+    }
+    if (kvm.status === 'fulfilled') facts.kvm = kvm.value === 'kvm';
+    else {
+      failures.push(toFerryError(kvm.reason).message);
+      if (known?.kvm !== undefined) facts.kvm = known.kvm;
+    }
+    if (failures.length) {
+      facts.unavailable = failures[0]!;
+      hostLog.warn(`${host.id}: facts not read: ${[...new Set(failures)].join('; ')}`);
+      return facts; // not cached: asked again on the next refresh
+    }
     this.factCache.set(host.id, { at: Date.now(), facts });
     return facts;
   }

@@ -5,7 +5,7 @@
  * `serial.sock`, `pid`, `argv.json`. Names are validated and every argument travels as argv.
  */
 import path from 'node:path';
-import { FerryException } from '../../../shared/errors';
+import { FerryException, isFerryException } from '../../../shared/errors';
 import { VmNameSchema } from '../../../shared/model/vm';
 import { DEFAULT_RUNTIME_DIR } from '../../../shared/model/host';
 import type { HostConfig } from '../../../shared/model/host';
@@ -95,9 +95,15 @@ export function vmFiles(runtimeDir: string, name: string): VmFiles {
   };
 }
 
-/** The host's QEMU version as [major, minor, micro], or undefined when it has none that runs. */
+/**
+ * The host's QEMU version as [major, minor, micro], or undefined when it has none that runs.
+ * A host that could not be asked (busy, disconnected) is an error, never "no QEMU".
+ */
 export async function qemuVersionOf(transport: HostTransport): Promise<[number, number, number] | undefined> {
-  const r = await transport.exec([QEMU_BINARY, '--version'], { timeoutMs: 10_000 }).catch(() => undefined);
+  const r = await transport.exec([QEMU_BINARY, '--version'], { timeoutMs: 10_000 }).catch((e: unknown) => {
+    if (isFerryException(e) && e.code === 'EXEC_FAILED' && e.details?.errno === 'ENOENT') return undefined; // local: not installed
+    throw e;
+  });
   const m = r?.code === 0 ? /version (\d+)\.(\d+)\.(\d+)/.exec(r.stdout) : null;
   return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
 }
@@ -175,13 +181,22 @@ export async function processAlive(transport: HostTransport, pid: number): Promi
   return state !== '' && state !== 'Z' && state !== 'X';
 }
 
+/** True for "that file is not there": a missing file is an answer, a transport failure is not. */
+function isMissing(e: unknown): boolean {
+  return isFerryException(e) && e.code === 'NOT_FOUND';
+}
+
+/** The pid in a pid file; undefined when there is none. A host that cannot be asked throws. */
 async function readPid(transport: HostTransport, pidFile: string): Promise<number | undefined> {
+  let text: string;
   try {
-    const n = Number((await transport.readFile(pidFile)).toString().trim());
-    return Number.isInteger(n) && n > 0 ? n : undefined;
-  } catch {
-    return undefined;
+    text = (await transport.readFile(pidFile)).toString().trim();
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e;
   }
+  const n = Number(text);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 export async function launchVm(transport: HostTransport, runtimeDir: string, spec: VmSpec): Promise<LaunchedVm> {
@@ -243,6 +258,36 @@ export async function stopVm(transport: HostTransport, runtimeDir: string, name:
   return { wasRunning: running };
 }
 
+/**
+ * Stops a VM by pid, no QMP asked: SIGTERM, then SIGKILL after `graceMs`; removes its dir.
+ * For a destination QEMU whose incoming migration failed or was cancelled: it holds no guest
+ * worth a graceful quit, and its monitor may be stuck behind a dead stream. Only a process
+ * whose command line still names the VM's runtime dir is signalled (a reused pid is left alone).
+ */
+export async function killVmByPid(transport: HostTransport, runtimeDir: string, name: string, options: { graceMs?: number } = {}): Promise<{ wasRunning: boolean }> {
+  const files = vmFiles(runtimeDir, name);
+  const pid = await readPid(transport, files.pidFile);
+  let running = pid !== undefined && (await processAlive(transport, pid));
+  if (running && pid !== undefined) {
+    const argv = await readProcessArgv(transport, pid).catch((e: unknown) => {
+      if (isMissing(e)) return [] as string[];
+      throw e;
+    });
+    running = argv.some((a) => a.includes(`${files.dir}/`));
+    if (running) {
+      const grace = options.graceMs ?? 1500;
+      await transport.exec(['kill', '-TERM', String(pid)]);
+      if (!(await waitGone(transport, pid, grace))) {
+        await transport.exec(['kill', '-KILL', String(pid)]);
+        if (!(await waitGone(transport, pid, 5000))) throw new FerryException('EXEC_FAILED', `${transport.label}: QEMU pid ${pid} of ${name} survived SIGKILL`, { pid });
+      }
+    }
+  }
+  const rm = await transport.exec(['rm', '-rf', '--', files.dir]);
+  if (rm.code !== 0) throw new FerryException('IO_ERROR', `${transport.label}: cannot remove ${files.dir}: ${rm.stderr.trim()}`);
+  return { wasRunning: running };
+}
+
 async function waitGone(transport: HostTransport, pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -254,8 +299,8 @@ async function waitGone(transport: HostTransport, pid: number, timeoutMs: number
 
 /** The argv a running process was started with, from /proc/PID/cmdline on its host. */
 export async function readProcessArgv(transport: HostTransport, pid: number): Promise<string[]> {
-  const buf = await transport.readFile(`/proc/${pid}/cmdline`).catch(() => {
-    throw new FerryException('NOT_FOUND', `no process ${pid} on ${transport.label}`, { pid });
+  const buf = await transport.readFile(`/proc/${pid}/cmdline`).catch((e: unknown) => {
+    throw isMissing(e) ? new FerryException('NOT_FOUND', `no process ${pid} on ${transport.label}`, { pid }) : e;
   });
   const parts = buf.toString('utf8').split('\0');
   if (parts.at(-1) === '') parts.pop();
@@ -264,11 +309,18 @@ export async function readProcessArgv(transport: HostTransport, pid: number): Pr
 
 /** A Ferry-launched VM's record (argv.json), or undefined for a VM Ferry did not start. */
 export async function readArgvRecord(transport: HostTransport, argvFile: string): Promise<ArgvRecord | undefined> {
+  let text: string;
   try {
-    const rec = JSON.parse((await transport.readFile(argvFile)).toString()) as ArgvRecord;
+    text = (await transport.readFile(argvFile)).toString();
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e; // busy or disconnected: not the same as "Ferry did not start it"
+  }
+  try {
+    const rec = JSON.parse(text) as ArgvRecord;
     return rec.version === 1 && Array.isArray(rec.argv) ? rec : undefined;
   } catch {
-    return undefined;
+    return undefined; // not a record Ferry wrote (or one cut short): treated as absent
   }
 }
 

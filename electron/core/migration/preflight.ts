@@ -42,9 +42,53 @@ export function filesOfArgv(argv: readonly string[]): string[] {
   return files;
 }
 
-export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promise<PreflightResult> {
+/** A check that takes longer than this is reported as not finished; a preflight always ends. */
+export const CHECK_LIMIT_MS = 20_000;
+/** The whole preflight, connecting to both hosts included. */
+export const PREFLIGHT_LIMIT_MS = 60_000;
+
+const ORDER = ['source-reachable', 'destination-reachable', 'source-vm', 'destination-qemu', 'qemu-versions', 'machine-type', 'accelerator', 'memory', 'storage-copy', 'storage', 'name-free', 'migration-port', 'ssh-tunnel', 'postcopy', 'capabilities', 'clock', 'internal'];
+const TITLES: Record<string, string> = { 'source-reachable': 'Source host reachable', 'destination-reachable': 'Destination reachable', 'source-vm': 'VM running on the source' };
+
+/**
+ * Runs the checks; never waits forever: what has not answered within the limits is reported
+ * as not finished (a warning, or a failure when the VM itself could not be checked).
+ */
+/** Whether a check with this id runs for this plan. */
+function expectedCheck(id: string, plan: MigrationPlan): boolean {
+  if (id === 'storage-copy') return plan.copyStorage === true;
+  if (id === 'ssh-tunnel') return plan.transport === 'ssh-tunnel';
+  if (id === 'migration-port') return plan.transport !== 'ssh-tunnel';
+  if (id === 'postcopy') return plan.mode !== 'precopy';
+  if (id === 'qemu-versions' || id === 'machine-type') return false; // only when both versions are known
+  return true;
+}
+
+export async function preflight(plan: MigrationPlan, hosts: EngineHosts, limits: { checkMs?: number; totalMs?: number } = {}): Promise<PreflightResult> {
   const t0 = Date.now();
   const checks: PreflightCheck[] = [];
+  const totalMs = limits.totalMs ?? PREFLIGHT_LIMIT_MS;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => {
+    timer = setTimeout(() => r('late'), totalMs);
+  });
+  try {
+    const done = await Promise.race([runChecks(plan, hosts, checks, limits.checkMs ?? CHECK_LIMIT_MS), late]);
+    if (done !== 'late') return done;
+  } finally {
+    clearTimeout(timer);
+  }
+  const out = [...checks];
+  const seen = new Set(out.map((c) => c.id));
+  const first = ['source-reachable', 'destination-reachable', 'source-vm'].find((id) => !seen.has(id));
+  if (first) out.push({ id: first, title: TITLES[first]!, status: 'fail', reason: `no answer within ${Math.round(totalMs / 1000)} s`, fix: 'check that the host is up and not overloaded, then run the preflight again' });
+  out.push({ id: 'internal', title: 'Preflight', status: 'warn', reason: `stopped after ${Math.round(totalMs / 1000)} s; checks not finished are not shown` });
+  out.sort((a, b) => ORDER.indexOf(a.id) - ORDER.indexOf(b.id));
+  return { ok: false, checks: out, tookMs: Date.now() - t0 };
+}
+
+async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: PreflightCheck[], checkMs: number): Promise<PreflightResult> {
+  const t0 = Date.now();
   const add = (id: string, title: string, c: Check) => checks.push({ id, title, ...c });
   let src: { host: HostConfig; t: HostTransport } | undefined;
   let dst: { host: HostConfig; t: HostTransport } | undefined;
@@ -239,9 +283,22 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
     }
   })());
 
-  await Promise.all(tasks.map((p) => p.catch((e: unknown) => add('internal', 'Preflight', warn(`a check could not run: ${toFerryError(e).message}`)))));
-  const order = ['source-vm', 'destination-qemu', 'qemu-versions', 'machine-type', 'accelerator', 'memory', 'storage', 'name-free', 'migration-port', 'postcopy', 'capabilities', 'clock', 'internal'];
-  checks.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
-  return { ok: !checks.some((c) => c.status === 'fail'), checks, tookMs: Date.now() - t0 };
+  const before = new Set(checks.map((c) => c.id));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => {
+    timer = setTimeout(() => r('late'), checkMs);
+  });
+  const all = Promise.all(tasks.map((p) => p.catch((e: unknown) => add('internal', 'Preflight', warn(`a check could not run: ${toFerryError(e).message}`)))));
+  const settled = await Promise.race([all, late]);
+  clearTimeout(timer);
+  // A late check must not change the result after it is returned: copy what is there now.
+  const out = [...checks];
+  if (settled === 'late') {
+    const reported = new Set(out.map((c) => c.id));
+    const missing = ORDER.filter((id) => !before.has(id) && !reported.has(id) && id !== 'internal' && expectedCheck(id, plan));
+    out.push({ id: 'internal', title: 'Preflight', status: 'warn', reason: `not finished within ${Math.round(checkMs / 1000)} s: ${missing.join(', ') || 'some checks'} (host slow or busy)`, fix: 'run the preflight again' });
+  }
+  out.sort((a, b) => ORDER.indexOf(a.id) - ORDER.indexOf(b.id));
+  return { ok: !out.some((c) => c.status === 'fail'), checks: out, tookMs: Date.now() - t0 };
 }
 

@@ -31,9 +31,11 @@ import type { VmInfo } from '../../../../shared/model/vm';
 import type { HostTransport } from '../../transport/host-transport';
 import { QmpClient } from '../../qmp/qmp-client';
 import type { QmpEvent } from '../../qmp/qmp-client';
-import { launchVm, processAlive, readPid, runtimeDirOf, stopVm, vmFiles, withIncomingDefer } from '../../hosts/vm-launcher';
+import { killVmByPid, launchVm, processAlive, readPid, runtimeDirOf, stopVm, vmFiles, withIncomingDefer } from '../../hosts/vm-launcher';
 import type { VmFiles } from '../../hosts/vm-launcher';
 import { listVms, memoryMiBFromArgv } from '../../hosts/vm-discovery';
+import type { VmStateCache } from '../../hosts/vm-discovery';
+import type { CleanupLedger } from '../../hosts/cleanup-ledger';
 import { findQemuVm, noSuchVm } from '../../hosts/adopted-qemu';
 import type { QemuVm } from '../../hosts/adopted-qemu';
 import { rootLog } from '../../log';
@@ -121,6 +123,13 @@ interface DestinationEnd {
   qemuVersion?: string;
 }
 
+export interface QmpDriverOptions {
+  /** Destination QEMUs that could not be stopped when their migration failed, stopped later. */
+  cleanups?: CleanupLedger;
+  /** Run states (and adopted QEMUs' facts) of listed VMs, kept a while so the board polls little. */
+  vmStates?: Pick<VmStateCache, 'get' | 'socketFacts'>;
+}
+
 /** One migration over QMP (see the file's header). */
 class QmpMigration implements DriverMigration {
   capabilities: DriverCapability[] = [];
@@ -153,7 +162,7 @@ class QmpMigration implements DriverMigration {
   private watchedSettings: { capabilities: Record<string, boolean>; parameters: Record<string, unknown> } | undefined;
   private readonly offs: (() => void)[] = [];
 
-  constructor(private readonly ctx: DriverContext, private readonly source: SourceEnd, dest?: DestinationEnd) {
+  constructor(private readonly ctx: DriverContext, private readonly options: QmpDriverOptions, private readonly source: SourceEnd, dest?: DestinationEnd) {
     this.plan = ctx.run.plan;
     this.dest = dest;
   }
@@ -216,6 +225,8 @@ class QmpMigration implements DriverMigration {
     const plan = this.plan;
     const q = this.src;
     try {
+      // A destination left over by an earlier failed migration goes first.
+      await this.options.cleanups?.runFor(plan.to, dest.transport);
       const dstPid = await readPid(dest.transport, dest.files.pidFile);
       if (dstPid && (await processAlive(dest.transport, dstPid))) {
         throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" is already running on ${plan.to} (pid ${dstPid})`, { vm: plan.vm, host: plan.to });
@@ -690,7 +701,17 @@ class QmpMigration implements DriverMigration {
     // A storage copy stops first: the source keeps its own images, never pivoting.
     await this.storage?.abort(this.source.qmp);
     dest?.qmp?.close();
-    if (this.destLaunched && dest) await stopVm(dest.transport, runtimeDirOf(dest.host), this.plan.vm, { timeoutMs: 2000 }).catch(log.dropped(`stopping the destination QEMU of ${this.plan.vm} on ${this.plan.to}`));
+    if (this.destLaunched && dest) {
+      // By pid over Ferry's own connection to the destination, whatever the stream's state.
+      const runtimeDir = runtimeDirOf(dest.host);
+      try {
+        await killVmByPid(dest.transport, runtimeDir, this.plan.vm);
+      } catch (e) {
+        const why = toFerryError(e).message;
+        this.ctx.note(`could not stop the destination QEMU on ${this.plan.to} yet (${why}); Ferry stops it when ${this.plan.to} is reachable again`);
+        await this.options.cleanups?.add({ hostId: this.plan.to, vm: this.plan.vm, runtimeDir, reason: `migration ${this.ctx.run.id} ${this.ctx.phase()}: ${why}`, migrationId: this.ctx.run.id, since: Date.now() });
+      }
+    }
     const removed = await this.storage?.removeTargets();
     if (removed?.length) {
       this.removedTargets = removed;
@@ -791,6 +812,9 @@ function toDriverSample(raw: Record<string, unknown>, t: number): DriverSample {
 
 export class QmpDriver implements HypervisorDriver {
   readonly name = 'qmp';
+
+  constructor(private readonly options: QmpDriverOptions = {}) {}
+
   readonly capabilities: readonly DriverCapability[] = [
     'postcopy', 'postcopy-recover', 'storage-copy', 'ssh-tunnel', 'pause-before-switchover', 'auto-converge', 'xbzrle', 'multifd',
     'qemu-capabilities', 'fixed-port', 'attach', 'resume-after-restart',
@@ -802,7 +826,7 @@ export class QmpDriver implements HypervisorDriver {
   }
 
   listVms(host: HostConfig, transport: HostTransport): Promise<VmInfo[]> {
-    return listVms(host, transport);
+    return listVms(host, transport, this.options.vmStates);
   }
 
   preflight(plan: MigrationPlan, hosts: EngineHosts): Promise<PreflightResult> {
@@ -814,7 +838,7 @@ export class QmpDriver implements HypervisorDriver {
     const [srcT, dstT] = await Promise.all([ctx.hosts.transport(plan.from), ctx.hosts.transport(plan.to)]);
     const vm = await findQemuVm(srcHost, srcT, plan.vm);
     if (!vm) throw noSuchVm(plan.vm, plan.from);
-    const m = new QmpMigration(ctx, { host: srcHost, transport: srcT, vm }, { host: dstHost, transport: dstT, files: vmFiles(runtimeDirOf(dstHost), plan.vm) });
+    const m = new QmpMigration(ctx, this.options, { host: srcHost, transport: srcT, vm }, { host: dstHost, transport: dstT, files: vmFiles(runtimeDirOf(dstHost), plan.vm) });
     await m.openSource();
     try {
       requireCapabilities(`${plan.vm} (${vm.manager === 'qemu' ? 'a QEMU Ferry adopted' : 'a Ferry VM'}, QMP)`, m.capabilities, capabilitiesNeeded(plan));
@@ -835,7 +859,7 @@ export class QmpDriver implements HypervisorDriver {
         ? `no QEMU answers on ${target.qmpSocket} on ${target.hostId} (or its process cannot be read)`
         : `no running VM "${target.vm}" on ${target.hostId} (neither started by Ferry nor found through the host's qmpSocketGlobs; --qmp-socket PATH names one)`, { vm: target.vm, host: target.hostId });
     }
-    const m = new QmpMigration(ctx, { host, transport, vm });
+    const m = new QmpMigration(ctx, this.options, { host, transport, vm });
     await m.openSource();
     await m.readSettings();
     return new WatchedQmpMigration(m);
@@ -867,7 +891,7 @@ export class QmpDriver implements HypervisorDriver {
     const [srcT, dstT] = await Promise.all([ctx.hosts.transport(plan.from), ctx.hosts.transport(plan.to)]);
     const vm = await findQemuVm(srcHost, srcT, plan.vm, state.adoptedSocket ? { qmpSocket: state.adoptedSocket } : {});
     if (!vm) throw noSuchVm(plan.vm, plan.from);
-    const m = new QmpMigration(ctx, { host: srcHost, transport: srcT, vm }, { host: dstHost, transport: dstT, files: vmFiles(runtimeDirOf(dstHost), plan.vm) });
+    const m = new QmpMigration(ctx, this.options, { host: srcHost, transport: srcT, vm }, { host: dstHost, transport: dstT, files: vmFiles(runtimeDirOf(dstHost), plan.vm) });
     await m.openSource();
     await m.adopt(state, phase);
     return m;
