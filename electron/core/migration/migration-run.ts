@@ -301,10 +301,13 @@ export class MigrationRun {
       }
       this.ending = state;
       this.endingReason = reason;
-      this.finishing = this.finish(state).catch((e: unknown) => {
-        this.rec({ type: 'note', t: Date.now(), text: `finishing failed: ${toFerryError(e).message}` });
-        this.log.error(`finishing failed: ${toFerryError(e).message}`);
-        this.conclude({ outcome: state === 'completed' ? 'completed' : state, reason: toFerryError(e).message }).catch(this.log.dropped('ending the run'));
+      this.finishing = this.finish(state).catch(async (e: unknown) => {
+        const why = toFerryError(e).message;
+        this.rec({ type: 'note', t: Date.now(), text: `finishing failed: ${why}` });
+        this.log.error(`finishing failed: ${why}`);
+        // The run still ends, in the phase the hypervisor said.
+        if (!TERMINAL_PHASES.includes(this.phase)) this.advance(state === 'completed' ? 'finished' : state, why);
+        await this.conclude({ outcome: state, reason: why }).catch(this.log.dropped('ending the run'));
       });
       return;
     }
