@@ -25,9 +25,10 @@
  * migration reports; the run refuses a plan that needs one it lacks, with a reason, and the
  * console offers only the controls the migration lists.
  *
- * Writing a driver: implement `HypervisorDriver`, add it to the engine's driver list before
- * the QMP driver (which takes every host nobody else claims). Never reach behind your
- * manager's back (a libvirt driver never talks QMP to libvirt's monitor).
+ * Writing a driver: implement `HypervisorDriver` and add it to the drivers the console
+ * service gives its engine (console-service.ts), before the QMP driver, which takes every
+ * host nobody else claims. Never reach behind your manager's back (a libvirt driver never
+ * talks QMP to libvirt's monitor).
  */
 import type { MigrationControl, MigrationControlAction } from '../../../../shared/contract';
 import { FerryException } from '../../../../shared/errors';
