@@ -5,6 +5,7 @@
  * from the console and the CLI. Real QEMU on the local lab.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
@@ -13,12 +14,13 @@ import { makeTestLab } from '../../../test/support/lab';
 import type { TestLab } from '../../../test/support/lab';
 import { startPlainQemu } from '../../../test/support/qemu';
 import type { PlainQemu } from '../../../test/support/qemu';
-import { isAlive, waitFor } from '../../../test/support/processes';
+import { isAlive, killPid, waitFor } from '../../../test/support/processes';
 import { readTimeline } from '../recorder/timeline-reader';
 import { waitGuestReady } from '../lab/local-lab';
 import { GuestConsole } from '../lab/demo-guest';
 import { launchVm, readArgvRecord, stopVm, vmFiles } from '../hosts/vm-launcher';
 import { HostRegistry } from '../hosts/host-registry';
+import { socketOwnerPid } from '../hosts/adopted-qemu';
 import { LocalTransport } from '../transport/local-transport';
 import { QmpClient } from '../qmp/qmp-client';
 import { main } from '../../cli';
@@ -63,6 +65,10 @@ describe('QEMUs Ferry did not start (real QEMU, local lab)', () => {
     // The board lists it as adopted and movable.
     const vms = await lab.service.invoke('vms:list', { hostId: 'scripts' });
     expect(vms).toEqual({ ok: true, value: [{ hostId: 'scripts', name: 'web1', qmpSocket: plain.qmpSockets[0]!, runState: 'running', managed: true, manager: 'qemu', pid: plain.pid, memoryMiB: 511.82, vcpus: 1 }] satisfies VmInfo[] });
+
+    // When QMP's vCPU threads cannot lead to the process, the socket's owner does.
+    expect(await socketOwnerPid(local, plain.qmpSockets[0]!)).toBe(plain.pid);
+    expect(await socketOwnerPid(local, path.join(lab.root, 'vms', 'web1', 'nothing.sock'))).toBeUndefined();
 
     // Same preflight as a Ferry VM.
     const pre = await lab.service.invoke('migrations:preflight', { vm: 'web1', from: 'scripts', to: 'lab-b' });
@@ -172,6 +178,37 @@ describe('QEMUs Ferry did not start (real QEMU, local lab)', () => {
     const con = await GuestConsole.open(local, dest.serialSocket);
     cleanups.push(() => con.close());
     expect(await con.command('v', 20_000)).toMatchObject({ kind: 'verify', ok: true });
+  });
+
+  it('a Ferry restarted mid-migration picks an adopted QEMU\'s migration up and records it to the end', async () => {
+    const xdg = mkdtempSync(path.join(tmpdir(), 'ferry-adopted-xdg-'));
+    cleanups.push(() => rmSync(xdg, { recursive: true, force: true }));
+    lab = await makeTestLab({}, (root) => [scriptsHost(root)]);
+    await new HostRegistry(path.join(xdg, 'ferry')).add(scriptsHost(lab.root));
+    plain = await startPlainQemu({ dir: path.join(lab.root, 'vms', 'web4'), name: 'web4', wsMiB: 96, rateMiBs: 10 });
+    await waitGuestReady(local, plain.serialSocket);
+    const record = path.join(xdg, 'restart.ferry.jsonl');
+    const first = spawn(path.resolve('bin/ferry.mjs'), ['migrate', 'web4', '--from', 'scripts', '--to', 'lab-b', '--bandwidth', '20', '--record', record], {
+      env: { ...process.env, FERRY_LAB_DIR: lab.root, XDG_CONFIG_HOME: xdg },
+      stdio: 'ignore',
+    });
+    try {
+      await waitFor(() => existsSync(record) && readTimeline(record).samples.length >= 5, 'the first process recording', 30_000);
+    } finally {
+      await killPid(first.pid!, 0); // SIGTERM at once; the migration belongs to QEMU and goes on
+    }
+    const state = path.join(lab.root, 'scripts-ferry', 'web4', 'migration.json');
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toMatchObject({ adoptedSocket: plain.qmpSockets[0] });
+    const [m, ...others] = await lab.service.engine.recover(['scripts', 'lab-b']);
+    expect(others).toHaveLength(0);
+    const final = await m!.whenDone();
+    expect(final).toMatchObject({ outcome: 'completed', verify: { ok: true } });
+    const t = readTimeline(record);
+    expect(t.records.filter((r) => r.type === 'header')).toHaveLength(1);
+    expect(t.records.some((r) => r.type === 'gap' && /restarted/.test((r as { reason: string }).reason))).toBe(true);
+    expect(existsSync(path.join(lab.root, 'scripts-ferry', 'web4'))).toBe(false);
+    await waitFor(() => !isAlive(plain!.pid), 'the adopted source to exit');
+    expect(await lab.pidOn('lab-b', 'web4')).toBeGreaterThan(0);
   });
 
   it('says clearly what it cannot do for one', async () => {

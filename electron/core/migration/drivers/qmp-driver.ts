@@ -197,7 +197,7 @@ class QmpMigration implements DriverMigration {
     ];
   }
 
-  /** Reads what open() needs from the source's monitor and checks it is free to migrate. */
+  /** Opens the source's monitor and reads what every mode needs: run state, QEMU version, what it can do. */
   async openSource(): Promise<void> {
     const { transport: t, vm } = this.source;
     const status = await t.readFile(`/proc/${vm.pid}/status`).then((b) => b.toString()).catch(log.dropped(`reading /proc/${vm.pid}/status`, 'debug'));
