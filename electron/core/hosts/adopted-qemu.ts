@@ -70,8 +70,9 @@ export async function socketOwnerPid(transport: HostTransport, socket: string): 
   // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = listening.
   const line = table?.split('\n').find((l) => l.endsWith(` ${socket}`) && l.trim().split(/\s+/)[3] === '00010000');
   const inode = line?.trim().split(/\s+/)[6];
-  if (!inode) return undefined;
-  const r = await transport.exec(['find', '/proc', '-mindepth', '3', '-maxdepth', '3', '-path', '/proc/[0-9]*/fd/*', '-lname', `socket:[${inode}]`, '-print', '-quit'], { timeoutMs: 10_000 });
+  if (!inode || !/^\d+$/.test(inode)) return undefined;
+  // Each process's fd dir, one level deep; the brackets escaped (in -lname they would be a class).
+  const r = await transport.exec(['sh', '-c', 'find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -lname "$1" -print -quit 2>/dev/null; true', 'ferry-owner', `socket:\\[${inode}\\]`], { timeoutMs: 10_000 });
   const pid = Number(/^\/proc\/(\d+)\//.exec(r.stdout.trim())?.[1]);
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
