@@ -41,6 +41,8 @@ export const PACKAGES = [
   { deb: 'zstd', bin: 'zstd', for: 'tests' },
   { deb: 'age', bin: 'age', for: 'tests' },
   { deb: 'procps', bin: 'ps', for: 'tests' },
+  // promtool imports the OpenMetrics export in a test (the server itself is never started)
+  { deb: 'prometheus', bin: 'promtool', for: 'tests' },
 ];
 
 /** What each mode needs: the `for` values it takes from PACKAGES. */

@@ -16,7 +16,7 @@ import { rootLog } from '../log';
 import { FerryException } from '../../../shared/errors';
 import { accelOfArgv, memoryKiBOfArgv, serialSocketOfArgv } from './qemu-argv';
 import { processAlive, readArgvRecord, readPid, readProcessArgv, runtimeDirOf, vmFiles } from './vm-launcher';
-import type { VmFiles, VmSpec } from './vm-launcher';
+import type { ArgvRecord, VmFiles, VmSpec } from './vm-launcher';
 
 const log = rootLog.child('adopted-qemu');
 
@@ -154,7 +154,9 @@ export interface QemuVm {
   pid: number;
   argv: string[];
   accel: 'kvm' | 'tcg';
-  /** What the destination is started from. */
+  /** What the destination is started from: Ferry's record, or one made from the adopted command line. */
+  record: ArgvRecord;
+  /** The record's spec. */
   spec: VmSpec;
   qmpSockets: string[];
   serialSocket?: string;
@@ -165,8 +167,9 @@ export interface QemuVm {
 
 function fromAdopted(a: AdoptedQemu, files: VmFiles): QemuVm {
   const memoryKiB = memoryKiBOfArgv(a.argv) ?? 128 * 1024; // QEMU's default -m
+  const spec: VmSpec = { name: a.name, memoryKiB, argv: a.argv };
   const vm: QemuVm = {
-    manager: 'qemu', name: a.name, pid: a.pid, argv: a.argv, accel: a.accel, spec: { name: a.name, memoryKiB, argv: a.argv },
+    manager: 'qemu', name: a.name, pid: a.pid, argv: a.argv, accel: a.accel, record: { version: 1, name: a.name, argv: a.argv, spec, accel: a.accel }, spec,
     qmpSockets: [a.socket], files, adoptedSocket: a.socket,
   };
   if (a.serialSocket) vm.serialSocket = a.serialSocket;
@@ -187,7 +190,7 @@ export async function findQemuVm(host: HostConfig, transport: HostTransport, nam
   const pid = await readPid(transport, files.pidFile);
   if (record && pid && (await processAlive(transport, pid))) {
     return {
-      manager: 'ferry', name, pid, argv: record.argv, accel: record.accel, spec: { ...record.spec, accel: record.accel },
+      manager: 'ferry', name, pid, argv: record.argv, accel: record.accel, record, spec: { ...record.spec, accel: record.accel },
       qmpSockets: [files.qmpSocket, files.auxQmpSocket], serialSocket: files.serialSocket, files,
     };
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { accelOfArgv, joinOpts, memoryKiBOfArgv, parseQemuArgv, qmpSocketsOfArgv, rewriteArgvForRuntime, serialSocketOfArgv, splitOpts } from './qemu-argv';
+import { accelOfArgv, joinOpts, machineOfArgv, memoryKiBOfArgv, parseQemuArgv, qmpSocketsOfArgv, rewriteArgvForRuntime, serialSocketOfArgv, splitOpts, withMachineType, withOption } from './qemu-argv';
 import { buildArgv, vmFiles } from './vm-launcher';
 
 const files = vmFiles('/run/ferry', 'web1');
@@ -88,5 +88,31 @@ describe('QEMU command lines', () => {
     const there = vmFiles('/srv/other', 'web1');
     const here = buildArgv(spec, there, 'tcg', undefined);
     expect(rewriteArgvForRuntime(here, files)).toEqual(buildArgv(spec, files, 'tcg', undefined));
+  });
+});
+
+describe('an adopted command line on another QEMU', () => {
+  it('sets, replaces and drops options; makes the machine type concrete, keeping its properties', () => {
+    expect(withMachineType('pc,accel=kvm', 'pc-i440fx-7.2')).toBe('pc-i440fx-7.2,accel=kvm');
+    expect(withMachineType('accel=kvm', 'pc-i440fx-7.2')).toBe('pc-i440fx-7.2,accel=kvm');
+    expect(withMachineType('type=q35,smm=off', 'pc-q35-7.2')).toBe('pc-q35-7.2,smm=off');
+    expect(withMachineType(undefined, 'pc-i440fx-7.2')).toBe('pc-i440fx-7.2');
+    expect(machineOfArgv(['q', '-M', 'q35'])).toBe('q35');
+    expect(machineOfArgv(['q', '-machine', 'type=q35,smm=off'])).toBe('q35');
+    expect(machineOfArgv(['q', '-machine', 'accel=kvm'])).toBeUndefined();
+    expect(machineOfArgv(plain)).toBe('pc-i440fx-7.2');
+    expect(withOption(['q', '-M', 'pc', '-m', '1'], 'machine', (v) => withMachineType(v, 'pc-i440fx-7.2'))).toEqual(['q', '-machine', 'pc-i440fx-7.2', '-m', '1']);
+    expect(withOption(['q', '-m', '1'], 'bios', () => '/fw/qboot.rom')).toEqual(['q', '-m', '1', '-bios', '/fw/qboot.rom']);
+    expect(withOption(['q', '-L', '/opt/q/share', '-m', '1'], 'L', () => undefined)).toEqual(['q', '-m', '1']);
+  });
+
+  it('starts on the destination with its QEMU, its data dir and the concrete machine, nothing else changed', () => {
+    const spec = { name: 'web1', memoryKiB: 524_100, argv: [...plain, '-L', '/opt/old/share/qemu'], machine: 'pc-i440fx-7.2' };
+    const out = buildArgv(spec, files, 'kvm', undefined, { binary: '/opt/qemu-10/bin/qemu-system-x86_64', dataDir: '/opt/qemu-10/share/qemu' });
+    expect(out.slice(0, 3)).toEqual(['/opt/qemu-10/bin/qemu-system-x86_64', '-L', '/opt/qemu-10/share/qemu']);
+    expect(out.filter((a) => a === '-L')).toHaveLength(1);
+    expect(words(out)).toContain('-machine pc-i440fx-7.2 ');
+    expect(words(out)).toContain('-cpu qemu64,-pni');
+    expect(buildArgv({ ...spec, argv: plain }, files, 'kvm', undefined)[0]).toBe('qemu-system-x86_64');
   });
 });

@@ -166,6 +166,38 @@ export function serialSocketOfArgv(argv: readonly string[]): string | undefined 
   return undefined;
 }
 
+/**
+ * The command line with option `-name` (also `-M` for machine) set by `value(current)`:
+ * replaced in place, appended when absent, dropped when `value` returns undefined.
+ */
+export function withOption(argv: readonly string[], name: string, value: (current: string | undefined) => string | undefined): string[] {
+  const { binary, options } = parseQemuArgv(argv);
+  const names = name === 'machine' ? ['machine', 'M'] : [name];
+  const at = options.findIndex((o) => names.includes(o.name));
+  const next = value(at >= 0 ? options[at]!.value : undefined);
+  const out = options.filter((o, i) => !names.includes(o.name) || i === at);
+  const i = out.findIndex((o) => names.includes(o.name));
+  if (next === undefined) return formatQemuArgv(binary, out.filter((o) => !names.includes(o.name)));
+  if (i >= 0) out[i] = { name, value: next };
+  else out.push({ name, value: next });
+  return formatQemuArgv(binary, out);
+}
+
+/** The machine type a command line asks for (`-machine pc-i440fx-7.2,accel=kvm`, `-M q35`, `type=q35`), if any. */
+export function machineOfArgv(argv: readonly string[]): string | undefined {
+  const v = parseQemuArgv(argv).options.filter((o) => o.name === 'machine' || o.name === 'M').at(-1)?.value;
+  if (!v) return undefined;
+  const first = splitOpts(v)[0] ?? '';
+  return (first.startsWith('type=') ? first.slice(5) : first.includes('=') ? optValue(splitOpts(v), 'type') : first) || undefined;
+}
+
+/** A `-machine` value with its type set to `type`, its other properties kept (`pc,accel=kvm` -> `pc-i440fx-7.2,accel=kvm`). */
+export function withMachineType(value: string | undefined, type: string): string {
+  const parts = value ? splitOpts(value) : [];
+  const rest = parts.filter((p, i) => !(i === 0 && !p.includes('=')) && !p.startsWith('type='));
+  return joinOpts([type, ...rest]);
+}
+
 /** Ferry's runtime files of a VM on the host it is being started on. */
 export interface RuntimeFiles {
   dir: string;

@@ -99,9 +99,13 @@ export class VmStateCache {
     return facts;
   }
 
+  /** Bumped by every clear(): a listing begun under an older generation may be stale. */
+  generation = 0;
+
   clear(): void {
     this.states.clear();
     this.sockets.clear();
+    this.generation++;
   }
 }
 

@@ -9,13 +9,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FerryException } from '../../../shared/errors';
-import type { HostConfig } from '../../../shared/model/host';
+import type { HostConfig, QemuInstall } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
 import { LocalTransport, NetnsTransport, writeFileAtomic } from '../transport/local-transport';
 import { launchVm, stopVm, processAlive, readPid, vmFiles } from '../hosts/vm-launcher';
 import type { LaunchedVm, VmDiskSpec, VmSpec } from '../hosts/vm-launcher';
 import { listVms } from '../hosts/vm-discovery';
 import { GuestConsole } from './demo-guest';
+import { rootLog } from '../log';
+
+const labLog = rootLog.child('lab');
 
 /** 511.8 MiB: not a multiple of 256 KiB, so QEMU 7.2's TCG keeps every guest write (LAB-NOTES). */
 export const LAB_DEFAULT_MEMORY_KIB = 524_100;
@@ -34,6 +37,8 @@ export interface LabState {
   version: 1;
   root: string;
   netns?: NetnsState;
+  /** A lab host on another QEMU than the PATH's (`ferry lab up --qemu-b PATH`). */
+  qemu?: Partial<Record<(typeof LAB_HOST_IDS)[number], QemuInstall>>;
 }
 
 export interface LabUpOptions {
@@ -47,6 +52,22 @@ export interface LabUpOptions {
   dataDiskMiB?: number;
   /** Initial demo-guest workload. */
   workload?: { wsMiB?: number; rateMiBs?: number | null; hbMs?: number };
+  /** Run lab-a / lab-b on this QEMU (a binary path; its data dir is found beside it). `null` = back to the PATH's. */
+  qemuA?: QemuInstall | string | null;
+  qemuB?: QemuInstall | string | null;
+  /** KVM dirty ring for the demo VM (needed by dirty-limit). */
+  dirtyRingSize?: number;
+}
+
+/**
+ * A QEMU named by its binary's path: an extracted package tree (`X/usr/bin/qemu-system-x86_64`)
+ * has its firmware in `X/usr/share/qemu`, which becomes its data dir (`-L`).
+ */
+export function qemuInstallFromPath(binary: string): QemuInstall {
+  const abs = path.resolve(binary);
+  if (!existsSync(abs)) throw new FerryException('NOT_FOUND', `no QEMU binary at ${abs}`);
+  const data = path.resolve(path.dirname(abs), '..', 'share', 'qemu');
+  return data !== '/usr/share/qemu' && existsSync(data) ? { binary: abs, dataDir: data } : { binary: abs };
 }
 
 export function labRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -67,10 +88,12 @@ export function readLabState(root: string): LabState | undefined {
 
 /** The two lab hosts, as the console and the CLI see them. */
 export function labHosts(root = labRoot()): HostConfig[] {
-  const ns = readLabState(root)?.netns;
+  const state = readLabState(root);
+  const ns = state?.netns;
   return LAB_HOST_IDS.map((id, i): HostConfig => ({
     id,
     name: i === 0 ? 'Lab A' : 'Lab B',
+    ...(state?.qemu?.[id] ? { qemu: state.qemu[id] } : {}),
     transport: ns ? { kind: 'local', netns: ns.namespaces[i]! } : { kind: 'local' },
     runtimeDir: path.join(root, id),
     statesDir: path.join(root, `${id}-states`),
@@ -182,7 +205,7 @@ export async function createNetns(prefix = 'ferry-lab'): Promise<NetnsState> {
 
 export async function destroyNetns(ns: NetnsState): Promise<void> {
   const local = new LocalTransport();
-  for (const n of ns.namespaces) await local.exec(['ip', 'netns', 'del', n]).catch(() => undefined);
+  for (const n of ns.namespaces) await local.exec(['ip', 'netns', 'del', n]).catch(labLog.dropped(`deleting netns ${n}`));
 }
 
 /** Shapes the link in both directions with a token bucket (bit/s); `null` removes shaping. */
@@ -206,7 +229,16 @@ export async function setLink(ns: NetnsState, up: boolean): Promise<void> {
 export interface LabStatus {
   root: string;
   netns?: NetnsState;
-  hosts: { id: string; runtimeDir: string; migrationAddress: string; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
+  hosts: { id: string; runtimeDir: string; migrationAddress: string; qemu?: QemuInstall; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
+}
+
+/** Sets (or clears, `null`) the QEMU a lab host starts VMs with; running VMs keep theirs. */
+export async function writeLabQemu(root: string, id: (typeof LAB_HOST_IDS)[number], q: QemuInstall | null): Promise<void> {
+  const state = readLabState(root) ?? { version: 1 as const, root };
+  const next = { ...state.qemu };
+  if (q === null) delete next[id];
+  else next[id] = q;
+  await writeFileAtomic(stateFile(root), `${JSON.stringify({ ...state, qemu: next }, null, 2)}\n`, 0o600);
 }
 
 export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabStatus; vm: LaunchedVm | undefined; bootMs: number }> {
@@ -216,30 +248,50 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
   if (options.netns && !state.netns) {
     state = { ...state, netns: await createNetns(options.netnsPrefix) };
   }
+  for (const [id, q] of [['lab-a', options.qemuA], ['lab-b', options.qemuB]] as const) {
+    if (q === undefined) continue;
+    const next = { ...state.qemu };
+    if (q === null) delete next[id];
+    else next[id] = typeof q === 'string' ? qemuInstallFromPath(q) : q;
+    state = { ...state, qemu: next };
+  }
   await writeFileAtomic(stateFile(root), `${JSON.stringify(state, null, 2)}\n`, 0o600);
   const [a] = labHosts(root);
   const ta = transportFor(a!);
   const files = vmFiles(a!.runtimeDir!, LAB_VM_NAME);
-  const pid = await readPid(ta, files.pidFile);
   let vm: LaunchedVm | undefined;
   const t0 = Date.now();
-  if (!pid || !(await processAlive(ta, pid))) {
+  // The demo VM may have been migrated to lab-b: the lab is up wherever it runs.
+  if (!(await demoRunsSomewhere(root))) {
     try {
       const spec: Parameters<typeof demoVmSpec>[0] = { accel: options.accel ?? 'auto', memoryKiB: options.memoryKiB ?? LAB_DEFAULT_MEMORY_KIB };
       if (options.workload?.wsMiB !== undefined) spec.wsMiB = options.workload.wsMiB;
       if (options.workload?.rateMiBs !== undefined) spec.rateMiBs = options.workload.rateMiBs;
       if (options.workload?.hbMs !== undefined) spec.hbMs = options.workload.hbMs;
       const vmSpec = demoVmSpec(spec);
+      if (options.dirtyRingSize !== undefined) vmSpec.dirtyRingSize = options.dirtyRingSize;
       if (options.dataDiskMiB !== undefined) vmSpec.disks = [await createLabDisk(ta, a!.imagesDir!, options.dataDiskMiB)];
-      vm = await launchVm(ta, a!.runtimeDir!, vmSpec);
+      vm = await launchVm(ta, a!.runtimeDir!, vmSpec, a!.qemu);
       await waitGuestReady(ta, files.serialSocket);
     } catch (e) {
-      await labDown({ root }).catch(() => undefined);
+      await labDown({ root }).catch(labLog.dropped('tearing the half-started lab down'));
       throw e;
     }
   }
   return { status: await labStatus(root), vm, bootMs: Date.now() - t0 };
 }
+
+/** The lab host the demo VM runs on, if it runs on one (by its pid file and /proc). */
+export async function demoHost(root: string): Promise<string | undefined> {
+  for (const h of labHosts(root)) {
+    const t = transportFor(h);
+    const pid = await readPid(t, vmFiles(h.runtimeDir!, LAB_VM_NAME).pidFile);
+    if (pid && (await processAlive(t, pid))) return h.id;
+  }
+  return undefined;
+}
+
+const demoRunsSomewhere = async (root: string) => (await demoHost(root)) !== undefined;
 
 /** An empty qcow2 data disk for the demo VM (the guest does not touch it; tests write to it through QEMU). */
 async function createLabDisk(t: HostTransport, dir: string, mib: number): Promise<VmDiskSpec> {
@@ -259,6 +311,7 @@ export async function labStatus(root = labRoot()): Promise<LabStatus> {
       id: h.id,
       runtimeDir: h.runtimeDir!,
       migrationAddress: h.migrationAddress!,
+      ...(h.qemu ? { qemu: h.qemu } : {}),
       vms: vms.map((v) => {
         const out: { name: string; runState: string; pid?: number; memoryMiB?: number } = { name: v.name, runState: v.runState };
         if (v.pid !== undefined) out.pid = v.pid;

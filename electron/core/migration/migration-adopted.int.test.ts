@@ -229,7 +229,7 @@ describe('QEMUs Ferry did not start (real QEMU, local lab)', () => {
       expect(bad.err).toMatch(/^ferry: attach: vm: VM name: .* \[INVALID_REQUEST\]\n$/);
       const relative = await cli('attach', 'lab-a', 'demo', '--qmp-socket', 'qmp.sock');
       expect(relative.code).toBe(2);
-      expect(relative.err).toMatch(/--qmp-socket must be an absolute path/);
+      expect(relative.err).toMatch(/--qmp-socket needs an absolute path/);
     } finally {
       if (saved === undefined) delete process.env.XDG_CONFIG_HOME;
       else process.env.XDG_CONFIG_HOME = saved;

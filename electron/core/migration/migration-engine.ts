@@ -162,6 +162,11 @@ export class MigrationEngine {
     return this.list().filter((m) => !TERMINAL_PHASES.includes(m.phase));
   }
 
+  /** The migration with this id, if this process knows it. */
+  find(id: string): MigrationRun | undefined {
+    return this.migrations.get(id);
+  }
+
   get(id: string): MigrationRun {
     const m = this.migrations.get(id);
     if (!m) throw new FerryException('NOT_FOUND', `no migration with id "${id}"`, { id });

@@ -4,7 +4,7 @@
  * the control guard, and what a refused plan or a failed reservation leaves behind.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MIGRATION_PHASES, MigrationPlanSchema, TERMINAL_PHASES } from '../../../shared/model/migration';
@@ -87,8 +87,13 @@ class ScriptedDriver implements HypervisorDriver {
   async recoverable() {
     return [];
   }
-  async resume(): Promise<DriverMigration> {
-    throw new Error('not scripted');
+  async resume(_found: unknown, _phase: MigrationPhase, ctx: DriverContext): Promise<DriverMigration> {
+    this.last = new ScriptedMigration(ctx, [...this.capabilities], this.controls);
+    this.last.start = async () => {
+      this.last!.calls.push('start');
+      ctx.report('completed');
+    };
+    return this.last;
   }
 }
 
@@ -201,13 +206,17 @@ describe('a run', () => {
     ]);
   });
 
-  it('refuses a plan its driver cannot carry out before anything happens: no announcement, no timeline', async () => {
+  it('refuses a plan its driver cannot carry out before anything happens: announced and ended at once, no timeline', async () => {
     const driver = new ScriptedDriver([]);
     const run = new MigrationRun(plan({ copyStorage: true, transport: 'ssh-tunnel' }), driver, hosts, { timelineDir: dir });
-    let announced = false;
-    run.onOpened(() => (announced = true));
+    const told: string[] = [];
+    run.onOpened((m) => {
+      told.push(`opened ${m.phase}`);
+      m.onEnd((f) => told.push(`ended ${f.outcome}`));
+    });
     await expect(run.start()).rejects.toMatchObject({ code: 'INVALID_REQUEST', message: 'demo (scripted driver) cannot copy storage (copyStorage), carry the stream through SSH (transport ssh-tunnel)' });
-    expect(announced).toBe(false);
+    expect(told).toEqual(['opened preflight', 'ended failed']);
+    expect(run.summary().controls).toEqual([]);
     expect(driver.last!.calls).toEqual(['close']);
     expect(run.phase).toBe('failed');
     expect(existsSync(run.timelineFile)).toBe(false);
@@ -228,5 +237,24 @@ describe('a run', () => {
     expect(phasesOf(run.timelineFile)).toEqual(['reservation', 'failed']);
     expect(t.end).toMatchObject({ outcome: 'failed', reason: expect.stringMatching(/no such device/) });
     expect(t.records.some((r) => r.type === 'note' && (r as { text: string }).text === 'destination listening')).toBe(true);
+  });
+
+  it('picked up after a restart in the middle of its end, carries that end out', async () => {
+    const driver = new ScriptedDriver();
+    const plan0 = plan();
+    const file = path.join(dir, 'restart.ferry.jsonl');
+    const t0 = Date.now() - 5000;
+    writeFileSync(file, [
+      { type: 'header', format: 'ferry-timeline', version: 1, ferryVersion: '0.1.0', migrationId: 'm-restart', createdAt: t0, mode: 'engine', plan: plan0, source: { id: 'a', label: 'a' }, vm: { name: 'demo' } },
+      { type: 'phase', t: t0 + 10, phase: 'precopy', from: 'setup' },
+      { type: 'phase', t: t0 + 20, phase: 'commitment', from: 'precopy' },
+    ].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const run = new MigrationRun(plan0, driver, hosts, { timelineDir: dir }, { id: 'm-restart', startedAt: t0, timelineFile: file, mode: 'engine' });
+    await run.resume({ run: { id: 'm-restart', plan: plan0, startedAt: t0, timelineFile: file, mode: 'engine' }, state: {} });
+    const final = await run.whenDone();
+    expect(final.outcome).toBe('completed');
+    expect(run.refused).toEqual([]);
+    expect(phasesOf(file)).toEqual(['precopy', 'commitment', 'activation', 'completed']);
+    expect(driver.last!.calls).toEqual(['start', 'activate', 'finalSample completed', 'complete', 'close']);
   });
 });

@@ -106,7 +106,7 @@ export const TRANSITIONS: readonly Transition[] = [
   { from: RUNNING, on: 'completed', to: 'commitment', note: 'the hypervisor says the copy is complete' },
   { from: ['commitment'], on: 'activated', to: 'activation', note: 'the destination runs the guest' },
   { from: ['commitment', 'activation'], on: 'finished', to: 'completed', note: 'the source is left as its owner expects' },
-  { from: LIVE, on: 'failed', to: 'failed', note: 'the hypervisor gave up: the guest runs on the source again' },
+  { from: [...LIVE, 'commitment', 'activation'], on: 'failed', to: 'failed', note: 'the hypervisor gave up: the guest runs on the source again (or, after the copy, the destination did not take it over)' },
   { from: LIVE, on: 'cancelled', to: 'cancelled', note: 'cancelled: the guest runs on the source again' },
   { from: ['preflight', ...LIVE], on: 'aborted', to: 'failed', note: 'the plan was refused, or the destination could not be made ready, or the migration not issued' },
   // Watching (attach): a migration someone else runs is found in whatever state it is.
@@ -179,6 +179,8 @@ export class MigrationRun {
   private writer: TimelineWriter | undefined;
   /** Records that happen before the header can be written (reservation) wait here. */
   private early: TimelineRecord[] = [];
+  /** Every record but samples, guest lines and the header: the story a console joining late is told. */
+  private readonly story: TimelineRecord[] = [];
   private readonly sampleListeners = new Set<Listener<MigrationSample>>();
   private readonly phaseListeners = new Set<Listener<PhaseChange>>();
   private readonly endListeners = new Set<Listener<MigrationFinal>>();
@@ -295,7 +297,9 @@ export class MigrationRun {
     }
     if (state === 'completed' || state === 'failed' || state === 'cancelled') {
       const r = transitionFor(this.phase, state);
-      if (!('to' in r)) {
+      // Resumed after a restart in the middle of the end: that end is carried out now.
+      const endBegun = state === 'completed' && (this.phase === 'commitment' || this.phase === 'activation');
+      if (!('to' in r) && !endBegun) {
         this.advance(state, reason); // late or impossible: says so
         return;
       }
@@ -327,6 +331,7 @@ export class MigrationRun {
       event: (side, event, data, t) => this.rec(data ? { type: 'event', t, side, event, data } : { type: 'event', t, side, event }),
       note: (text) => this.rec({ type: 'note', t: Date.now(), text }),
       gap: (side, fromT, toT, reason) => this.rec({ type: 'gap', t: Date.now(), side, fromT, toT, reason }),
+      switchovers: () => this.options.switchovers?.get(this.pairKey) ?? [],
     };
   }
 
@@ -339,8 +344,10 @@ export class MigrationRun {
       requireCapabilities(`${this.plan.vm} (${this.driver.name} driver)`, this.dm.capabilities, capabilitiesNeeded(this.plan));
     } catch (e) {
       // Nothing was changed on either host: the plan was refused, no timeline is written.
+      // Whoever is told of it sees it end at once (no console keeps a tab stuck in preflight).
       await this.dm?.close().catch(this.log.dropped('closing a refused migration'));
       this.dm = undefined;
+      this.opened();
       this.advance('aborted', toFerryError(e).message);
       await this.conclude({ outcome: 'failed', reason: toFerryError(e).message });
       throw e;
@@ -387,6 +394,7 @@ export class MigrationRun {
       // Restored, not a transition: the phase the previous process had reached.
       if (lastPhase?.phase) this.phase = lastPhase.phase;
       this.samples.push(...previous.samples);
+      this.story.push(...previous.records.filter(isStory));
     } catch (e) {
       this.log.warn(`the previous timeline is gone or unreadable, carrying on in a fresh one: ${toFerryError(e).message}`);
     }
@@ -404,7 +412,9 @@ export class MigrationRun {
       this.writer?.close();
       throw e;
     }
-    if (!this.ending) this.startSampling();
+    // Its timeline already ended it (Ferry stopped between the end and removing its state): release what is left.
+    if (TERMINAL_PHASES.includes(this.phase) && !this.ending) await this.conclude({ outcome: this.phase as MigrationFinal['outcome'], reason: 'it had ended before Ferry restarted' });
+    if (!this.ending && !this.final) this.startSampling();
   }
 
   /** Reservation or start failed: the driver undoes what it did; the run ends failed. */
@@ -425,8 +435,14 @@ export class MigrationRun {
   // ---- the timeline -----------------------------------------------------------------------
 
   private rec(r: TimelineRecord): void {
+    if (isStory(r)) this.story.push(r);
     if (this.writer) this.writer.append(r);
     else this.early.push(r);
+  }
+
+  /** The whole picture so far, from memory: summary, every sample, and the story records in order. */
+  history(): { summary: MigrationSummary; samples: MigrationSample[]; records: TimelineRecord[] } {
+    return { summary: this.summary(), samples: this.samples.slice(), records: this.story.slice() };
   }
 
   private openWriter(header: TimelineHeader): void {
@@ -634,7 +650,7 @@ export class MigrationRun {
 
   private async finish(outcome: MigrationFinal['outcome']): Promise<void> {
     this.stopSampling();
-    if (outcome === 'completed') this.advance('completed');
+    if (outcome === 'completed' && this.phase !== 'commitment' && this.phase !== 'activation') this.advance('completed');
     // A sample in flight finishes before the end's own reading.
     for (let i = 0; this.sampling && i < 100; i++) await sleep(10);
     const dm = this.dm!;
@@ -642,7 +658,7 @@ export class MigrationRun {
     let destinationRunning = false;
     if (outcome === 'completed' && this.mode === 'engine') {
       destinationRunning = (await dm.activate()).destinationRunning;
-      this.advance('activated');
+      if (this.phase === 'commitment') this.advance('activated');
     }
     const s = await dm.finalSample(outcome);
     if (s) {
@@ -663,6 +679,14 @@ export class MigrationRun {
         this.options.switchovers?.set(this.pairKey, list.slice(-20));
       }
     }
+    // Counters reported during this run still stand when the last answer lacks them.
+    const most = (pick: (x: MigrationSample) => number | undefined) => this.samples.reduce<number | undefined>((m, x) => {
+      const v = pick(x);
+      return v !== undefined && (m === undefined || v > m) ? v : m;
+    }, undefined);
+    if (final.passes === undefined) put(final, 'passes', most((x) => x.pass));
+    if (final.transferredBytes === undefined) put(final, 'transferredBytes', most((x) => x.transferredBytes));
+    if (!final.postcopyRequests) put(final, 'postcopyRequests', most((x) => x.postcopyRequests) || undefined);
     if (this.endingReason && !final.reason) final.reason = this.endingReason;
     if (this.mode === 'attach') {
       this.advance(outcome === 'completed' ? 'finished' : outcome, final.reason);
@@ -722,4 +746,9 @@ export class MigrationRun {
   async settled(): Promise<void> {
     await this.finishing;
   }
+}
+
+/** Records a console's history carries (samples travel on their own; guest lines and the header are not drawn). */
+function isStory(r: TimelineRecord): boolean {
+  return r.type !== 'sample' && r.type !== 'guest' && r.type !== 'header';
 }

@@ -60,7 +60,7 @@ export class LocalTransport implements HostTransport {
     checkArgv(argv);
     return new Promise((resolve, reject) => {
       const child = spawnChild(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-      child.stdin.on('error', () => {});
+      child.stdin.on('error', () => {}); // EPIPE when the program exits without reading its stdin
       const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
         child.on('close', (code, signal) => res({ code, signal }));
       });
@@ -94,7 +94,7 @@ export class LocalTransport implements HostTransport {
       path: socketPath,
       close: async () => {
         await new Promise<void>((r) => server.close(() => r()));
-        await fs.rm(socketPath, { force: true }).catch(() => {});
+        await fs.rm(socketPath, { force: true }).catch(() => undefined); // force: only a permission problem is left, and the next bind reports it
       },
     };
   }
@@ -132,7 +132,7 @@ export async function writeFileAtomic(filePath: string, data: string | Uint8Arra
     }
     await fs.rename(tmp, filePath);
   } catch (e) {
-    await fs.rm(tmp, { force: true }).catch(() => {});
+    await fs.rm(tmp, { force: true }).catch(() => undefined); // the write's own error is the one thrown below
     throw ioError('write', filePath, e);
   }
 }

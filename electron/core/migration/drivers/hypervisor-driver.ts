@@ -38,6 +38,7 @@ import { planAllowsPostcopy } from '../../../../shared/model/migration';
 import type { PreflightResult } from '../../../../shared/model/preflight';
 import type { TimelineHost } from '../../../../shared/model/timeline';
 import type { VmInfo } from '../../../../shared/model/vm';
+import type { SwitchoverPoint } from '../../../../shared/analysis/projection';
 import type { Logger } from '../../log';
 import type { HostTransport } from '../../transport/host-transport';
 
@@ -172,6 +173,8 @@ export interface DriverContext {
   note(text: string): void;
   /** The driver could not see one side for a while (connection lost and re-established). */
   gap(side: Side, fromT: number, toT: number, reason: string): void;
+  /** What earlier switchovers between these two hosts took (bytes, downtime): a link estimate to offer the hypervisor. */
+  switchovers(): readonly SwitchoverPoint[];
 }
 
 /** One reading of the migration. The run adds `phase`, `elapsedMs`, the projection and the guest's figures. */

@@ -24,7 +24,7 @@
  */
 import { FerryException, toFerryError } from '../../../../shared/errors';
 import type { HostConfig } from '../../../../shared/model/host';
-import { phaseForStatus, planAllowsPostcopy, sampleFromQueryMigrate } from '../../../../shared/model/migration';
+import { migrationRunning, phaseForStatus, planAllowsPostcopy, sampleFromQueryMigrate } from '../../../../shared/model/migration';
 import type { MigrationFinal, MigrationPhase, MigrationPlan } from '../../../../shared/model/migration';
 import type { PreflightResult } from '../../../../shared/model/preflight';
 import type { VmInfo } from '../../../../shared/model/vm';
@@ -43,6 +43,9 @@ import { openStreamTunnel } from '../stream-tunnel';
 import type { StreamTunnel } from '../stream-tunnel';
 import { StorageCopy, planDiskCopies } from '../storage-copy';
 import { preflight } from '../preflight';
+import { capabilitiesFor, featuresOf, parametersFor } from '../../qmp/qmp-schema';
+import { checkDirection, destinationSpec, linkEstimate, newerFeatureSettings, sourceIdentity } from '../cross-version';
+import { qemuOf, qemuVersionOf } from '../../hosts/qemu-install';
 import { capabilitiesNeeded, migrationAddressOf, refuseControl, requireCapabilities } from './hypervisor-driver';
 import type {
   AttachTarget, DriverCapability, DriverContext, DriverMigration, DriverReading, DriverSample, EngineHosts, HypervisorDriver,
@@ -83,9 +86,6 @@ export interface MigrationState {
   /** An adopted source: the QMP socket Ferry found it by. */
   adoptedSocket?: string;
 }
-
-/** QEMU statuses in which a migration is under way. */
-const MIGRATING = ['setup', 'active', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'device', 'pre-switchover', 'cancelling'];
 
 /**
  * What a QEMU status means in the run's words. `active` with the source's vCPUs stopped is
@@ -155,6 +155,10 @@ class QmpMigration implements DriverMigration {
   private storageStop: 'cancel' | undefined;
   private storageSwitching = false;
   private removedTargets: string[] | undefined;
+  /** The plan's newer-QEMU features as set on each end (cross-version.ts). */
+  private newer: ReturnType<typeof newerFeatureSettings> | undefined;
+  /** resume(): the source QEMU was gone when Ferry came back (the migration ended meanwhile). */
+  private sourceGone = false;
   private closing = false;
   /** Picked up after a restart (resume): start() listens again instead of issuing `migrate`. */
   private resumed = false;
@@ -232,7 +236,7 @@ class QmpMigration implements DriverMigration {
         throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" is already running on ${plan.to} (pid ${dstPid})`, { vm: plan.vm, host: plan.to });
       }
       const prior = await q.execute<{ status?: string }>('query-migrate');
-      if (prior.status && MIGRATING.includes(prior.status)) {
+      if (migrationRunning(prior.status)) {
         throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" on ${plan.from} is already migrating (status ${prior.status})`);
       }
       if (plan.copyStorage) {
@@ -268,8 +272,8 @@ class QmpMigration implements DriverMigration {
         ...(this.destAddress ? { migrationAddress: this.destAddress } : {}),
         ...(d?.qemuVersion ? { qemuVersion: d.qemuVersion } : {}),
       };
-      f.capabilities = this.capabilitiesToSet().source;
-      f.parameters = this.parametersToSet().source;
+      f.capabilities = { ...this.capabilitiesToSet().source, ...this.newer?.sourceCaps };
+      f.parameters = { ...this.parametersToSet().source, ...this.newer?.sourceParams };
     } else if (this.watchedSettings) {
       f.capabilities = this.watchedSettings.capabilities;
       f.parameters = this.watchedSettings.parameters;
@@ -317,10 +321,14 @@ class QmpMigration implements DriverMigration {
     const plan = this.plan;
     // Same VM, same accelerator, host-local paths rewritten by launching into the destination's runtime dir.
     if (this.storage) await this.storage.createTargets();
-    const spec = this.source.vm.spec;
-    const disks = this.storage ? { disks: this.storage.targetSpecDisks(spec.disks ?? []) } : {};
+    // Cross-version: the source's concrete machine type, CPU model and firmware; never to an older QEMU.
+    checkDirection(this.source.qemuVersion, (await qemuVersionOf(dest.transport, qemuOf(dest.host)))?.join('.'), plan.from, plan.to);
+    const record = this.source.vm.record;
+    const identity = await sourceIdentity(record, src);
+    const disks = this.storage ? { disks: this.storage.targetSpecDisks(record.spec.disks ?? []) } : {};
+    const spec = { ...destinationSpec(record, identity, this.source.host, dest.host), ...disks, accel: this.source.vm.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
     try {
-      await launchVm(dest.transport, runtimeDirOf(dest.host), { ...spec, ...disks, accel: this.source.vm.accel, paused: false, extraArgs: withIncomingDefer(spec.extraArgs) });
+      await launchVm(dest.transport, runtimeDirOf(dest.host), spec, dest.host.qemu);
     } catch (e) {
       // Another VM of that name there is not ours to stop; anything else left a dir to remove.
       if (!(e instanceof FerryException && e.code === 'ALREADY_EXISTS')) this.destLaunched = true;
@@ -332,12 +340,17 @@ class QmpMigration implements DriverMigration {
     dest.qmp = dq;
     const dv = versionOf(dq);
     if (dv) dest.qemuVersion = dv;
+    // Capabilities and parameters as each end's own QMP schema has them.
+    const [sf, df] = await Promise.all([featuresOf(src), featuresOf(dq)]);
+    const newer = newerFeatureSettings(plan, sf, df, linkEstimate(this.ctx.switchovers()));
+    this.newer = newer;
     const caps = this.capabilitiesToSet();
-    await src.execute('migrate-set-capabilities', { capabilities: Object.entries(caps.source).map(([capability, state]) => ({ capability, state })) });
-    await dq.execute('migrate-set-capabilities', { capabilities: Object.entries(caps.dest).map(([capability, state]) => ({ capability, state })) });
+    await src.execute('migrate-set-capabilities', { capabilities: capabilitiesFor({ ...caps.source, ...newer.sourceCaps }, sf, plan.from) });
+    await dq.execute('migrate-set-capabilities', { capabilities: capabilitiesFor({ ...caps.dest, ...newer.destCaps }, df, plan.to) });
     const params = this.parametersToSet();
-    await src.execute('migrate-set-parameters', params.source);
-    if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', params.dest);
+    await src.execute('migrate-set-parameters', parametersFor({ ...params.source, ...newer.sourceParams }, sf, plan.from));
+    if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', parametersFor(params.dest, df, plan.to));
+    for (const text of [`destination started as ${identity.machine}, CPU ${identity.cpu}${spec.bios ? `, firmware ${spec.bios}` : ''} (QEMU ${this.source.qemuVersion ?? '?'} -> ${dv ?? '?'})`, ...newer.notes]) this.ctx.note(text);
     this.destAddress = migrationAddressOf(dest.host, dest.transport);
     if (plan.transport === 'ssh-tunnel') {
       this.incomingUri = await this.openTunnel('migrate', (uri) => dq.execute('migrate-incoming', { uri }));
@@ -382,6 +395,7 @@ class QmpMigration implements DriverMigration {
   }
 
   async start(): Promise<void> {
+    if (this.sourceGone) return this.finaliseGone();
     if (this.resumed) return this.restart();
     if (this.watching) {
       this.listenSource();
@@ -635,9 +649,16 @@ class QmpMigration implements DriverMigration {
     if (this.stage === 'storage') return undefined;
     // QEMU 7.2 reports total-time/downtime 0 right after `completed`: ask again a bit later.
     if (outcome === 'completed' && !this.watching) await sleep(300);
-    const q = this.source.qmp;
-    if (!q || q.closed) return undefined;
-    const raw = await q.execute<Record<string, unknown>>('query-migrate').catch(log.dropped('the final query-migrate'));
+    // The final figures: asked again while QEMU has not filled them in (total-time 0) or the
+    // monitor is slow under load, a few times, then taken as they are.
+    let raw: Record<string, unknown> | undefined;
+    for (let i = 0; i < 4; i++) {
+      const q = this.source.qmp;
+      if (!q || q.closed) break;
+      raw = await q.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 }).catch(log.dropped(`the final query-migrate (try ${i + 1})`));
+      if (raw && (outcome !== 'completed' || (typeof raw['total-time'] === 'number' && raw['total-time'] > 0))) break;
+      await sleep(300);
+    }
     return raw ? toDriverSample(raw, Date.now()) : undefined;
   }
 
@@ -658,9 +679,11 @@ class QmpMigration implements DriverMigration {
   private async quitSource(): Promise<void> {
     const { transport, vm } = this.source;
     if (vm.manager === 'ferry') {
+      // (Gone already after a restart: only its dir is left to remove.)
       await stopVm(transport, runtimeDirOf(this.source.host), vm.name).catch(log.dropped(`stopping the source QEMU of ${vm.name}`));
       return;
     }
+    if (!(await processAlive(transport, vm.pid))) return; // gone already (ended while Ferry was away)
     // QMP quit (exit status 0: a unit with Restart=on-failure does not restart it), its own
     // files left to it (QEMU removes its pid file and sockets on the way out).
     try {
@@ -787,6 +810,35 @@ class QmpMigration implements DriverMigration {
     }
   }
 
+  /**
+   * resume() found the source QEMU gone: the migration ended while no Ferry watched. The guest
+   * either runs on the destination (completed) or nowhere Ferry can save (failed: the
+   * destination, if any, is torn down). Reported so that the run ends it as usual.
+   */
+  async adoptGone(state: MigrationState): Promise<void> {
+    this.sourceWasRunning = state.sourceWasRunning;
+    this.stoppedByControl = state.stoppedByControl;
+    this.destAddress = state.destAddress;
+    this.incomingUri = state.incomingUri;
+    this.destLaunched = true;
+    this.resumed = true;
+    this.sourceGone = true;
+    this.describe();
+    const dest = this.dest!;
+    const pid = await readPid(dest.transport, dest.files.pidFile);
+    if (pid !== undefined && (await processAlive(dest.transport, pid))) dest.qmp = await openVmQmp(dest.transport, dest.files).catch(log.dropped(`opening the destination's monitor on ${this.plan.to}`));
+  }
+
+  private async finaliseGone(): Promise<void> {
+    this.stateSaved = true;
+    this.scratchMade = this.source.vm.manager === 'qemu';
+    const dq = this.dest?.qmp;
+    const st = dq && !dq.closed ? await dq.execute<{ status: string; running: boolean }>('query-status').catch(log.dropped('query-status on the destination')) : undefined;
+    this.ctx.note('Ferry restarted; the migration had ended meanwhile and the source QEMU is gone');
+    if (st && st.status !== 'inmigrate') this.ctx.report('completed', `ended while Ferry was away: the guest runs on ${this.plan.to} (${st.status})`);
+    else this.ctx.report('failed', `ended while Ferry was away: the source QEMU on ${this.plan.from} is gone and the destination ${st ? `is still ${st.status}` : 'does not run the guest'}`);
+  }
+
   /** resume(): listening again, and where the migration is now. */
   private async restart(): Promise<void> {
     this.listenDest();
@@ -801,6 +853,17 @@ class QmpMigration implements DriverMigration {
     const q = await this.src.execute<{ status?: string }>('query-migrate');
     if (q.status) this.onStatus(q.status);
   }
+}
+
+/** What is known of a source QEMU that is gone (its migration ended while no Ferry watched). */
+function goneQemu(host: HostConfig, name: string, state: MigrationState): QemuVm {
+  const spec = { name, memoryKiB: 4096 };
+  const vm: QemuVm = {
+    manager: state.adoptedSocket ? 'qemu' : 'ferry', name, pid: 0, argv: [], accel: 'tcg', record: { version: 1, name, argv: [], spec, accel: 'tcg' }, spec,
+    qmpSockets: [], files: vmFiles(runtimeDirOf(host), name),
+  };
+  if (state.adoptedSocket) vm.adoptedSocket = state.adoptedSocket;
+  return vm;
 }
 
 /** A DriverSample from a query-migrate reply. */
@@ -890,8 +953,14 @@ export class QmpDriver implements HypervisorDriver {
     const [srcHost, dstHost] = await Promise.all([ctx.hosts.host(plan.from), ctx.hosts.host(plan.to)]);
     const [srcT, dstT] = await Promise.all([ctx.hosts.transport(plan.from), ctx.hosts.transport(plan.to)]);
     const vm = await findQemuVm(srcHost, srcT, plan.vm, state.adoptedSocket ? { qmpSocket: state.adoptedSocket } : {});
-    if (!vm) throw noSuchVm(plan.vm, plan.from);
-    const m = new QmpMigration(ctx, this.options, { host: srcHost, transport: srcT, vm }, { host: dstHost, transport: dstT, files: vmFiles(runtimeDirOf(dstHost), plan.vm) });
+    const dest = { host: dstHost, transport: dstT, files: vmFiles(runtimeDirOf(dstHost), plan.vm) };
+    if (!vm) {
+      // Its source QEMU is gone: the migration ended while no Ferry watched; it is finalised.
+      const m = new QmpMigration(ctx, this.options, { host: srcHost, transport: srcT, vm: goneQemu(srcHost, plan.vm, state) }, dest);
+      await m.adoptGone(state);
+      return m;
+    }
+    const m = new QmpMigration(ctx, this.options, { host: srcHost, transport: srcT, vm }, dest);
     await m.openSource();
     await m.adopt(state, phase);
     return m;
