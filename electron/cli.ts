@@ -14,7 +14,7 @@ import { runtimeDirOf } from './core/hosts/vm-discovery';
 import { GuestConsole } from './core/lab/demo-guest';
 import { formatBytes, formatMs, formatRate, parseByteSize } from '../shared/analysis/units';
 import type { MigrationPlanInput, MigrationSample } from '../shared/model/migration';
-import type { Migration } from './core/migration/migration-engine';
+import type { MigrationRun } from './core/migration/migration-run';
 import { startEvacuation } from './core/migration/evacuation';
 import type { PreflightResult } from '../shared/model/preflight';
 import type { SavedStateEntry, StateResult } from '../shared/model/saved-state';
@@ -56,6 +56,7 @@ const USAGE = `usage: ferry <command> [options]
                                    move every VM off a host
   ferry attach HOST VM [--qmp-socket PATH] [--record FILE]
                                    watch and record a migration someone else runs (no control issued);
+                                   VM: Ferry's, or a QEMU found through the host's qmpSocketGlobs;
                                    --qmp-socket: a VM Ferry did not start, by its QMP socket on HOST
   ferry migrations [--all] [--json]
                                    the migrations the Ferry processes of this user run now
@@ -208,7 +209,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
   if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
   const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: cmd === 'recover' });
-  const io = { out, errOut, follow: (m: Migration, cancel: boolean) => follow(m, out, errOut, cancel) };
+  const io = { out, errOut, follow: (m: MigrationRun, cancel: boolean) => follow(m, out, errOut, cancel) };
   try {
     if (cmd === 'diagnostics') {
       if (argv.length > 1) throw new UsageError('diagnostics takes no arguments');
@@ -561,7 +562,7 @@ function beyondPlanOf(cmd: string, flags: Map<string, string | true>): Partial<M
 }
 
 /** Prints a migration's progress until it ends; Ctrl-C cancels it when `cancelOnInterrupt`. */
-async function follow(m: Migration, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
+async function follow(m: MigrationRun, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
   const tty = (out as NodeJS.WriteStream).isTTY === true;
   let lastPrinted = 0;
   let lastLine = '';

@@ -6,14 +6,14 @@
  */
 import path from 'node:path';
 import { invoke as contract, events as eventSchemas, describeIssues, isInvokeChannel } from '../../shared/contract';
-import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeRequest, InvokeResponse } from '../../shared/contract';
+import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeRequest, InvokeResponse, MigrationControl } from '../../shared/contract';
 import { FerryException, toFerryError } from '../../shared/errors';
 import type { FerryError } from '../../shared/errors';
 import { err, ok } from '../../shared/result';
 import type { Result } from '../../shared/result';
 import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
-import { VmStateCache, listVms } from './hosts/vm-discovery';
+import { VmStateCache } from './hosts/vm-discovery';
 import { CleanupLedger } from './hosts/cleanup-ledger';
 import { startControlServer } from './control-server';
 import type { ControlServer } from './control-server';
@@ -23,9 +23,9 @@ import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { FERRY_VERSION, MigrationEngine } from './migration/migration-engine';
-import type { Migration, MigrationControl } from './migration/migration-engine';
+import type { Migration } from './migration/migration-engine';
+import { QmpDriver } from './migration/drivers/qmp-driver';
 import type { MigrationPlan } from '../../shared/model/migration';
-import { preflight } from './migration/preflight';
 import { startEvacuation } from './migration/evacuation';
 import type { Evacuation, EvacuationRequest } from './migration/evacuation';
 import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
@@ -123,10 +123,11 @@ export class ConsoleService {
     this.timelineDir = path.join(this.configDir, 'timelines');
     this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
     this.cleanups = new CleanupLedger(path.join(this.configDir, 'pending-cleanups.json'));
-    this.engine = new MigrationEngine(
-      this.engineHosts,
-      { timelineDir: this.timelineDir, cleanups: this.cleanups },
-    );
+    // The hypervisor drivers this console uses; the QMP driver (last) takes every host no other claims.
+    this.engine = new MigrationEngine(this.engineHosts, {
+      timelineDir: this.timelineDir,
+      drivers: [new QmpDriver({ cleanups: this.cleanups, vmStates: this.vmStates })],
+    });
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
       m.onSample((sample) => this.emit('migration:sample', { id: m.id, sample: sample as EventPayload<'migration:sample'>['sample'] }));
@@ -266,7 +267,7 @@ export class ConsoleService {
       // (Only over a live connection: a host being reconnected gets its cleanups when it is back.)
       const rtTo = this.runtimes.get(req.to);
       if (this.cleanups.list(req.to).length && rtTo?.transport.state === 'connected') await this.cleanups.runFor(req.to, rtTo.transport).catch(hostLog.dropped(`pending cleanups on ${req.to}`));
-      const result = await preflight(req, this.engineHosts);
+      const result = await this.engine.preflight(req);
       const now = Date.now();
       for (const [k, v] of this.preflights) if (now - v.at >= PREFLIGHT_KEPT_MS) this.preflights.delete(k);
       this.preflights.set(preflightKey(req), { at: now, result });
@@ -330,7 +331,7 @@ export class ConsoleService {
         const host = await this.registry.get(req.hostId);
         const rt = this.runtime(host);
         if (rt.state !== 'connected') await this.connectHost(host);
-        return listVms(host, rt.transport, this.vmStates);
+        return this.engine.listVms(host.id);
       })().finally(() => this.vmListings.delete(key));
       this.vmListings.set(key, p);
       return p;

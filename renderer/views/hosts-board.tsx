@@ -45,6 +45,7 @@ function Sparkline({ vm }: { vm: VmInfo }) {
 
 function VmCard({ vm, hosts }: { vm: VmInfo; hosts: HostInfo[] }) {
   const openPlan = useConsole((s) => s.openPlan);
+  const watch = useConsole((s) => s.watch);
   const targets = hosts.filter((h) => h.config.id !== vm.hostId);
   const movable = vm.managed && vm.runState !== 'stopped';
   return (
@@ -64,9 +65,15 @@ function VmCard({ vm, hosts }: { vm: VmInfo; hosts: HostInfo[] }) {
       </header>
       <p className="meta">
         {vm.memoryMiB !== undefined ? `${Math.round(vm.memoryMiB)} MiB` : '? MiB'} · {vm.vcpus ?? '?'} vCPU{vm.managed ? '' : ' · read-only'}
+        {vm.manager === 'qemu' && <span className="badge" title={`Started outside Ferry (QMP ${vm.qmpSocket}); Ferry adopts it to migrate it`}> · adopted</span>}
       </p>
       <Sparkline vm={vm} />
       {movable && vm.runState === 'running' && <Workload vm={vm} />}
+      {vm.runState !== 'stopped' && vm.runState !== 'busy' && (
+        <button type="button" className="small" onClick={() => void watch(vm)} aria-label={`watch ${vm.name}`} title="Record a migration someone else runs on this VM (Ferry issues no control)">
+          Watch
+        </button>
+      )}
       {movable && targets.length > 0 && (
         <label className="inline small">
           Move to

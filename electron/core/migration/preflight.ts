@@ -8,18 +8,18 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { MigrationPlan } from '../../../shared/model/migration';
 import type { PreflightCheck, PreflightResult } from '../../../shared/model/preflight';
 import type { HostTransport } from '../transport/host-transport';
-import { processAlive, readArgvRecord, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
+import { processAlive, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
 import { compareVersions, parseQemuVersion, probeQemu, qemuOf, qemuVersionOf } from '../hosts/qemu-install';
 import type { QemuProbe } from '../hosts/qemu-install';
 import { featuresOf, greetingVersion } from '../qmp/qmp-schema';
 import type { MigrationFeatures } from '../qmp/qmp-schema';
 import { destinationSpec, newerFeatureSettings, sourceIdentity } from './cross-version';
 import type { SourceIdentity } from './cross-version';
-import type { ArgvRecord } from '../hosts/vm-launcher';
 import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
+import { findQemuVm, noSuchVm } from '../hosts/adopted-qemu';
 import { QmpClient } from '../qmp/qmp-client';
-import { migrationAddressOf } from './migration-engine';
-import type { EngineHosts } from './migration-engine';
+import { migrationAddressOf } from './drivers/hypervisor-driver';
+import type { EngineHosts } from './drivers/hypervisor-driver';
 import { tunnelCheck } from './stream-tunnel';
 import { measureClock, offsetBetween } from '../hosts/clock-offset';
 import { rootLog } from '../log';
@@ -111,21 +111,23 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
   const S = src;
   const D = dst;
 
-  const srcFiles = vmFiles(runtimeDirOf(S.host), plan.vm);
-  const record: ArgvRecord | undefined = await readArgvRecord(S.t, srcFiles.argvFile);
-  const srcPid = await readPid(S.t, srcFiles.pidFile);
-  const running = srcPid !== undefined && (await processAlive(S.t, srcPid));
-  if (!record || !running) {
-    add('source-vm', 'VM running on the source', fail(`no running VM "${plan.vm}" started by Ferry on ${plan.from}`, `start it with ferry vm start ${plan.from} ${plan.vm}`));
+  // Ferry's own VM, or a QEMU started by something else and found through the host's globs.
+  const vm = await findQemuVm(S.host, S.t, plan.vm);
+  if (!vm) {
+    add('source-vm', 'VM running on the source', fail(noSuchVm(plan.vm, plan.from).message, `start it with ferry vm start ${plan.from} ${plan.vm}, or add its QMP socket to the host's qmpSocketGlobs`));
     return { ok: false, checks, tookMs: Date.now() - t0 };
   }
-  add('source-vm', 'VM running on the source', pass(`${plan.vm} runs on ${plan.from} (pid ${srcPid})`));
+  add('source-vm', 'VM running on the source', pass(vm.manager === 'qemu'
+    ? `${plan.vm} runs on ${plan.from} (pid ${vm.pid}, started outside Ferry: adopted through ${vm.adoptedSocket})`
+    : `${plan.vm} runs on ${plan.from} (pid ${vm.pid})`));
+  const record = vm.record;
 
   // The running source, asked once through its spare monitor: its QEMU version and schema, its concrete machine type.
   let q: QmpClient | undefined;
   let srcQmpError: string | undefined;
   try {
-    q = await QmpClient.connect(await S.t.openUnix(srcFiles.auxQmpSocket), { handshakeTimeoutMs: 2000 });
+    // Ferry's VM: its aux monitor (the main one is the engine's); an adopted QEMU: the socket it was found by.
+    q = await QmpClient.connect(await S.t.openUnix(vm.manager === 'ferry' ? vm.files.auxQmpSocket : vm.qmpSockets[0]!), { handshakeTimeoutMs: 2000 });
   } catch (e) {
     srcQmpError = toFerryError(e).message;
   }
@@ -199,6 +201,10 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
   const diskCopies = () => planDiskCopiesFromFiles(S.t, S.host, D.host, record.spec.disks);
   if (plan.copyStorage) {
     tasks.push((async () => {
+      if (vm.manager === 'qemu') {
+        add('storage-copy', 'Storage copy', fail('Ferry copies the disks of VMs it started; this QEMU was started outside Ferry', 'put its disks on shared storage at the same path, and migrate without --copy-storage'));
+        return;
+      }
       try {
         add('storage-copy', 'Storage copy', await storageCheck(plan, await diskCopies(), D.t));
       } catch (e) {
@@ -224,7 +230,7 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
       if (b === undefined) problems.push(`${f} missing`);
       else if (a !== b) problems.push(`${f} differs in size (${a} vs ${b} bytes)`);
     }
-    if (problems.length && !plan.copyStorage && record.spec.disks?.length) {
+    if (problems.length && !plan.copyStorage && record.spec.disks?.length && vm.manager === 'ferry') {
       // Local storage: offer the storage copy, with what it would take on the destination.
       const offer = await diskCopies().then((d) => storageCheck({ ...plan, mode: 'precopy' }, d, D.t)).catch(pfLog.dropped('the storage-copy offer (the check reports what is missing)', 'debug'));
       add('storage', 'Disks and kernel on the destination', fail(`on ${plan.to}: ${problems.join('; ')}`,

@@ -239,6 +239,11 @@ export class StorageCopy {
     }
   }
 
+  /** The figures last returned by figures() (final ones after the switchover). */
+  get lastReported(): StorageFigures | undefined {
+    return this.lastFigures;
+  }
+
   get isReady(): boolean {
     return this.ready.size === this.disks.length;
   }
