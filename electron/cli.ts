@@ -25,8 +25,9 @@ import type { WrittenReport } from './core/recorder/report';
 
 const USAGE = `usage: ferry <command> [options]
 
-  ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB]
+  ferry lab up [--netns | --libvirt] [--accel kvm|tcg|auto] [--memory MiB]
                                    start the local lab (lab-a, lab-b) with the demo VM on lab-a
+                                   (--libvirt: two libvirt daemons, the demo guest a domain on lab-a)
   ferry lab demo [--bandwidth MB/s] [-o compare.html]
                                    precopy then postcopy of the same workload; writes their comparison
   ferry lab down                   stop everything the lab started
@@ -132,7 +133,7 @@ function allowOnly(p: Parsed, allowed: string[]): void {
 }
 
 function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
-  out.write(`lab ${s.root}${s.netns ? ` (netns ${s.netns.namespaces.join(', ')})` : ''}\n`);
+  out.write(`lab ${s.root}${s.netns ? ` (netns ${s.netns.namespaces.join(', ')})` : ''}${s.libvirt ? ` (libvirt: ${s.libvirt.daemons.map((d) => `${d.hostId} ${d.running ? 'up' : 'DOWN'}, host uuid ${d.hostUuid}`).join('; ')})` : ''}\n`);
   for (const h of s.hosts) {
     out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)\n`);
     for (const v of h.vms) out.write(`  ${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\tpid ${v.pid ?? '-'}\n`);
@@ -197,12 +198,15 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     };
     if (cmd === 'lab') {
       if (sub === 'up') {
-        allowOnly(p, ['netns', 'accel', 'memory']);
+        allowOnly(p, ['netns', 'libvirt', 'accel', 'memory']);
         want(0);
         const mem = num(p, 'memory', 64, 65536);
         const accel = accelOf(p);
-        const r = await labUp({ netns: p.flags.get('netns') === true, ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}) });
+        const libvirt = p.flags.get('libvirt') === true;
+        if (libvirt && p.flags.get('netns') === true) throw new UsageError('--libvirt and --netns do not go together');
+        const r = await labUp({ netns: p.flags.get('netns') === true, ...(libvirt ? { libvirt } : {}), ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}) });
         if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
+        else if (r.domain) out.write(`started two libvirt daemons and the domain ${r.domain.name} on lab-a (${r.domain.type}, uuid ${r.domain.uuid}) in ${r.bootMs} ms\n`);
         else out.write('the lab was already up\n');
         printLab(r.status, out);
         return 0;

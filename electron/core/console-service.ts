@@ -15,7 +15,7 @@ import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
 import { listVms } from './hosts/vm-discovery';
 import type { HostTransport } from './transport/host-transport';
-import { LocalTransport, NetnsTransport } from './transport/local-transport';
+import { localTransportFor } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
@@ -284,7 +284,7 @@ export class ConsoleService {
     if (rt) return rt;
     const ssh = this.options.ssh ?? {};
     const transport: HostTransport = host.transport.kind === 'local'
-      ? (host.transport.netns ? new NetnsTransport(host.transport.netns) : new LocalTransport())
+      ? localTransportFor(host.transport, host.transport.mountNsPidFile ? `${host.id} (mount namespace)` : undefined)
       : new SshTransport(host.transport.ssh, {
           ...ssh,
           extraKnownHostsFiles: [...(ssh.extraKnownHostsFiles ?? []), this.knownHostsFile],
