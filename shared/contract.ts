@@ -37,17 +37,6 @@ const PhaseSchema = z.enum(MIGRATION_PHASES);
 /** Samples and final figures are produced by the core, not parsed from users: checked loosely. */
 export const MigrationSampleSchema = z.object({ t: z.number(), elapsedMs: z.number(), status: z.string(), phase: PhaseSchema }).catchall(z.unknown());
 export const MigrationFinalSchema = z.object({ outcome: z.enum(['completed', 'failed', 'cancelled']) }).catchall(z.unknown());
-export const MigrationSummarySchema = z.object({
-  id: z.string(),
-  plan: z.record(z.string(), z.unknown()),
-  transport: z.enum(['tcp', 'ssh-tunnel']).optional(),
-  phase: PhaseSchema,
-  startedAt: z.number(),
-  timeline: z.string(),
-  last: MigrationSampleSchema.optional(),
-  final: MigrationFinalSchema.optional(),
-});
-export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
 
 /** A bare file name in the timeline directory: no path, no dot-files. */
 export const TimelineNameSchema = z.string().min(1).max(255).regex(/^[A-Za-z0-9_][A-Za-z0-9_.+-]*\.jsonl$/, 'a timeline file name (letters, digits, . _ + -, ending in .jsonl), no directories');
@@ -78,6 +67,11 @@ export const EvacuationSummarySchema = z.object({
 });
 export type EvacuationSummary = z.infer<typeof EvacuationSummarySchema>;
 
+/**
+ * The controls a running migration takes: defined here once, for the engine, the policies,
+ * the CLI and the console. Which of them a migration offers is its driver's to say (the
+ * summary's `controls`); the console shows only those.
+ */
 export const MigrationControlSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('cancel') }),
   z.object({ action: z.literal('set-bandwidth'), bytesPerSecond: z.number().positive('bandwidth must be positive') }),
@@ -88,6 +82,27 @@ export const MigrationControlSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('recover') }),
   z.object({ action: z.literal('continue') }),
 ]);
+export type MigrationControl = z.output<typeof MigrationControlSchema>;
+export type MigrationControlAction = MigrationControl['action'];
+/** Every control's action name, in the schema's order. */
+export const MIGRATION_CONTROL_ACTIONS = MigrationControlSchema.options.map((o) => o.shape.action.value) as [MigrationControlAction, ...MigrationControlAction[]];
+
+export const MigrationSummarySchema = z.object({
+  id: z.string(),
+  plan: z.record(z.string(), z.unknown()),
+  transport: z.enum(['tcp', 'ssh-tunnel']).optional(),
+  phase: PhaseSchema,
+  startedAt: z.number(),
+  timeline: z.string(),
+  last: MigrationSampleSchema.optional(),
+  final: MigrationFinalSchema.optional(),
+  /** The hypervisor driver carrying it out (`qmp`, `libvirt`). */
+  driver: z.string().optional(),
+  /** The controls this migration's driver can apply: the console offers these and no others. */
+  controls: z.array(z.enum(MIGRATION_CONTROL_ACTIONS)).optional(),
+});
+export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
+
 const HostRef = z.object({ id: HostIdSchema }).strict();
 
 export const invoke = {

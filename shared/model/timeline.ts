@@ -25,6 +25,8 @@ export interface TimelineHeader {
   createdAt: number;
   /** 'engine' = Ferry ran it; 'attach' = Ferry watched a migration someone else started. */
   mode: 'engine' | 'attach';
+  /** The hypervisor driver that carried it out (`qmp`, `libvirt`); absent in older files. */
+  driver?: string;
   plan?: MigrationPlan;
   source: TimelineHost;
   destination?: TimelineHost;
