@@ -27,7 +27,7 @@ export const HostInfoSchema = z.object({
   /** The last failure, kept until the next successful connect. */
   lastError: FerryErrorSchema.optional(),
   /** Read from the host while connected (refreshed every few seconds). */
-  facts: z.object({ qemuVersion: z.string().optional(), memAvailableMiB: z.number().optional(), kvm: z.boolean().optional() }).optional(),
+  facts: z.object({ qemuVersion: z.string().optional(), memAvailableMiB: z.number().optional(), kvm: z.boolean().optional(), libvirtVersion: z.string().optional() }).optional(),
 });
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 

@@ -36,6 +36,9 @@ import { configureLog, rootLog } from './log';
 import { detectAccel, qemuVersionOf, vmFiles } from './hosts/vm-launcher';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
+import { LibvirtPool } from './libvirt/libvirt-connection';
+import { listLibvirtVms, requireDomain, serialSocketOf } from './libvirt/libvirt-domains';
+import { parseVersion } from './libvirt/virsh-text';
 import type { RestoreRequest, SaveRequest } from '../../shared/model/saved-state';
 
 export interface ConsoleServiceOptions {
@@ -81,6 +84,8 @@ export class ConsoleService {
   private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
   private disposed = false;
   readonly engine: MigrationEngine;
+  /** One libvirt connection (relay + virsh shell) per libvirt host. */
+  readonly libvirt = new LibvirtPool();
   readonly labRoot: string;
   /** Where the engine records timelines (and what `timelines:*` may read). */
   readonly timelineDir: string;
@@ -241,7 +246,7 @@ export class ConsoleService {
     'guest:command': async (req: { hostId: string; vm: string; command: string }) => {
       const host = await this.registry.get(req.hostId);
       const transport = await this.transportOf(req.hostId);
-      const con = await GuestConsole.open(transport, vmFiles(runtimeDirOf(host), req.vm).serialSocket);
+      const con = await GuestConsole.open(transport, host.libvirt ? await this.libvirtSerial(host, transport, req.vm) : vmFiles(runtimeDirOf(host), req.vm).serialSocket);
       try {
         const reply = await con.command(req.command, 20_000);
         return { reply: JSON.stringify(reply) };
@@ -267,9 +272,19 @@ export class ConsoleService {
       const host = await this.registry.get(req.hostId);
       const rt = this.runtime(host);
       if (rt.state !== 'connected') await this.connectHost(host);
+      if (host.libvirt) return listLibvirtVms(host.id, await this.libvirt.get(host, rt.transport));
       return listVms(host, rt.transport);
     },
   };
+
+  /** A libvirt domain's serial console (the demo guest's), from its XML. */
+  private async libvirtSerial(host: HostConfig, transport: HostTransport, name: string): Promise<string> {
+    const conn = await this.libvirt.get(host, transport);
+    const d = await requireDomain(conn, name);
+    const sock = await serialSocketOf(conn, d.uuid);
+    if (!sock) throw new FerryException('NOT_FOUND', `libvirt domain ${JSON.stringify(name)} on ${host.id} has no unix-socket serial console`);
+    return sock;
+  }
 
   /** The transport of a host (connected on demand by the callers that need it). */
   async transportOf(id: string): Promise<HostTransport> {
@@ -391,6 +406,11 @@ export class ConsoleService {
     ]);
     const facts: NonNullable<HostInfo['facts']> = {};
     if (v) facts.qemuVersion = v.join('.');
+    if (host.libvirt) {
+      const lv = await this.libvirt.get(host, t).then((c) => c.run(['version', '--daemon'])).then(parseVersion).catch(hostLog.dropped(`libvirt's version on ${host.id}`, 'debug'));
+      const version = lv?.daemon ?? lv?.library;
+      if (version) facts.libvirtVersion = version;
+    }
     const avail = mem ? /MemAvailable:\s+(\d+)/.exec(mem.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
     if (kvm) facts.kvm = kvm === 'kvm';
@@ -399,6 +419,7 @@ export class ConsoleService {
   }
 
   private async drop(id: string): Promise<void> {
+    await this.libvirt.drop(id);
     const rt = this.runtimes.get(id);
     if (!rt) return;
     rt.wanted = false;
@@ -412,6 +433,7 @@ export class ConsoleService {
     this.disposed = true;
     await this.engine.dispose();
     await Promise.all([...this.runtimes.keys()].map((id) => this.drop(id)));
+    await this.libvirt.closeAll();
     this.listeners.clear();
   }
 }

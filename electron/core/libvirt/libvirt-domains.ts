@@ -71,7 +71,7 @@ export function runStateOf(state: string): string {
 
 export function vmInfoOf(hostId: string, d: DomainSummary): VmInfo {
   const info: VmInfo = {
-    hostId, name: d.name, qmpSocket: '', runState: runStateOf(d.state),
+    hostId, name: d.name, qmpSocket: '', runState: runStateOf(d.state), manager: 'libvirt',
     // Ferry migrates a running libvirt domain through libvirt.
     managed: true,
     libvirt: { uuid: d.uuid, persistent: d.persistent, state: d.state, ...(d.id !== undefined ? { id: d.id } : {}), ...(d.autostart !== undefined ? { autostart: d.autostart } : {}) },
