@@ -22,6 +22,9 @@ import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/tim
 import { writeCompare, writeReport } from './core/recorder/report';
 import { runLabDemo } from './core/lab/lab-demo';
 import type { WrittenReport } from './core/recorder/report';
+import { rootLog } from './core/log';
+
+const cliLog = rootLog.child('cli');
 
 const USAGE = `usage: ferry <command> [options]
 
@@ -576,5 +579,12 @@ const isEntry = process.argv[1] && /(?:^|[/\\])(?:cli\.(?:ts|mjs)|ferry(?:\.mjs)
 if (isEntry) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
+    // Every connection is closed by now; should anything still hold the process open, the
+    // command still ends (and the log says what held it).
+    setTimeout(() => {
+      const handles = (process as unknown as { _getActiveHandles?: () => object[] })._getActiveHandles?.() ?? [];
+      cliLog.warn(`exiting with ${handles.length} handle(s) still open: ${handles.map((h) => h.constructor.name).join(', ')}`);
+      process.exit(code);
+    }, 2000).unref();
   });
 }

@@ -27,7 +27,15 @@ export const HostInfoSchema = z.object({
   /** The last failure, kept until the next successful connect. */
   lastError: FerryErrorSchema.optional(),
   /** Read from the host while connected (refreshed every few seconds). */
-  facts: z.object({ qemuVersion: z.string().optional(), memAvailableMiB: z.number().optional(), kvm: z.boolean().optional(), libvirtVersion: z.string().optional() }).optional(),
+  facts: z.object({
+    qemuVersion: z.string().optional(),
+    memAvailableMiB: z.number().optional(),
+    kvm: z.boolean().optional(),
+    /** A libvirt host: its daemon's version. */
+    libvirtVersion: z.string().optional(),
+    /** Why some facts could not be read just now (e.g. "host busy"): shown instead of a guess. */
+    unavailable: z.string().optional(),
+  }).optional(),
 });
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 

@@ -23,6 +23,8 @@ export const ERROR_CODES = [
   'SSH_HOST_KEY_UNKNOWN',
   'SSH_HOST_KEY_CHANGED',
   'SSH_CHANNEL_REFUSED',
+  /** Every SSH session channel the connection may hold is in use, and none freed in time. */
+  'HOST_BUSY',
   'SSH_DISCONNECTED',
   // QMP
   'QMP_GREETING',

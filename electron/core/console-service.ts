@@ -6,14 +6,14 @@
  */
 import path from 'node:path';
 import { invoke as contract, events as eventSchemas, describeIssues, isInvokeChannel } from '../../shared/contract';
-import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeResponse } from '../../shared/contract';
+import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeRequest, InvokeResponse } from '../../shared/contract';
 import { FerryException, toFerryError } from '../../shared/errors';
 import type { FerryError } from '../../shared/errors';
 import { err, ok } from '../../shared/result';
 import type { Result } from '../../shared/result';
 import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
-import { listVms } from './hosts/vm-discovery';
+import { VmStateCache, listVms } from './hosts/vm-discovery';
 import type { HostTransport } from './transport/host-transport';
 import { localTransportFor } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
@@ -113,7 +113,10 @@ export class ConsoleService {
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
       m.onSample((sample) => this.emit('migration:sample', { id: m.id, sample: sample as EventPayload<'migration:sample'>['sample'] }));
-      m.onPhase((p) => this.emit('migration:phase', { id: m.id, ...p }));
+      m.onPhase((p) => {
+        this.vmStates.clear();
+        this.emit('migration:phase', { id: m.id, ...p });
+      });
       m.onEnd((final) => this.emit('migration:ended', { id: m.id, final: final as EventPayload<'migration:ended'>['final'] }));
     });
   }
@@ -140,6 +143,11 @@ export class ConsoleService {
     } catch (e) {
       return err(toFerryError(e));
     }
+  }
+
+  /** `invoke` with the contract's types, for in-process callers (the CLI, tests). */
+  async call<C extends InvokeChannel>(channel: C, request: InvokeRequest<C>): Promise<Result<InvokeResponse<C>>> {
+    return (await this.invoke(channel, request)) as Result<InvokeResponse<C>>;
   }
 
   on<C extends EventChannel>(channel: C, listener: (payload: EventPayload<C>) => void): () => void {
@@ -238,11 +246,11 @@ export class ConsoleService {
       return { running: st.hosts.some((h) => h.vms.some((v) => v.runState !== 'stopped')), vms: st.hosts.reduce((a, h) => a + h.vms.length, 0), netns: st.netns !== undefined };
     },
     'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg' }) => {
-      const r = await labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}) });
+      const r = await this.changingVms(() => labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}) }));
       if (r.vm) this.labStartedHere = true;
       return { bootMs: r.bootMs, started: r.vm !== undefined };
     },
-    'lab:down': async () => labDown({ root: this.labRoot }),
+    'lab:down': async () => this.changingVms(() => labDown({ root: this.labRoot })),
     'guest:command': async (req: { hostId: string; vm: string; command: string }) => {
       const host = await this.registry.get(req.hostId);
       const transport = await this.transportOf(req.hostId);
@@ -266,16 +274,32 @@ export class ConsoleService {
       return m.summary() as unknown as InvokeResponse<'migrations:attach'>;
     },
     'states:list': async (req: { hostId: string }) => listStates(await this.registry.get(req.hostId), await this.transportOf(req.hostId)),
-    'states:save': async (req: SaveRequest) => saveState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions),
-    'states:restore': async (req: RestoreRequest) => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions),
+    'states:save': async (req: SaveRequest) => this.changingVms(async () => saveState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions)),
+    'states:restore': async (req: RestoreRequest) => this.changingVms(async () => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions)),
     'vms:list': async (req: { hostId: string }) => {
-      const host = await this.registry.get(req.hostId);
-      const rt = this.runtime(host);
-      if (rt.state !== 'connected') await this.connectHost(host);
-      if (host.libvirt) return listLibvirtVms(host.id, await this.libvirt.get(host, rt.transport));
-      return listVms(host, rt.transport);
+      // Several tabs refresh at once: one listing per host at a time serves them all.
+      const inflight = this.vmListings.get(req.hostId);
+      if (inflight) return inflight;
+      const p = (async () => {
+        const host = await this.registry.get(req.hostId);
+        const rt = this.runtime(host);
+        if (rt.state !== 'connected') await this.connectHost(host);
+        if (host.libvirt) return listLibvirtVms(host.id, await this.libvirt.get(host, rt.transport));
+        return listVms(host, rt.transport, this.vmStates);
+      })().finally(() => this.vmListings.delete(req.hostId));
+      this.vmListings.set(req.hostId, p);
+      return p;
     },
   };
+
+  /** Runs something that starts, stops or pauses VMs: the cached run states are stale after it. */
+  private async changingVms<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } finally {
+      this.vmStates.clear();
+    }
+  }
 
   /** A libvirt domain's serial console (the demo guest's), from its XML. */
   private async libvirtSerial(host: HostConfig, transport: HostTransport, name: string): Promise<string> {
@@ -386,34 +410,57 @@ export class ConsoleService {
     const label = rt?.transport.label ?? (host.transport.kind === 'local' ? 'local' : host.transport.ssh.host);
     const info: HostInfo = rt?.lastError ? { config: host, state, label, lastError: rt.lastError } : { config: host, state, label };
     if (state === 'connected') {
-      const facts = await this.factsOf(host).catch(() => undefined);
-      if (facts) info.facts = facts;
+      const facts = await this.factsOf(host).catch((e: unknown) => ({ unavailable: toFerryError(e).message }));
+      info.facts = facts;
     }
     return info;
   }
 
+  /** QMP run states of listed VMs (cleared when a migration changes one). */
+  private readonly vmStates = new VmStateCache();
+  private readonly vmListings = new Map<string, Promise<InvokeResponse<'vms:list'>>>();
   private readonly factCache = new Map<string, { at: number; facts: NonNullable<HostInfo['facts']> }>();
 
-  /** QEMU version, available memory and KVM, cached for 10 s (the board refreshes often). */
+  /**
+   * QEMU version, available memory and KVM, cached for 10 s (the board refreshes often).
+   * A fact the host could not be asked for (busy, dropped) is never guessed: the last known
+   * one stays, and `unavailable` says why the rest is missing.
+   */
   private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
     const hit = this.factCache.get(host.id);
     if (hit && Date.now() - hit.at < 10_000) return hit.facts;
     const t = await this.transportOf(host.id);
-    const [v, mem, kvm] = await Promise.all([
-      qemuVersionOf(t),
-      t.readFile('/proc/meminfo').catch(() => undefined),
-      detectAccel(t).catch(() => undefined),
-    ]);
+    const [v, mem, kvm] = await Promise.allSettled([qemuVersionOf(t), t.readFile('/proc/meminfo'), detectAccel(t)]);
     const facts: NonNullable<HostInfo['facts']> = {};
-    if (v) facts.qemuVersion = v.join('.');
+    const failures: string[] = [];
+    const known = hit?.facts;
+    if (v.status === 'fulfilled') {
+      if (v.value) facts.qemuVersion = v.value.join('.');
+    } else {
+      failures.push(toFerryError(v.reason).message);
+      if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
+    }
     if (host.libvirt) {
       const lv = await this.libvirt.get(host, t).then((c) => c.run(['version', '--daemon'])).then(parseVersion).catch(hostLog.dropped(`libvirt's version on ${host.id}`, 'debug'));
       const version = lv?.daemon ?? lv?.library;
       if (version) facts.libvirtVersion = version;
     }
-    const avail = mem ? /MemAvailable:\s+(\d+)/.exec(mem.toString())?.[1] : undefined;
+    const avail = mem.status === 'fulfilled' ? /MemAvailable:\s+(\d+)/.exec(mem.value.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
-    if (kvm) facts.kvm = kvm === 'kvm';
+    else if (mem.status === 'rejected') {
+      failures.push(toFerryError(mem.reason).message);
+      if (known?.memAvailableMiB !== undefined) facts.memAvailableMiB = known.memAvailableMiB;
+    }
+    if (kvm.status === 'fulfilled') facts.kvm = kvm.value === 'kvm';
+    else {
+      failures.push(toFerryError(kvm.reason).message);
+      if (known?.kvm !== undefined) facts.kvm = known.kvm;
+    }
+    if (failures.length) {
+      facts.unavailable = failures[0]!;
+      hostLog.warn(`${host.id}: facts not read: ${[...new Set(failures)].join('; ')}`);
+      return facts; // not cached: asked again on the next refresh
+    }
     this.factCache.set(host.id, { at: Date.now(), facts });
     return facts;
   }

@@ -22,7 +22,7 @@ describe('log', () => {
     configureLog({ dir });
     rootLog.child('ssh').child('root@hv1:22').warn('channel refused, queued', { open: 8 });
     const text = readFileSync(path.join(dir, 'ferry.log'), 'utf8');
-    expect(text).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z WARN  ssh root@hv1:22: channel refused, queued \{"open":8\}\n$/);
+    expect(text).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z WARN {2}ssh root@hv1:22: channel refused, queued \{"open":8\}\n$/);
     expect(logFile()).toBe(path.join(dir, 'ferry.log'));
     expect(recentLogLines(1)[0]).toContain('channel refused');
   });
@@ -52,7 +52,7 @@ describe('log', () => {
     configureLog({});
     const v = await Promise.reject(new Error('gone')).catch(rootLog.child('qmp').dropped('closing the monitor'));
     expect(v).toBeUndefined();
-    expect(recentLogLines(1)[0]).toMatch(/WARN  qmp: closing the monitor: gone$/);
+    expect(recentLogLines(1)[0]).toMatch(/WARN {2}qmp: closing the monitor: gone$/);
   });
 
   it('skips lines below the level', () => {

@@ -138,7 +138,8 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
       <p className="meta">{host.label}{host.config.migrationAddress ? ` · migrates via ${host.config.migrationAddress}` : ''}</p>
       {host.facts && (
         <p className="meta" data-testid={`facts-${host.config.id}`}>
-          {host.facts.libvirtVersion ? `libvirt ${host.facts.libvirtVersion} · ` : ''}{host.facts.qemuVersion ? `QEMU ${host.facts.qemuVersion}` : 'no QEMU'} · {host.facts.memAvailableMiB !== undefined ? `${(host.facts.memAvailableMiB / 1024).toFixed(1)} GiB free` : '? free'} · {host.facts.kvm ? 'KVM' : 'TCG only'}
+          {host.facts.libvirtVersion ? `libvirt ${host.facts.libvirtVersion} · ` : ''}{host.facts.qemuVersion ? `QEMU ${host.facts.qemuVersion}` : host.facts.unavailable ? 'QEMU ?' : 'no QEMU'} · {host.facts.memAvailableMiB !== undefined ? `${(host.facts.memAvailableMiB / 1024).toFixed(1)} GiB free` : '? free'} · {host.facts.kvm === undefined ? 'KVM ?' : host.facts.kvm ? 'KVM' : 'TCG only'}
+          {host.facts.unavailable && <span className="warn small" title={host.facts.unavailable}> · {/HOST_BUSY|host busy/i.test(host.facts.unavailable) ? 'host busy' : 'facts unavailable'}</span>}
         </p>
       )}
       {host.state !== 'connected' && (

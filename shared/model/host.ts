@@ -13,6 +13,11 @@ export const SshHostSettingsSchema = z.object({
   identityFile: z.string().min(1).max(4096).optional(),
   /** `[user@]host[:port]`, comma-separated for several hops. */
   proxyJump: z.string().min(1).max(1024).optional(),
+  /**
+   * Session channels (exec, sftp) Ferry holds at once on this connection; default 8, below
+   * OpenSSH's MaxSessions 10. Lower it for a server configured lower.
+   */
+  maxSessions: z.number().int().min(1, 'maxSessions: at least 1').max(64).optional(),
 });
 export type SshHostSettings = z.infer<typeof SshHostSettingsSchema>;
 

@@ -8,7 +8,9 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { VmInfo } from '../../../shared/model/vm';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
-import { processAlive, readArgvRecord, readPid, vmFiles } from './vm-launcher';
+import { vmFiles } from './vm-launcher';
+import type { ArgvRecord } from './vm-launcher';
+import { FerryException } from '../../../shared/errors';
 
 export function runtimeDirOf(host: HostConfig): string {
   return host.runtimeDir ?? DEFAULT_RUNTIME_DIR;
@@ -56,25 +58,73 @@ export function vcpusFromArgv(argv: readonly string[]): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-export async function listVms(host: HostConfig, transport: HostTransport): Promise<VmInfo[]> {
+/**
+ * One shell pass over the runtime dir: for each `<dir>/<name>/argv.json`, the name, the pid
+ * in its pid file, that process's state letter, and the record itself on one line (JSON
+ * strings never hold a raw newline, so dropping the pretty-printer's newlines is safe).
+ */
+const LIST_SCRIPT = [
+  'for f in "$1"/*/argv.json; do',
+  '  [ -f "$f" ] || continue',
+  '  d=${f%/argv.json}; n=${d##*/}',
+  '  pid=$(cat "$d/pid" 2>/dev/null); st=-',
+  '  case "$pid" in ""|*[!0-9]*) pid=-;; *) [ -r "/proc/$pid/stat" ] && st=$(sed "s/.*) //" "/proc/$pid/stat" | cut -c1);; esac',
+  '  printf "%s\\t%s\\t%s\\t" "$n" "$pid" "$st"; tr -d "\\n" < "$f"; printf "\\n"',
+  'done; true',
+].join('\n');
+
+/**
+ * QEMU run states learned over QMP, kept for a while: the board refreshes every few seconds
+ * and must not open a QMP connection per VM each time. Keyed by socket and pid, so a VM
+ * started again (new pid) is asked afresh; `clear()` when Ferry itself changed a VM's state.
+ */
+export class VmStateCache {
+  private readonly states = new Map<string, { at: number; state: string; name?: string }>();
+  constructor(readonly ttlMs = 15_000) {}
+
+  async get(transport: HostTransport, sockets: string[], pid: number | undefined): Promise<{ state: string; name?: string }> {
+    const key = `${transport.label}|${sockets[0]}|${pid ?? ''}`;
+    const hit = this.states.get(key);
+    if (hit && Date.now() - hit.at < this.ttlMs) return hit.name ? { state: hit.state, name: hit.name } : { state: hit.state };
+    const st = await runStateVia(transport, sockets);
+    if (st.state !== 'busy') this.states.set(key, { at: Date.now(), ...st });
+    if (this.states.size > 2000) this.states.clear();
+    return st;
+  }
+
+  clear(): void {
+    this.states.clear();
+  }
+}
+
+const noCache = { get: (t: HostTransport, sockets: string[]) => runStateVia(t, sockets) };
+
+export async function listVms(host: HostConfig, transport: HostTransport, cache: Pick<VmStateCache, 'get'> = noCache): Promise<VmInfo[]> {
   const runtimeDir = runtimeDirOf(host);
-  const found = await transport.exec(['find', runtimeDir, '-mindepth', '2', '-maxdepth', '2', '-name', 'argv.json', '-type', 'f'], { timeoutMs: 10_000 });
-  const dirs = found.stdout.split('\n').filter(Boolean).map((f) => path.posix.dirname(f)).sort();
-  const managed = await Promise.all(dirs.map(async (dir): Promise<VmInfo | undefined> => {
-    const name = path.posix.basename(dir);
+  const found = await transport.exec(['sh', '-c', LIST_SCRIPT, 'ferry-list', runtimeDir], { timeoutMs: 10_000 });
+  if (found.code !== 0) throw new FerryException('EXEC_FAILED', `${transport.label}: cannot list ${runtimeDir}: ${found.stderr.trim() || `exit ${found.code}`}`);
+  const rows = found.stdout.split('\n').filter(Boolean).sort();
+  const managed = await Promise.all(rows.map(async (row): Promise<VmInfo | undefined> => {
+    const [name = '', pidText = '-', stateLetter = '-', ...rest] = row.split('\t');
     let files;
     try {
       files = vmFiles(runtimeDir, name);
     } catch {
       return undefined; // not a name Ferry would have created
     }
-    const record = await readArgvRecord(transport, files.argvFile);
-    const pid = await readPid(transport, files.pidFile);
-    const alive = pid !== undefined && (await processAlive(transport, pid));
+    let record: ArgvRecord | undefined;
+    try {
+      const r = JSON.parse(rest.join('\t')) as ArgvRecord;
+      if (r.version === 1 && Array.isArray(r.argv)) record = r;
+    } catch {
+      record = undefined; // not a record Ferry wrote: listed, but not migratable
+    }
+    const pid = /^\d+$/.test(pidText) ? Number(pidText) : undefined;
+    const alive = pid !== undefined && stateLetter !== '-' && stateLetter !== 'Z' && stateLetter !== 'X';
     const info: VmInfo = { hostId: host.id, name, qmpSocket: files.qmpSocket, runState: 'stopped', managed: record !== undefined };
     if (alive) {
       info.pid = pid;
-      info.runState = (await runStateVia(transport, [files.qmpSocket, files.auxQmpSocket])).state;
+      info.runState = (await cache.get(transport, [files.qmpSocket, files.auxQmpSocket], pid)).state;
     }
     if (record) {
       const mem = memoryMiBFromArgv(record.argv);
@@ -93,7 +143,7 @@ export async function listVms(host: HostConfig, transport: HostTransport): Promi
     for (const sock of r.stdout.split('\n').filter(Boolean).sort()) {
       if (known.has(sock)) continue;
       known.add(sock);
-      const st = await runStateVia(transport, [sock]);
+      const st = await cache.get(transport, [sock], undefined);
       result.push({ hostId: host.id, name: st.name ?? path.posix.basename(path.posix.dirname(sock)), qmpSocket: sock, runState: st.state, managed: false });
     }
   }

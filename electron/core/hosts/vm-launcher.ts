@@ -5,7 +5,7 @@
  * `serial.sock`, `pid`, `argv.json`. Names are validated and every argument travels as argv.
  */
 import path from 'node:path';
-import { FerryException } from '../../../shared/errors';
+import { FerryException, isFerryException } from '../../../shared/errors';
 import { VmNameSchema } from '../../../shared/model/vm';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
@@ -81,9 +81,15 @@ export function vmFiles(runtimeDir: string, name: string): VmFiles {
   };
 }
 
-/** The host's QEMU version as [major, minor, micro], or undefined when it has none that runs. */
+/**
+ * The host's QEMU version as [major, minor, micro], or undefined when it has none that runs.
+ * A host that could not be asked (busy, disconnected) is an error, never "no QEMU".
+ */
 export async function qemuVersionOf(transport: HostTransport): Promise<[number, number, number] | undefined> {
-  const r = await transport.exec([QEMU_BINARY, '--version'], { timeoutMs: 10_000 }).catch(() => undefined);
+  const r = await transport.exec([QEMU_BINARY, '--version'], { timeoutMs: 10_000 }).catch((e: unknown) => {
+    if (isFerryException(e) && e.code === 'EXEC_FAILED' && e.details?.errno === 'ENOENT') return undefined; // local: not installed
+    throw e;
+  });
   const m = r?.code === 0 ? /version (\d+)\.(\d+)\.(\d+)/.exec(r.stdout) : null;
   return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
 }
@@ -155,13 +161,22 @@ export async function processAlive(transport: HostTransport, pid: number): Promi
   return state !== '' && state !== 'Z' && state !== 'X';
 }
 
+/** True for "that file is not there": a missing file is an answer, a transport failure is not. */
+function isMissing(e: unknown): boolean {
+  return isFerryException(e) && e.code === 'NOT_FOUND';
+}
+
+/** The pid in a pid file; undefined when there is none. A host that cannot be asked throws. */
 async function readPid(transport: HostTransport, pidFile: string): Promise<number | undefined> {
+  let text: string;
   try {
-    const n = Number((await transport.readFile(pidFile)).toString().trim());
-    return Number.isInteger(n) && n > 0 ? n : undefined;
-  } catch {
-    return undefined;
+    text = (await transport.readFile(pidFile)).toString().trim();
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e;
   }
+  const n = Number(text);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 export async function launchVm(transport: HostTransport, runtimeDir: string, spec: VmSpec): Promise<LaunchedVm> {
@@ -243,11 +258,18 @@ export async function readProcessArgv(transport: HostTransport, pid: number): Pr
 
 /** A Ferry-launched VM's record (argv.json), or undefined for a VM Ferry did not start. */
 export async function readArgvRecord(transport: HostTransport, argvFile: string): Promise<ArgvRecord | undefined> {
+  let text: string;
   try {
-    const rec = JSON.parse((await transport.readFile(argvFile)).toString()) as ArgvRecord;
+    text = (await transport.readFile(argvFile)).toString();
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e; // busy or disconnected: not the same as "Ferry did not start it"
+  }
+  try {
+    const rec = JSON.parse(text) as ArgvRecord;
     return rec.version === 1 && Array.isArray(rec.argv) ? rec : undefined;
   } catch {
-    return undefined;
+    return undefined; // not a record Ferry wrote (or one cut short): treated as absent
   }
 }
 

@@ -22,6 +22,9 @@ import { loadSshConfig, resolveSshHost, parseJumpSpec } from './ssh-config';
 import type { JumpSpec, ResolvedSshHost } from './ssh-config';
 import { checkHostKey, loadKnownHosts } from './known-hosts';
 import type { HostKeyVerdict } from './known-hosts';
+import { ChannelBudget, DEFAULT_MAX_SESSIONS } from './channel-budget';
+import { rootLog } from '../log';
+import type { Logger } from '../log';
 
 export interface SshTarget {
   /** An ssh_config alias, a host name or an address. */
@@ -32,6 +35,8 @@ export interface SshTarget {
   identityFile?: string;
   /** `[user@]host[:port]`, comma-separated for several hops. */
   proxyJump?: string;
+  /** Session channels held at once (default 8, below OpenSSH's MaxSessions 10). */
+  maxSessions?: number;
 }
 
 export interface SshTransportOptions {
@@ -78,8 +83,22 @@ export class SshTransport implements HostTransport {
   private resolved: ResolvedSshHost | undefined;
   private connecting: Promise<void> | undefined;
   private presented: PresentedHostKey[] = [];
+  /** Bumped by close(): a connect started under an older generation is abandoned. */
+  private connectGen = 0;
+  /** Session channels of the current connection (a new budget per connection). */
+  private budget: ChannelBudget;
+  private log: Logger;
 
-  constructor(readonly target: SshTarget, private readonly options: SshTransportOptions = {}) {}
+  constructor(readonly target: SshTarget, private readonly options: SshTransportOptions = {}) {
+    this.budget = new ChannelBudget(target.maxSessions ?? DEFAULT_MAX_SESSIONS, target.host);
+    this.log = rootLog.child(`ssh ${target.host}`);
+  }
+
+  /** Session channels: held now, the most held at once, refusals seen, the limit in force. */
+  get sessions(): { held: number; peak: number; queued: number; refusals: number; limit: number } {
+    const b = this.budget;
+    return { held: b.held, peak: b.peak, queued: b.queued, refusals: b.refusals, limit: b.effectiveLimit };
+  }
 
   get label(): string {
     const r = this.resolved;
@@ -136,27 +155,41 @@ export class SshTransport implements HostTransport {
       throw new FerryException('SSH_CONFIG_INVALID', `${target.alias}: ProxyCommand is not supported; use ProxyJump`, { host: target.alias });
     }
     this.setState('connecting');
+    const gen = ++this.connectGen;
     const hops: Hop[] = [];
+    let first: Socket | undefined;
+    // An error on a hop before the connection is complete fails the connect (below), never the process.
+    const early = (e: Error) => this.log.debug(`hop error while connecting: ${e.message}`);
     try {
       // Jump hosts are resolved through ~/.ssh/config too, as OpenSSH does.
       const chain: ResolvedSshHost[] = target.proxyJump.map((j) => this.resolveJump(j));
       chain.push(target);
       let sock: Readable | undefined;
       for (const spec of chain) {
-        sock = sock === undefined ? await tcpConnect(spec.hostName, spec.port, this.options.readyTimeoutMs ?? 15_000) : sock;
+        if (sock === undefined) sock = first = await tcpConnect(spec.hostName, spec.port, this.options.readyTimeoutMs ?? 15_000);
+        this.checkNotAbandoned(gen);
         const client = await this.handshake(spec, sock);
+        client.on('error', early);
         hops.push({ spec, client });
+        this.checkNotAbandoned(gen);
         const next = chain[hops.length];
-        if (next) sock = await forwardOut(client, next.hostName, next.port);
+        if (next) sock = await forwardOut(client, next.hostName, next.port, this.options.readyTimeoutMs ?? 15_000, 'SSH_CONNECT_FAILED', ` through jump host ${spec.hostName}`);
       }
     } catch (e) {
+      // Nothing of a failed connect may keep the process alive: every hop and our own socket go.
       for (const h of hops.reverse()) h.client.end();
-      this.setState('disconnected', e instanceof Error ? e.message : String(e));
+      first?.destroy();
+      this.log.warn(`connect failed: ${e instanceof Error ? e.message : String(e)}`);
+      if (gen === this.connectGen) this.setState('disconnected', e instanceof Error ? e.message : String(e));
       throw e;
     }
+    for (const h of hops) h.client.off('error', early);
     this.hops = hops;
     this.streamLocalRefused = false;
     this.sftpPromise = undefined;
+    this.budget = new ChannelBudget(this.target.maxSessions ?? DEFAULT_MAX_SESSIONS, this.label);
+    this.log = rootLog.child(`ssh ${this.label}`);
+    this.log.info(`connected${target.proxyJump.length ? ` through ${target.proxyJump.map((j) => j.host).join(', ')}` : ''}`);
     const last = hops[hops.length - 1]!.client;
     let gone = false;
     const onGone = (reason: string) => {
@@ -169,6 +202,11 @@ export class SshTransport implements HostTransport {
       h.client.on('close', () => onGone(h.client === last ? 'connection closed' : `jump host ${h.spec.hostName} closed`));
     }
     this.setState('connected');
+  }
+
+  /** close() during a connect abandons it: the half-made connection is torn down, not kept. */
+  private checkNotAbandoned(gen: number): void {
+    if (gen !== this.connectGen) throw new FerryException('TRANSPORT_CLOSED', `${this.target.host}: connection closed by Ferry while connecting`, { host: this.target.host });
   }
 
   private resolveJump(j: JumpSpec): ResolvedSshHost {
@@ -267,12 +305,21 @@ export class SshTransport implements HostTransport {
     this.hops = [];
     this.sftpPromise = undefined;
     const error = new FerryException('SSH_DISCONNECTED', `${this.label}: ${reason}`, { host: this.label });
+    this.log.info(`disconnected: ${reason} (session channels: peak ${this.budget.peak}, ${this.budget.refusals} refused)`);
+    this.budget.drain(error);
     for (const s of this.openStreams) endWithError(s as Duplex, error);
     this.openStreams.clear();
     this.setState('disconnected', reason);
   }
 
   async close(): Promise<void> {
+    this.connectGen++; // abandons a connect in flight
+    const connecting = this.connecting;
+    if (connecting) {
+      this.setState('disconnected', 'closed by Ferry');
+      // Settles quickly: the connect sees it was abandoned at its next step and tears down.
+      await Promise.race([connecting.catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+    }
     if (this._state === 'disconnected' && this.hops.length === 0) return;
     const closed = this.hops.length ? new Promise<void>((r) => this.hops[this.hops.length - 1]!.client.once('close', () => r())) : Promise.resolve();
     this.onDisconnected('closed by Ferry');
@@ -307,17 +354,47 @@ export class SshTransport implements HostTransport {
     return s;
   }
 
-  private openExec(command: string): Promise<ClientChannel> {
-    const client = this.client();
-    return new Promise((resolve, reject) => {
-      const ok = client.exec(command, (e, ch) => {
-        if (e) reject(new FerryException('EXEC_FAILED', `${this.label}: exec refused: ${e.message}`, { host: this.label }));
-        else resolve(this.track(ch));
-      });
-      if (!ok) {
-        /* backpressure on the connection: the callback still fires */
+  /**
+   * Opens a session channel (exec or a subsystem) within the connection's budget: waits for a
+   * free slot, and when the server refuses one anyway, lowers the budget and retries as soon
+   * as another channel frees. The slot is freed when the channel closes.
+   */
+  private async openSession<T extends { once(event: 'close', l: () => void): unknown }>(what: string, open: (client: Client, cb: (e: Error | undefined, ch: T) => void) => void): Promise<T> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const release = await this.budget.acquire(what, Math.max(1, deadline - Date.now()));
+      let ch: T;
+      try {
+        const client = this.client();
+        ch = await new Promise<T>((resolve, reject) => open(client, (e, c) => (e ? reject(e) : resolve(c))));
+      } catch (e) {
+        release();
+        const refused = e instanceof Error && /Channel open failure/i.test(e.message);
+        if (!refused || this._state !== 'connected') throw e;
+        const others = this.budget.held;
+        if (!this.budget.refused(others) || Date.now() >= deadline) {
+          this.log.warn(`${what}: session channel refused with ${others} others open (${e.message})`);
+          if (others > 0) throw this.budget.busy(what, 60_000);
+          throw e;
+        }
+        this.log.warn(`${what}: session channel refused with ${others} others open; limit lowered to ${this.budget.effectiveLimit}, retrying when one frees`);
+        continue;
       }
-    });
+      ch.once('close', release);
+      return ch;
+    }
+  }
+
+  private async openExec(command: string): Promise<ClientChannel> {
+    try {
+      const ch = await this.openSession<ClientChannel>(`exec ${command.split(' ', 1)[0]}`, (client, cb) => {
+        client.exec(command, (e, c) => cb(e, c));
+      });
+      return this.track(ch);
+    } catch (e) {
+      if (e instanceof FerryException) throw e;
+      throw new FerryException('EXEC_FAILED', `${this.label}: exec refused: ${(e as Error).message}`, { host: this.label });
+    }
   }
 
   async exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
@@ -463,12 +540,13 @@ export class SshTransport implements HostTransport {
 
   private sftp(): Promise<SFTPWrapper> {
     if (!this.sftpPromise) {
-      const client = this.client();
-      this.sftpPromise = new Promise<SFTPWrapper>((resolve, reject) => {
-        client.sftp((e, sftp) => (e ? reject(e) : resolve(sftp)));
-      });
-      this.sftpPromise.catch(() => {
-        this.sftpPromise = undefined;
+      // The sftp subsystem is a session channel too: it holds one slot while it is open.
+      this.sftpPromise = this.openSession<SFTPWrapper>('sftp', (client, cb) => client.sftp((e, sftp) => cb(e, sftp)));
+      const p = this.sftpPromise;
+      p.then((sftp) => sftp.once('close', () => {
+        if (this.sftpPromise === p) this.sftpPromise = undefined;
+      }), () => {
+        if (this.sftpPromise === p) this.sftpPromise = undefined;
       });
     }
     return this.sftpPromise;
@@ -570,10 +648,13 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Sock
   });
 }
 
-function forwardOut(client: Client, host: string, port: number): Promise<ClientChannel> {
+function forwardOut(client: Client, host: string, port: number, timeoutMs = 15_000, code: 'SSH_CONNECT_FAILED' | 'SSH_CHANNEL_REFUSED' = 'SSH_CHANNEL_REFUSED', via = ''): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
+    // A jump host that cannot reach the next hop may never answer the channel open.
+    const timer = setTimeout(() => reject(new FerryException(code, `cannot open a tunnel to ${host}:${port}${via}: no answer within ${Math.round(timeoutMs / 1000)} s`, { host, port })), timeoutMs);
     client.forwardOut('127.0.0.1', 0, host, port, (e, ch) => {
-      if (e) reject(new FerryException('SSH_CHANNEL_REFUSED', `cannot open a tunnel to ${host}:${port}: ${e.message}`, { host, port }));
+      clearTimeout(timer);
+      if (e) reject(new FerryException(code, `cannot open a tunnel to ${host}:${port}${via}: ${e.message}`, { host, port }));
       else resolve(ch);
     });
   });
