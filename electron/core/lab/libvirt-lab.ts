@@ -271,8 +271,15 @@ export async function defineDomain(sh: VirshShell, dir: string, xml: string): Pr
 export interface LibvirtLabUpOptions {
   accel: 'auto' | 'kvm' | 'tcg';
   spec: { name: string; memoryKiB: number; kernel: string; cmdline: string };
-  disk?: { path: string; format: 'qcow2' | 'raw' };
+  /**
+   * A qcow2 data disk of this many MiB for the demo domain, in lab-a's own
+   * /var/lib/libvirt/images (each daemon has its own: local storage, as on two real hosts).
+   */
+  dataDiskMiB?: number;
 }
+
+/** Where the lab's data disk lives, as the daemons see it. */
+export const LAB_DISK_PATH = '/var/lib/libvirt/images/demo-data.qcow2';
 
 /**
  * Starts both daemons (lab-a first: its QEMU capabilities cache is copied to lab-b, saving
@@ -310,7 +317,17 @@ export async function startLibvirtLab(root: string, hostIds: readonly [string, s
       await startDaemon(b, wrapper, 49152 + Math.floor(Math.random() * 120) * 64);
       log.info(`daemons up in ${Date.now() - t0} ms (${a.hostId}: ${a.hostUuid}, ${b.hostId}: ${b.hostUuid})`);
       const uuid = randomUUID();
-      await defineDomain(sh, a.dir, demoDomainXml({ ...options.spec, uuid, type, machine, ...(options.disk ? { disk: options.disk } : {}) }));
+      let disk: DemoDomainSpec['disk'];
+      if (options.dataDiskMiB !== undefined) {
+        const mib = options.dataDiskMiB;
+        if (!Number.isInteger(mib) || mib < 1 || mib > 1 << 20) throw new FerryException('INVALID_REQUEST', `data disk size must be 1 MiB to 1 TiB, got ${mib} MiB`);
+        const images = path.join(a.dir, 'lib', 'images');
+        mkdirSync(images, { recursive: true, mode: 0o700 });
+        const r = await new LocalTransport().exec(['qemu-img', 'create', '-q', '-f', 'qcow2', '--', path.join(images, path.basename(LAB_DISK_PATH)), `${mib}M`]);
+        if (r.code !== 0) throw new FerryException('EXEC_FAILED', `qemu-img create: ${r.stderr.trim()}`);
+        disk = { path: LAB_DISK_PATH, format: 'qcow2' };
+      }
+      await defineDomain(sh, a.dir, demoDomainXml({ ...options.spec, uuid, type, machine, ...(disk ? { disk } : {}) }));
       await sh.run(['start', uuid]);
       state.domain = { name: options.spec.name, uuid, type };
     } finally {

@@ -289,15 +289,10 @@ async function labUpLibvirt(root: string, state: LabState, options: LabUpOptions
   if (options.workload?.rateMiBs !== undefined) spec.rateMiBs = options.workload.rateMiBs;
   if (options.workload?.hbMs !== undefined) spec.hbMs = options.workload.hbMs;
   const vmSpec = demoVmSpec(spec);
-  let disk: { path: string; format: 'qcow2' } | undefined;
-  if (options.dataDiskMiB !== undefined) {
-    const d = await createLabDisk(new LocalTransport(), path.join(root, `${LAB_HOST_IDS[0]}-images`), options.dataDiskMiB);
-    disk = { path: d.path, format: 'qcow2' };
-  }
   const lv = await startLibvirtLab(root, LAB_HOST_IDS, {
     accel: options.accel ?? 'auto',
     spec: { name: vmSpec.name, memoryKiB: vmSpec.memoryKiB, kernel: vmSpec.kernel!, cmdline: vmSpec.append ?? '' },
-    ...(disk ? { disk } : {}),
+    ...(options.dataDiskMiB !== undefined ? { dataDiskMiB: options.dataDiskMiB } : {}),
   });
   const next: LabState = { ...state, libvirt: lv };
   await writeFileAtomic(stateFile(root), `${JSON.stringify(next, null, 2)}\n`, 0o600);
