@@ -55,7 +55,7 @@ describe.skipIf(missing !== undefined)(`ferry lab up --libvirt${missing ? ` (ski
         const caps = await c.run(['capabilities']);
         expect(caps).toContain(`<uuid>${state.daemons[i]!.hostUuid}</uuid>`);
       }
-      const [a, b] = await Promise.all(conns.map((c, i) => listLibvirtVms(hosts[i]!.id, c)));
+      const [a = [], b = []] = await Promise.all(conns.map((c, i) => listLibvirtVms(hosts[i]!.id, c)));
       expect(a).toEqual([expect.objectContaining({ name: 'demo', runState: 'running', manager: 'libvirt', managed: true, libvirt: expect.objectContaining({ persistent: true, state: 'running' }) })]);
       expect(a[0]!.memoryMiB).toBeGreaterThan(500);
       expect(b).toEqual([]);
