@@ -126,6 +126,34 @@ describe.skipIf(missing !== undefined)(`libvirt driver on the libvirt lab${missi
     await verifyOn(where);
   });
 
+  it('pauses postcopy through libvirt and recovers it with --postcopy-resume', async () => {
+    await guest(where, 'w 200');
+    await guest(where, 'r max');
+    const r = await runDriver(driver, plan({ mode: 'postcopy', maxBandwidth: 30e6 }), hosts);
+    await r.waitFor(() => r.samples.some((s) => (s.pass ?? 0) >= 2), 'a second pass');
+    await r.dm.control({ action: 'postcopy' }, r.phase());
+    await r.waitFor(() => r.phase() === 'postcopy', 'postcopy');
+    // libvirt leaves postcopy unthrottled (as QEMU does): slow it so there is a stream to break.
+    await r.dm.control({ action: 'set-bandwidth', bytesPerSecond: 10e6 }, 'postcopy');
+    await r.waitFor(() => r.events.some((e) => e.side === 'destination' && e.data?.detail === 'Resumed Post-copy'), 'the guest running on the destination');
+    await r.dm.control({ action: 'pause-postcopy' }, 'postcopy');
+    await r.waitFor(() => r.phase() === 'postcopy-paused', 'postcopy paused', 20_000);
+    expect(r.reports.find((x) => x.state === 'postcopy-paused')).toBeDefined();
+    await r.dm.control({ action: 'recover' }, 'postcopy-paused');
+    await r.waitFor(() => r.phase() === 'postcopy', 'postcopy again');
+    await r.dm.control({ action: 'set-bandwidth', bytesPerSecond: 500e6 }, 'postcopy');
+    const end = await r.done;
+    expect(end.outcome).toBe('completed');
+    expect(r.notes.some((n) => n.includes('--postcopy-resume'))).toBe(true);
+    const states = r.reports.map((x) => x.state);
+    expect(states.indexOf('postcopy', states.indexOf('postcopy-paused'))).toBeGreaterThan(states.indexOf('postcopy-paused'));
+    expect(states.at(-1)).toBe('completed');
+    where = other();
+    await guest(where, 'w 64');
+    await guest(where, 'r 20');
+    await verifyOn(where);
+  });
+
   it('suspends the VM to force completion and resumes it on the destination', async () => {
     await guest(where, 'r 300');
     const r = await runDriver(driver, plan({ maxBandwidth: 20e6 }), hosts);

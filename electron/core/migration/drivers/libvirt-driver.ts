@@ -312,9 +312,13 @@ class LibvirtMigration implements DriverMigration {
     } else {
       if (m === 'destination-started') this.destStarted = true;
       else if (m === 'destination-resumed') this.destResumed = true;
-      else if (m === 'postcopy-started' && this.postcopy === 'paused') {
-        this.postcopy = 'active';
-        this.report('postcopy');
+      else if (m === 'postcopy-started') {
+        // The guest runs on the destination now (in postcopy, before the last page is there).
+        this.destResumed = true;
+        if (this.postcopy === 'paused') {
+          this.postcopy = 'active';
+          this.report('postcopy');
+        }
       } else if (m === 'postcopy-failed' && this.postcopy === 'active') {
         this.postcopy = 'paused';
         this.report('postcopy-paused', e.detail);
