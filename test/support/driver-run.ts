@@ -22,7 +22,7 @@ export interface DriverRun {
 
 const END: ReportedState[] = ['completed', 'failed', 'cancelled'];
 
-export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, hosts: EngineHosts, options: { intervalMs?: number } = {}): Promise<DriverRun> {
+export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, hosts: EngineHosts, options: { intervalMs?: number; attach?: { hostId: string; vm: string } } = {}): Promise<DriverRun> {
   let phase: MigrationPhase = 'preflight';
   let ending: { state: ReportedState; reason?: string } | undefined;
   let resolveEnd!: (v: { state: ReportedState; reason?: string }) => void;
@@ -38,7 +38,7 @@ export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, h
     },
   };
   const ctx: DriverContext = {
-    run: { id: `test-${Date.now()}`, plan, startedAt: Date.now(), timelineFile: '/dev/null', mode: 'engine' },
+    run: { id: `test-${Date.now()}`, plan, startedAt: Date.now(), timelineFile: '/dev/null', mode: options.attach ? 'attach' : 'engine' },
     hosts, log: rootLog.child('driver-run'),
     phase: () => phase,
     ended: () => ending !== undefined,
@@ -55,10 +55,10 @@ export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, h
     note: (text) => run.notes.push(text),
     gap: () => undefined,
   };
-  const dm = await driver.open(plan, ctx);
-  phase = 'reservation';
+  const dm = options.attach ? await driver.attach(options.attach, ctx) : await driver.open(plan, ctx);
+  if (!options.attach) phase = 'reservation';
   try {
-    await dm.reserve();
+    if (!options.attach) await dm.reserve();
     await dm.start();
   } catch (e) {
     // As the run does: a failed reserve or start is rolled back, then closed.
@@ -79,6 +79,12 @@ export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, h
   const done = ended.then(async (end) => {
     clearInterval(timer);
     const outcome = end.state as MigrationFinal['outcome'];
+    if (options.attach) {
+      const final = await dm.finalSample(outcome);
+      await dm.close();
+      phase = outcome;
+      return { outcome, ...(end.reason ? { reason: end.reason } : {}), ...(final ? { final } : {}) };
+    }
     if (outcome === 'completed') {
       phase = 'commitment';
       const { destinationRunning } = await dm.activate();

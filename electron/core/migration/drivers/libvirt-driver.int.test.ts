@@ -13,6 +13,7 @@ import { findDomain, domainInfo } from '../../libvirt/libvirt-domains';
 import { libvirtLabMissing, makeLibvirtLab } from '../../../../test/support/libvirt-lab';
 import type { TestLibvirtLab } from '../../../../test/support/libvirt-lab';
 import { runDriver } from '../../../../test/support/driver-run';
+import { spawnVirsh } from '../../libvirt/virsh-shell';
 
 const missing = await libvirtLabMissing();
 
@@ -169,6 +170,29 @@ describe.skipIf(missing !== undefined)(`libvirt driver on the libvirt lab${missi
     expect((await domainInfo(await lab.conn(where), (await findDomain(await lab.conn(where), 'demo'))!.uuid)).state).toBe('running');
     await guest(where, 'r 20');
     await verifyOn(where);
+  });
+
+  it('watches a migration someone else runs with virsh (attach): samples and events, no control', async () => {
+    await guest(where, 'r 50');
+    const src = await lab.conn(where);
+    const dst = await lab.conn(other());
+    const uuid = (await findDomain(src, 'demo'))!.uuid;
+    const r = await runDriver(driver, plan(), hosts, { attach: { hostId: where, vm: 'demo' } });
+    expect(r.dm.controls).toEqual([]);
+    // Someone else's virsh, its own options: not Ferry's migration.
+    const theirs = spawnVirsh(['-c', src.uri, 'migrate', '--live', '--persistent', '--undefinesource', '--bandwidth', '40', uuid, dst.uri, `tcp://${other() === 'lab-b' ? '127.0.0.3' : '127.0.0.2'}`]);
+    theirs.stdout.resume();
+    const code = new Promise<number | null>((res) => theirs.once('close', res));
+    const end = await r.done;
+    expect(await code).toBe(0);
+    expect(end.outcome).toBe('completed');
+    expect(r.samples.length).toBeGreaterThan(3);
+    expect(r.reports.map((x) => x.state)).toEqual(expect.arrayContaining(['precopy', 'completed']));
+    expect(r.events.some((e) => e.event === 'job-completed')).toBe(true);
+    expect(end.final?.downtimeMs).toBeGreaterThan(0);
+    await expect(r.dm.control({ action: 'cancel' }, 'precopy')).rejects.toThrow(/watch-only|cannot/);
+    where = other();
+    await guest(where, 'r 20');
   });
 
   it('measures the cost of one sample through the shell (mid-migration)', async () => {

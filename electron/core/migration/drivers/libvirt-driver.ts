@@ -371,6 +371,7 @@ class LibvirtMigration implements DriverMigration {
   }
 
   async control(c: MigrationControl, phase: MigrationPhase): Promise<void> {
+    if (this.watching) refuseControl(c.action, phase, 'watch-only: Ferry issues no control to a migration it did not start');
     const { conn } = this.src;
     const run = async (argv: string[]) => {
       try {
