@@ -23,6 +23,14 @@ import { makeClientHome, startSshd } from '../test/support/sshd';
 const N = Number(process.env.BENCH_N ?? 400);
 const BLOCK = 50;
 process.stdout.on('error', () => {}); // EPIPE when piped into head: still clean up
+// A promise nobody settles would let node drain and exit 0 in silence: say so instead.
+process.on('beforeExit', () => {
+  if (!finished) {
+    console.error('libvirt bench: the event loop drained before the bench finished');
+    process.exitCode = 1;
+  }
+});
+let finished = false;
 
 function percentiles(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
@@ -81,13 +89,17 @@ try {
 
   // A real migration, sampled as fast as a plan allows.
   const hosts = { host: async (id: string) => lab.hosts.find((h) => h.id === id)!, transport: async (id: string) => lab.transports.get(id)! };
+  console.log('migrating lab-a -> lab-b, sampled every 20 ms');
   const con = await lab.guest('lab-a');
-  await con.command('r 100', 10_000);
+  await con.command('r 20', 10_000);
   con.close();
   const driver = new LibvirtDriver(lab.pool);
   const r = await runDriver(driver, MigrationPlanSchema.parse({ vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 40e6, sampleIntervalMs: 20 }), hosts, { intervalMs: 20 });
   const t0 = Date.now();
+  // 512 MiB at 40 MB/s with 20 MiB/s dirtied converges in ~20 s; a bench never hangs.
+  const guard = setTimeout(() => void r.dm.control({ action: 'cancel' }, r.phase()).catch(() => undefined), 90_000);
   const end = await r.done;
+  clearTimeout(guard);
   const seconds = (Date.now() - t0) / 1000;
   const mid = percentiles(r.sampleMs);
   const rateHz = Math.round((r.samples.length / seconds) * 10) / 10;
@@ -104,6 +116,7 @@ try {
     targets: { processOverShellMin: 5, rateHzMin: 25 },
     met: pp.p50 / sp.p50 >= 5 && rateHz >= 25,
   }));
+  finished = true;
 } finally {
   await ssh.close();
   await lab.close();

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MigrationPlanSchema } from '../../../../shared/model/migration';
 import type { MigrationPlanInput } from '../../../../shared/model/migration';
 import { LibvirtDriver } from './libvirt-driver';
+import { LibvirtPool } from '../../libvirt/libvirt-connection';
 import type { EngineHosts } from './hypervisor-driver';
 import { findDomain, domainInfo } from '../../libvirt/libvirt-domains';
 import { libvirtLabMissing, makeLibvirtLab } from '../../../../test/support/libvirt-lab';
@@ -173,26 +174,56 @@ describe.skipIf(missing !== undefined)(`libvirt driver on the libvirt lab${missi
   });
 
   it('watches a migration someone else runs with virsh (attach): samples and events, no control', async () => {
-    await guest(where, 'r 50');
+    await guest(where, 'r 10');
     const src = await lab.conn(where);
     const dst = await lab.conn(other());
     const uuid = (await findDomain(src, 'demo'))!.uuid;
     const r = await runDriver(driver, plan(), hosts, { attach: { hostId: where, vm: 'demo' } });
     expect(r.dm.controls).toEqual([]);
     // Someone else's virsh, its own options: not Ferry's migration.
-    const theirs = spawnVirsh(['-c', src.uri, 'migrate', '--live', '--persistent', '--undefinesource', '--bandwidth', '40', uuid, dst.uri, `tcp://${other() === 'lab-b' ? '127.0.0.3' : '127.0.0.2'}`]);
+    const theirs = spawnVirsh(['-c', src.uri, 'migrate', '--live', '--persistent', '--undefinesource', '--bandwidth', '60', uuid, dst.uri, `tcp://${other() === 'lab-b' ? '127.0.0.3' : '127.0.0.2'}`]);
     theirs.stdout.resume();
     const code = new Promise<number | null>((res) => theirs.once('close', res));
-    const end = await r.done;
-    expect(await code).toBe(0);
-    expect(end.outcome).toBe('completed');
-    expect(r.samples.length).toBeGreaterThan(3);
-    expect(r.reports.map((x) => x.state)).toEqual(expect.arrayContaining(['precopy', 'completed']));
-    expect(r.events.some((e) => e.event === 'job-completed')).toBe(true);
-    expect(end.final?.downtimeMs).toBeGreaterThan(0);
-    await expect(r.dm.control({ action: 'cancel' }, 'precopy')).rejects.toThrow(/watch-only|cannot/);
+    try {
+      const end = await r.done;
+      expect(await code).toBe(0);
+      expect(end.outcome).toBe('completed');
+      expect(r.samples.length).toBeGreaterThan(3);
+      expect(r.reports.map((x) => x.state)).toEqual(expect.arrayContaining(['precopy', 'completed']));
+      expect(r.events.some((e) => e.event === 'job-completed')).toBe(true);
+      expect(end.final?.downtimeMs).toBeGreaterThan(0);
+      await expect(r.dm.control({ action: 'cancel' }, 'precopy')).rejects.toThrow(/watch-only/);
+    } finally {
+      theirs.kill();
+    }
     where = other();
     await guest(where, 'r 20');
+  });
+
+  it('when Ferry goes away mid-migration (its connections gone), libvirt aborts: the domain runs on the source, nothing on the destination', async () => {
+    await guest(where, 'r 100');
+    const pool = new LibvirtPool();
+    const gone = new LibvirtDriver(pool);
+    const r = await runDriver(gone, plan({ maxBandwidth: 15e6 }), hosts);
+    await r.waitFor(() => r.samples.some((s) => (s.transferredBytes ?? 0) > 10e6), 'some memory copied');
+    void r.done.catch(() => undefined); // its own finish fails too: its connections are gone
+    // What a killed Ferry leaves: its relays closed (every virsh connection through them dies).
+    await pool.closeAll();
+    const src = await lab.conn(where);
+    const uuid = (await findDomain(src, 'demo'))!.uuid;
+    const deadline = Date.now() + 30_000;
+    let job = '';
+    while (Date.now() < deadline) {
+      job = await src.run(['domjobinfo', uuid]);
+      if (/Job type:\s+None/.test(job)) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(job).toMatch(/Job type:\s+None/);
+    expect((await domainInfo(src, uuid)).state).toBe('running');
+    expect(await findDomain(await lab.conn(other()), 'demo')).toBeUndefined();
+    await r.dm.close();
+    await guest(where, 'r 20');
+    await verifyOn(where);
   });
 
   it('measures the cost of one sample through the shell (mid-migration)', async () => {
