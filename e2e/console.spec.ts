@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { expect, shot, startServer, test } from './fixtures';
+import { expect, linePaths, phaseBands, shot, startServer, test } from './fixtures';
 import { makeClientHome, startSshd } from '../test/support/sshd';
 
 test('a request or WebSocket without the token is refused', async ({ server, request }) => {
@@ -38,6 +38,49 @@ test('start the lab, drag the VM to lab-b, preflight, migrate, see it complete',
   await expect(view.locator('.pass-marker').first()).toBeAttached();
   await expect(page.getByTestId('vm-lab-b-demo')).toBeVisible();
   await page.screenshot({ path: shot('completed'), fullPage: true });
+});
+
+test('any tab shows the whole story: one opened mid-migration, and one opened after it, draw exactly what the tab that watched it from the start draws', async ({ server, page, context }) => {
+  await page.goto(server.url);
+  await page.getByTestId('start-lab').click();
+  await expect(page.getByTestId('vm-lab-a-demo')).toBeVisible({ timeout: 60_000 });
+  await page.getByLabel('migrate demo to').selectOption('lab-b');
+  await expect(page.getByTestId('preflight')).toBeVisible();
+  // 512 MiB at 40 MB/s: long enough to open a tab in the middle, short enough to complete.
+  await page.getByRole('dialog').getByLabel('bandwidth in MB/s').fill('40');
+  await page.getByRole('button', { name: 'Start migration' }).click();
+  const live = 'section.migration';
+  await expect(page.locator(`${live} path.series-line[data-series=transferred]`)).toBeVisible({ timeout: 20_000 });
+  await expect(page.getByTestId('progress-text')).toContainText('pass', { timeout: 20_000 });
+
+  // A second tab, opened while it runs: before its history it would have empty charts and one log line.
+  const late = await context.newPage();
+  await late.goto(server.url);
+  await expect(late.getByTestId('phase')).toHaveText(/setup|precopy/, { timeout: 20_000 });
+  await expect(late.locator(`${live} path.series-line[data-series=transferred]`)).toBeVisible();
+  await expect(late.locator(`${live} ol.log li`).filter({ hasText: '→ precopy' })).toHaveCount(1);
+  expect(await late.locator(`${live} ol.log li`).count()).toBeGreaterThanOrEqual(3);
+  await late.screenshot({ path: shot('late-tab-mid-migration') });
+
+  for (const p of [page, late]) await expect(p.getByTestId('phase')).toHaveText('completed', { timeout: 120_000 });
+  // The last samples may still be on their way: the two pictures converge, then stay equal.
+  await expect.poll(async () => JSON.stringify(await linePaths(late, live)) === JSON.stringify(await linePaths(page, live)), { timeout: 10_000 }).toBe(true);
+  const watched = await linePaths(page, live);
+  expect(watched.flat().filter((d) => d.length > 20).length).toBeGreaterThanOrEqual(5);
+  expect(await linePaths(late, live)).toEqual(watched);
+  expect(await phaseBands(late, live)).toEqual(await phaseBands(page, live));
+  expect((await phaseBands(page, live)).flat().length).toBeGreaterThanOrEqual(6);
+  expect(await late.locator(`${live} .pass-marker`).count()).toBe(await page.locator(`${live} .pass-marker`).count());
+  await expect(late.getByTestId('downtime')).toHaveText((await page.getByTestId('downtime').textContent())!);
+
+  // A third, opened once it is over (the engine still holds it in memory): the same lines again.
+  const after = await context.newPage();
+  await after.goto(server.url);
+  await expect(after.getByTestId('phase')).toHaveText('completed', { timeout: 20_000 });
+  await expect(after.getByTestId('final-figures')).toBeVisible();
+  await expect.poll(async () => JSON.stringify(await linePaths(after, live)), { timeout: 10_000 }).toBe(JSON.stringify(watched));
+  expect(await phaseBands(after, live)).toEqual(await phaseBands(page, live));
+  await after.screenshot({ path: shot('late-tab-after-migration'), fullPage: true });
 });
 
 test('raise the dirty rate, switch to postcopy by hand, complete; then cancel leaves the VM in place', async ({ server, page }) => {

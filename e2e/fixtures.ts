@@ -1,5 +1,7 @@
+/// <reference lib="dom" />
 /** Starts the real browser-mode server on a throwaway lab and config dir; stops all of it after. */
 import { test as base } from '@playwright/test';
+import type { Page } from '@playwright/test';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,6 +84,16 @@ export const test = base.extend<{ server: FerryServer }>({
     await s.stop();
   },
 });
+
+/** The `d` of every series line, chart by chart: what the user sees drawn. */
+export async function linePaths(page: Page, section: string): Promise<string[][]> {
+  return page.locator(`${section} figure.chart`).evaluateAll((figs) => figs.map((f) => Array.from(f.querySelectorAll('path.series-line')).map((p) => p.getAttribute('d') ?? '')));
+}
+
+/** The phase bands behind the lines, chart by chart (phase, x, width). */
+export async function phaseBands(page: Page, section: string): Promise<string[][]> {
+  return page.locator(`${section} figure.chart`).evaluateAll((figs) => figs.map((f) => Array.from(f.querySelectorAll('rect.phase-band')).map((r) => `${r.getAttribute('data-phase')} ${r.getAttribute('x')} ${r.getAttribute('width')}`)));
+}
 
 export const shot = (name: string) => path.join('e2e', 'screenshots', `${name}.png`);
 export { expect } from '@playwright/test';

@@ -8,7 +8,7 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Download, Page } from '@playwright/test';
-import { expect, shot, test } from './fixtures';
+import { expect, linePaths, shot, test } from './fixtures';
 import { parseTimeline } from '../shared/model/timeline';
 import { entryFromTimeline, sampleAt } from '../shared/report/picture';
 import { CSV_COLUMNS } from '../shared/report/export';
@@ -22,11 +22,6 @@ async function saved(page: Page, click: () => Promise<void>): Promise<{ file: st
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'ferry-dl-')), dl.suggestedFilename());
   await dl.saveAs(file);
   return { file, name: dl.suggestedFilename() };
-}
-
-/** The `d` of every series line, chart by chart: what the user sees drawn. */
-async function linePaths(page: Page, section: string): Promise<string[][]> {
-  return page.locator(`${section} figure.chart`).evaluateAll((figs) => figs.map((f) => Array.from(f.querySelectorAll('path.series-line')).map((p) => p.getAttribute('d') ?? '')));
 }
 
 test('open a timeline with the file picker, scrub, read the values, export CSV, JSON, PNG and the HTML report', async ({ server, page, browser }) => {

@@ -18,24 +18,28 @@ import type { Migration } from './core/migration/migration-engine';
 import { startEvacuation } from './core/migration/evacuation';
 import type { PreflightResult } from '../shared/model/preflight';
 import type { SavedStateEntry, StateResult } from '../shared/model/saved-state';
-import { readTimeline, timelineToCsv, timelineToJson } from './core/recorder/timeline-reader';
+import { readTimeline, timelineToCsv, timelineToJson, timelineToOpenMetrics } from './core/recorder/timeline-reader';
 import { writeCompare, writeReport } from './core/recorder/report';
 import { runLabDemo } from './core/lab/lab-demo';
 import type { WrittenReport } from './core/recorder/report';
-import { rootLog } from './core/log';
+import { configureLog, rootLog } from './core/log';
+import { defaultConfigDir } from './core/hosts/host-registry';
+import { CliUsageError, controlCommand, migrationsCommand, recoverCommand, trustCommand } from './cli-ops';
 
 const cliLog = rootLog.child('cli');
 
 const USAGE = `usage: ferry <command> [options]
 
-  ferry lab up [--netns | --libvirt] [--accel kvm|tcg|auto] [--memory MiB]
-                                   start the local lab (lab-a, lab-b) with the demo VM on lab-a
-                                   (--libvirt: two libvirt daemons, the demo guest a domain on lab-a)
-  ferry lab demo [--bandwidth MB/s] [-o compare.html]
-                                   precopy then postcopy of the same workload; writes their comparison
+  ferry lab up [--netns | --libvirt] [--accel kvm|tcg|auto] [--memory MiB] [--qemu-a PATH] [--qemu-b PATH] [--dirty-ring N]
+                                   start the local lab (lab-a, lab-b) with the demo VM on lab-a;
+                                   --qemu-b: lab-b runs VMs with another QEMU (its firmware found beside it);
+                                   --libvirt: two libvirt daemons, the demo guest a domain on lab-a
+  ferry lab demo [--bandwidth MB/s] [--compare postcopy|converge] [--qemu-b PATH] [-o compare.html]
+                                   precopy then postcopy of the same workload (converge: auto-converge
+                                   vs dirty-limit, QEMU 8.1+ and KVM); writes their comparison
   ferry lab down                   stop everything the lab started
   ferry lab status [--json]
-  ferry hosts list [--json]        the hosts Ferry knows and their state
+  ferry hosts list [--json]        the hosts Ferry knows, their state and QEMU version
   ferry vm list HOST [--json]      the VMs on a host (name, state, memory, QMP socket)
   ferry vm start HOST VM [--memory MiB] [--accel A] [--ws MiB] [--rate MiB/s|max] [--kernel PATH]
                                    start a VM (the demo guest unless --kernel says otherwise)
@@ -51,8 +55,19 @@ const USAGE = `usage: ferry <command> [options]
                                    the checks a migration would run first (exit 1 when one fails)
   ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
                                    move every VM off a host
-  ferry attach HOST VM [--record FILE]
-                                   watch and record a migration someone else runs (no control issued)
+  ferry attach HOST VM [--qmp-socket PATH] [--record FILE]
+                                   watch and record a migration someone else runs (no control issued);
+                                   --qmp-socket: a VM Ferry did not start, by its QMP socket on HOST
+  ferry migrations [--all] [--json]
+                                   the migrations the Ferry processes of this user run now
+  ferry control MIGRATION|VM cancel|postcopy|stop-vm|pause-postcopy|recover|continue
+  ferry control MIGRATION|VM bandwidth MB/s | downtime ms
+                                   act on a running migration from another shell, through the Ferry
+                                   process that runs it (its timeline records who acted)
+  ferry recover                    connect every host; pick up and follow the migrations a Ferry that
+                                   was stopped or killed had started (e.g. after kill -9)
+  ferry hosts trust HOST [--fingerprint SHA256:...]
+                                   show the host key an SSH host presents; trust it once confirmed
   ferry save HOST VM FILE [--compress zstd|gzip] [--encrypt-to RECIPIENT] [--keep-running]
                                    save a VM's state to FILE on its host (relative: the host's states dir)
                                    and stop it (--keep-running: resume it, a checkpoint)
@@ -63,12 +78,18 @@ const USAGE = `usage: ferry <command> [options]
                                    copy the VM's disk images to the destination first (no shared storage)
   ferry migrate|preflight … --tunnel ssh
                                    carry the migration stream inside SSH (unix sockets relayed by Ferry)
-  ferry timeline FILE --csv|--json export a recorded timeline
-  ferry report FILE [-o report.html]
-                                   a self-contained HTML report (charts, plan, preflight, events)
+  ferry timeline FILE --csv|--json|--openmetrics
+                                   export a recorded timeline (OpenMetrics: for promtool tsdb create-blocks-from)
+  ferry report FILE [-o report.html] [--with-log]
+                                   a self-contained HTML report (charts, plan, preflight, events;
+                                   --with-log: Ferry's log lines from while it ran, for support)
+  ferry diagnostics                what to paste into a ticket: hosts, sessions, migrations, last log lines
   ferry compare A B [...] -o compare.html
                                    overlay two or more timelines, final figures side by side
-  ferry serve                      the console in a browser (see README)
+                                   (timeline, report, compare: FILE may also be a Proxmox VE migration
+                                   task log or a QEMU guestperf JSON report)
+  ferry serve [--port N] [--metrics]
+                                   the console in a browser; --metrics adds Prometheus /metrics (see README)
 `;
 
 class UsageError extends Error {}
@@ -138,7 +159,7 @@ function allowOnly(p: Parsed, allowed: string[]): void {
 function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
   out.write(`lab ${s.root}${s.netns ? ` (netns ${s.netns.namespaces.join(', ')})` : ''}${s.libvirt ? ` (libvirt: ${s.libvirt.daemons.map((d) => `${d.hostId} ${d.running ? 'up' : 'DOWN'}, host uuid ${d.hostUuid}`).join('; ')})` : ''}\n`);
   for (const h of s.hosts) {
-    out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)\n`);
+    out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)${h.qemu ? `\tQEMU ${h.qemu.binary}` : ''}\n`);
     for (const v of h.vms) out.write(`  ${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\tpid ${v.pid ?? '-'}\n`);
   }
 }
@@ -146,19 +167,23 @@ function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
 async function reportCommand(cmd: 'report' | 'compare', argv: string[], out: NodeJS.WritableStream, errOut: NodeJS.WritableStream): Promise<number> {
   try {
     const p = parseArgs(argv, ['output']);
-    allowOnly(p, ['output']);
+    allowOnly(p, cmd === 'report' ? ['output', 'with-log'] : ['output']);
     const o = p.flags.get('output');
     const output = typeof o === 'string' ? path.resolve(o) : undefined;
     let r: WrittenReport;
     if (cmd === 'report') {
       if (p.positional.length !== 1) throw new UsageError(`report: expected one timeline file, got ${p.positional.length}`);
-      r = await writeReport(path.resolve(p.positional[0]!), output);
+      const withLog = p.flags.get('with-log') === true;
+      // The log is this user's Ferry log (`<configDir>/logs`), as the console writes it.
+      if (withLog) configureLog({ dir: path.join(defaultConfigDir(), 'logs') });
+      r = await writeReport(path.resolve(p.positional[0]!), output, { withLog });
     } else {
       if (p.positional.length < 2) throw new UsageError(`compare: expected at least two timeline files, got ${p.positional.length}`);
       if (!output) throw new UsageError('compare needs -o FILE.html');
       r = await writeCompare(p.positional.map((f) => path.resolve(f)), output);
     }
     for (const f of r.truncated) errOut.write(`ferry: ${f} is truncated (recording cut short); the report shows its complete records and says so\n`);
+    for (const n of r.notices) errOut.write(`ferry: ${n}\n`);
     out.write(`wrote ${r.output} (${(r.bytes / 1024).toFixed(0)} kB)\n`);
     return 0;
   } catch (e) {
@@ -183,17 +208,27 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     return await new Promise<number>(() => undefined); // runs until Ctrl-C
   }
   if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
-  const service = new ConsoleService({ builtinHosts: labHosts() });
+  const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: cmd === 'recover' });
+  const io = { out, errOut, follow: (m: Migration, cancel: boolean) => follow(m, out, errOut, cancel) };
   try {
+    if (cmd === 'diagnostics') {
+      if (argv.length > 1) throw new UsageError('diagnostics takes no arguments');
+      out.write(unwrap(await service.call('diagnostics:get', {})).text);
+      return 0;
+    }
+    if (cmd === 'recover') return await recoverCommand(argv.slice(1), service, io);
+    if (cmd === 'migrations') return await migrationsCommand(argv.slice(1), service, io);
+    if (cmd === 'control') return await controlCommand(argv.slice(1), service, io);
+    if (cmd === 'hosts' && sub === 'trust') return await trustCommand(argv.slice(2), service, io);
     // Saved states parse on their own; the storage and transport options of migrate and
     // preflight are taken out first and become plan fields.
-    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity']), service, out);
+    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity', 'layout']), service, out);
     const own = takeFlags(argv, ['tunnel', 'storage-bandwidth'], ['copy-storage']);
     argv = own.rest;
     const beyond = beyondPlanOf(cmd, own.flags);
 
     const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities']);
+    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['qemu-a', 'qemu-b', 'dirty-ring', 'compare', 'output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities', 'qmp-socket']);
     const json = p.flags.get('json') === true;
     const args = p.positional;
     const want = (n: number) => {
@@ -201,30 +236,48 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     };
     if (cmd === 'lab') {
       if (sub === 'up') {
-        allowOnly(p, ['netns', 'libvirt', 'accel', 'memory']);
+        allowOnly(p, ['netns', 'libvirt', 'accel', 'memory', 'qemu-a', 'qemu-b', 'dirty-ring']);
         want(0);
         const mem = num(p, 'memory', 64, 65536);
+        const ring = num(p, 'dirty-ring', 1024, 65536);
         const accel = accelOf(p);
+        const qemuFlag = (k: 'qemu-a' | 'qemu-b') => {
+          const v = p.flags.get(k);
+          if (v === true) throw new UsageError(`--${k} needs the path of a qemu-system-x86_64 binary`);
+          return v;
+        };
+        const qa = qemuFlag('qemu-a');
+        const qb = qemuFlag('qemu-b');
         const libvirt = p.flags.get('libvirt') === true;
         if (libvirt && p.flags.get('netns') === true) throw new UsageError('--libvirt and --netns do not go together');
-        const r = await labUp({ netns: p.flags.get('netns') === true, ...(libvirt ? { libvirt } : {}), ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}) });
-        if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
+        if (libvirt && (qa || qb || ring)) throw new UsageError('--libvirt runs Debian\'s libvirt and QEMU: --qemu-a, --qemu-b and --dirty-ring do not apply');
+        const r = await labUp({
+          netns: p.flags.get('netns') === true, ...(libvirt ? { libvirt } : {}), ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}),
+          ...(qa ? { qemuA: qa } : {}), ...(qb ? { qemuB: qb } : {}), ...(ring ? { dirtyRingSize: ring } : {}),
+        });
+        if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, QEMU ${r.vm.qemuVersion}, machine ${r.vm.machine}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
         else if (r.domain) out.write(`started two libvirt daemons and the domain ${r.domain.name} on lab-a (${r.domain.type}, uuid ${r.domain.uuid}) in ${r.bootMs} ms\n`);
         else out.write('the lab was already up\n');
         printLab(r.status, out);
         return 0;
       }
       if (sub === 'demo') {
-        allowOnly(p, ['bandwidth', 'output']);
+        allowOnly(p, ['bandwidth', 'output', 'compare', 'qemu-b']);
         want(0);
         const bw = num(p, 'bandwidth', 5, 10_000);
+        const compare = p.flags.get('compare');
+        if (compare !== undefined && compare !== 'postcopy' && compare !== 'converge') throw new UsageError('--compare must be postcopy (precopy vs postcopy) or converge (auto-converge vs dirty-limit)');
+        const qb = p.flags.get('qemu-b');
+        if (qb === true) throw new UsageError('--qemu-b needs the path of a qemu-system-x86_64 binary');
         const runs = await runLabDemo({
-          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}),
+          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}), ...(compare ? { compare } : {}), ...(qb ? { qemuB: qb } : {}),
           onRun: (label, m) => out.write(`${label}: ${m.plan.vm} ${m.plan.from} → ${m.plan.to} (timeline ${m.timelineFile})\n`),
+          onNote: (t) => out.write(`${t}\n`),
         });
+        const shown = runs.filter((x) => x.overlay !== false);
         const o = p.flags.get('output');
-        const r = await writeCompare(runs.map((x) => x.timeline), typeof o === 'string' ? path.resolve(o) : path.join(service.timelineDir, `demo-${runs[0]!.id}.compare.html`), runs.map((x) => x.label));
-        out.write(`both completed; comparison: ${r.output}\n`);
+        const r = await writeCompare(shown.map((x) => x.timeline), typeof o === 'string' ? path.resolve(o) : path.join(service.timelineDir, `demo-${shown[0]!.id}.compare.html`), shown.map((x) => x.label));
+        out.write(`${shown.map((x) => x.label).join(' and ')} completed; comparison: ${r.output}\n`);
         return 0;
       }
       if (sub === 'down') {
@@ -247,7 +300,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       allowOnly(p, ['json']);
       want(0);
       const hosts = unwrap(await service.invoke('hosts:list', {})) as HostInfo[];
-      out.write(json ? `${JSON.stringify(hosts, null, 2)}\n` : hosts.map((h) => `${h.config.id}\t${h.state}\t${h.label}\n`).join(''));
+      out.write(json ? `${JSON.stringify(hosts, null, 2)}\n` : hosts.map((h) => `${h.config.id}\t${h.state}\t${h.label}\t${h.facts?.qemuVersion ? `QEMU ${h.facts.qemuVersion}` : 'QEMU ?'}${h.config.qemu ? ` (${h.config.qemu.binary})` : ''}\n`).join(''));
       return 0;
     }
     if (cmd === 'vm' && sub === 'list') {
@@ -287,8 +340,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (typeof append === 'string') spec.append = append;
         else delete spec.append;
       }
-      const vm = await launchVm(transport, runtimeDirOf(host), spec);
-      out.write(`started ${vm.name} on ${hostId} (${vm.accel}, pid ${vm.pid}); QMP ${vm.qmpSocket}\n`);
+      const vm = await launchVm(transport, runtimeDirOf(host), spec, host.qemu);
+      out.write(`started ${vm.name} on ${hostId} (${vm.accel}, QEMU ${vm.qemuVersion}, machine ${vm.machine}, pid ${vm.pid}); QMP ${vm.qmpSocket}\n`);
       return 0;
     }
     if (cmd === 'guest') {
@@ -353,6 +406,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           plan.policy = { name: 'deadline', deadlineMs: d, ceilingDowntimeMs: ceiling, allowPostcopy: plan.mode !== undefined && plan.mode !== 'precopy' };
         } else throw new UsageError('--policy must be manual, postcopy-when-never, downtime-steps, dynamic-rate or deadline');
       }
+      await service.listenForControl(`ferry migrate ${plan.vm}`);
       const m = await service.engine.start(plan);
       out.write(`migrating ${plan.vm} ${from} -> ${to}${plan.transport === 'ssh-tunnel' ? ' through an SSH tunnel' : ''} (${m.id}); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, true);
@@ -379,6 +433,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const deadlineMs = typeof dl === 'string' ? parseDuration(dl) : undefined;
       if (dl !== undefined && !deadlineMs) throw new UsageError('--deadline must be a duration like 90s or 5m');
       const bw = typeof p.flags.get('bandwidth') === 'string' ? parseByteSize(p.flags.get('bandwidth') as string, 'M') : undefined;
+      await service.listenForControl(`ferry evacuate ${args[0]!}`);
       const evac = await startEvacuation(service.engine, { host: (id) => service.registry.get(id), transport: (id) => service.transportOf(id) }, {
         from: args[0]!, to: to.split(',').filter(Boolean), ...(parallel ? { parallel } : {}), ...(deadlineMs ? { deadlineMs } : {}), ...(bw ? { defaults: { maxBandwidth: bw } } : {}),
       });
@@ -394,27 +449,35 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return sum.items.every((i) => i.state === 'completed') ? 0 : 1;
     }
     if (cmd === 'attach') {
-      allowOnly(p, ['record']);
+      allowOnly(p, ['record', 'qmp-socket']);
       want(2);
       const record = p.flags.get('record');
-      const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
+      const qmpSocket = p.flags.get('qmp-socket');
+      if (qmpSocket !== undefined && (typeof qmpSocket !== 'string' || !qmpSocket.startsWith('/'))) throw new UsageError('--qmp-socket needs an absolute path on the host');
+      await service.listenForControl(`ferry attach ${args[1]!}`);
+      const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof qmpSocket === 'string' ? { qmpSocket } : {}), ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
       out.write(`watching ${args[1]} on ${args[0]} (no control is issued); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, false);
     }
     if (cmd === 'timeline') {
-      allowOnly(p, ['csv', 'json']);
+      allowOnly(p, ['csv', 'json', 'openmetrics']);
       want(1);
-      const csv = p.flags.get('csv') === true;
-      if (csv === (p.flags.get('json') === true)) throw new UsageError('timeline needs exactly one of --csv or --json');
+      const formats = (['csv', 'json', 'openmetrics'] as const).filter((f) => p.flags.get(f) === true);
+      if (formats.length !== 1) throw new UsageError('timeline needs exactly one of --csv, --json or --openmetrics');
       const t = readTimeline(args[0]!);
       if (t.truncated) errOut.write(`ferry: ${args[0]} is truncated (recording cut short); exporting its ${t.records.length} complete records\n`);
-      out.write(csv ? timelineToCsv(t) : timelineToJson(t));
+      for (const n of t.notices) errOut.write(`ferry: ${args[0]}: ${n}\n`);
+      out.write(formats[0] === 'csv' ? timelineToCsv(t) : formats[0] === 'json' ? timelineToJson(t) : timelineToOpenMetrics(t));
       return 0;
     }
     throw new UsageError(`unknown command: ${argv.join(' ')}`);
   } catch (e) {
     if (e instanceof UsageError) {
       errOut.write(`ferry: ${e.message}\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof CliUsageError) {
+      errOut.write(`ferry: ${e.message}\n`);
       return 2;
     }
     const fe = toFerryError(e);
@@ -433,12 +496,14 @@ async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, servi
     if (args.length !== n) throw new UsageError(`${cmd}: expected ${n} argument(s), got ${args.length}`);
   };
   if (cmd === 'save' || cmd === 'restore') {
-    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json'] : ['name', 'identity', 'json']);
+    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json', 'layout'] : ['name', 'identity', 'json']);
+    const layout = p.flags.get('layout');
+    if (layout !== undefined && layout !== 'auto' && layout !== 'stream' && layout !== 'mapped-ram') throw new UsageError('--layout must be auto, stream or mapped-ram');
     want(cmd === 'save' ? 3 : 2);
     const compress = p.flags.get('compress');
     if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new UsageError('--compress must be zstd, gzip or none');
     const req = cmd === 'save'
-      ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}) }
+      ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}), ...(layout ? { layout } : {}) }
       : { hostId: args[0], file: args[1], ...(typeof p.flags.get('name') === 'string' ? { name: p.flags.get('name') } : {}), ...(typeof p.flags.get('identity') === 'string' ? { identityFile: p.flags.get('identity') } : {}) };
     let lastPrinted = 0;
     const off = service.on('state:sample', ({ sample }) => {
@@ -450,7 +515,7 @@ async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, servi
     const r = unwrap(await service.invoke(cmd === 'save' ? 'states:save' : 'states:restore', req)) as StateResult;
     off();
     if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
-    else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (stream ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
+    else if (cmd === 'save') out.write(`saved ${r.vm} on ${r.hostId} to ${r.file}: ${formatBytes(r.sizeBytes)} (${r.layout === 'mapped-ram' ? 'mapped-ram' : 'stream'} ${formatBytes(r.streamBytes)}, ${r.compression}${r.encryption ? `, ${r.encryption}-encrypted` : ''}) in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
     else out.write(`restored ${r.vm} on ${r.hostId} from ${r.file} in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
     return 0;
   }

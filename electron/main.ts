@@ -8,9 +8,11 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConsoleService } from './core/console-service';
-import { labHosts, labDown, LAB_HOST_IDS } from './core/lab/local-lab';
+import { labHosts, labDown } from './core/lab/local-lab';
 import { installIpcBridge } from './ipc-bridge';
 import { MAX_TIMELINE_BYTES } from './core/recorder/timeline-files';
+import { DEFAULT_METRICS_PORT, startConsoleMetrics } from './core/metrics/metrics-http';
+import type { MetricsServer } from './core/metrics/metrics-http';
 import type { EventPayload } from '../shared/contract';
 
 if (!app.requestSingleInstanceLock()) app.quit();
@@ -23,7 +25,7 @@ const secretCipher = {
   encrypt: (plain: string) => safeStorage.encryptString(plain),
   decrypt: (data: Buffer) => safeStorage.decryptString(data),
 };
-const service = new ConsoleService({ builtinHosts: labHosts(), secretCipher });
+const service = new ConsoleService({ builtinHosts: () => labHosts(), secretCipher, recoverOnConnect: true });
 let win: BrowserWindow | undefined;
 const rendererIndex = path.join(__dirname, '..', 'renderer', 'index.html');
 const rendererUrl = pathToFileURL(rendererIndex).href;
@@ -75,13 +77,32 @@ function createWindow(): void {
   void win.loadFile(rendererIndex);
 }
 
+// Prometheus /metrics on 127.0.0.1: off unless the View menu or --metrics-port=N (or
+// FERRY_METRICS_PORT) turns it on; the scrape token lives in <configDir>/metrics.token.
+let metricsServer: (MetricsServer & { tokenFile: string }) | undefined;
+const metricsPort = Number(app.commandLine.getSwitchValue('metrics-port') || process.env.FERRY_METRICS_PORT || 0) || undefined;
+async function setMetrics(on: boolean): Promise<void> {
+  if (!on) {
+    await metricsServer?.close();
+    metricsServer = undefined;
+    return;
+  }
+  if (metricsServer) return;
+  try {
+    metricsServer = await startConsoleMetrics(service, metricsPort ?? DEFAULT_METRICS_PORT);
+  } catch (e) {
+    void dialog.showMessageBox({ type: 'error', message: 'Cannot serve metrics', detail: (e as Error).message });
+  }
+  buildMenu();
+}
+
 function buildMenu(): void {
   const event = <C extends 'ui:command' | 'ui:open-timeline'>(channel: C, payload: EventPayload<C>) => win?.webContents.send('ferry:event', { channel, payload });
   const command = (c: EventPayload<'ui:command'>['command']) => event('ui:command', { command: c });
   Menu.setApplicationMenu(Menu.buildFromTemplate([
     { label: 'File', submenu: [
       { label: 'Open timeline…', accelerator: 'CmdOrCtrl+O', click: async () => {
-        const r = await dialog.showOpenDialog({ filters: [{ name: 'Ferry timeline', extensions: ['jsonl'] }], properties: ['openFile'] });
+        const r = await dialog.showOpenDialog({ filters: [{ name: 'Ferry timeline', extensions: ['jsonl'] }, { name: 'Proxmox task log, guestperf report', extensions: ['log', 'txt', 'json'] }, { name: 'All files', extensions: ['*'] }], properties: ['openFile'] });
         const file = r.filePaths[0];
         if (r.canceled || !file) return;
         try {
@@ -101,7 +122,11 @@ function buildMenu(): void {
       { label: 'Stop lab', click: () => void service.invoke('lab:down', {}) },
       { label: 'Demo: precopy vs postcopy', click: () => command('run-demo') },
     ] },
-    { label: 'View', submenu: [{ label: 'Toggle theme', accelerator: 'T', click: () => command('toggle-theme') }, { role: 'reload' }, { role: 'toggleDevTools' }] },
+    { label: 'View', submenu: [
+      { label: 'Toggle theme', accelerator: 'T', click: () => command('toggle-theme') },
+      { label: metricsServer ? `Serve Prometheus metrics (${metricsServer.url})` : 'Serve Prometheus metrics (127.0.0.1)', type: 'checkbox', checked: metricsServer !== undefined, click: (item) => void setMetrics(item.checked).then(buildMenu) },
+      { role: 'reload' }, { role: 'toggleDevTools' },
+    ] },
     { role: 'help', submenu: [{ label: 'About Ferry', click: () => void dialog.showMessageBox({ message: `Ferry ${app.getVersion()}`, detail: 'Visual live migration for QEMU/KVM.' }) }] },
   ]));
 }
@@ -133,7 +158,9 @@ app.whenReady().then(() => {
   });
   buildMenu();
   createWindow();
-  void service.engine.recover([...LAB_HOST_IDS]).catch(() => undefined);
+  if (metricsPort) void setMetrics(true);
+  void service.connectAll();
+  void service.listenForControl('Ferry desktop app').catch((e: unknown) => console.error(`ferry: no control socket: ${String(e)}`));
 });
 
 app.on('window-all-closed', () => {
@@ -141,8 +168,8 @@ app.on('window-all-closed', () => {
   if (still.length > 0) {
     dialog.showMessageBoxSync({ message: `${still.length} migration(s) still running`, detail: 'They belong to QEMU and go on; Ferry picks them up again when it next starts.' });
   }
-  void service
-    .dispose()
+  void Promise.resolve(metricsServer?.close())
+    .then(() => service.dispose())
     .then(() => (service.labStartedHere ? labDown({ root: service.labRoot }) : undefined))
     .finally(() => app.quit());
 });

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { ConsoleService } from './core/console-service';
 import { labDown, labHosts } from './core/lab/local-lab';
 import { startBrowserServer } from './core/browser-server';
-import { LAB_HOST_IDS } from './core/lab/local-lab';
+import { MigrationMetrics } from './core/metrics/migration-metrics';
+import { loadOrCreateMetricsToken, metricsTokenPath } from './core/metrics/metrics-http';
 
 function staticDir(): string {
   const here = (() => {
@@ -29,21 +30,31 @@ export async function serve(argv: string[] = process.argv.slice(2)): Promise<voi
   const port = portArg >= 0 ? Number(argv[portArg + 1]) : Number(process.env.FERRY_PORT ?? 0);
   // FERRY_SSH_HOME: where ~/.ssh is looked up (tests and sandboxes use their own).
   const sshHome = process.env.FERRY_SSH_HOME;
-  const service = new ConsoleService({ builtinHosts: labHosts(), ...(sshHome ? { ssh: { homeDir: sshHome, agent: false } } : {}) });
+  const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: true, ...(sshHome ? { ssh: { homeDir: sshHome, agent: false } } : {}) });
   const dir = staticDir();
   if (!existsSync(path.join(dir, 'index.html'))) {
     process.stderr.write(`ferry serve: the console is not built (${dir}); run npm run build first\n`);
     process.exit(1);
   }
-  const server = await startBrowserServer(service, { staticDir: dir, port });
-  // Migrations a previous Ferry left running on the lab are picked up and recorded to the end.
-  void service.engine.recover([...LAB_HOST_IDS]).catch(() => undefined);
+  // --metrics: Prometheus /metrics on the same port, with its own token (README, "Metrics").
+  const metrics = argv.includes('--metrics') ? new MigrationMetrics(service) : undefined;
+  const server = await startBrowserServer(service, {
+    staticDir: dir, port,
+    ...(metrics ? { metrics: { render: () => metrics.render(), token: loadOrCreateMetricsToken(service.configDir) } } : {}),
+  });
+  // Every configured host is connected; migrations a previous Ferry left running on any of
+  // them are picked up and recorded to the end.
+  void service.connectAll();
+  // `ferry control` / `ferry migrations` in another shell act through this console.
+  await service.listenForControl('ferry serve');
   process.stdout.write(`Ferry console: ${server.url}\n(listening on 127.0.0.1 only; the token in the URL is the key — Ctrl-C to stop)\n`);
+  if (metrics) process.stdout.write(`Metrics: http://127.0.0.1:${server.port}/metrics (Authorization: Bearer <the token in ${metricsTokenPath(service.configDir)}>)\n`);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     await server.close();
+    metrics?.dispose();
     await service.dispose();
     if (service.labStartedHere) {
       const r = await labDown({ root: service.labRoot }).catch(() => ({ stopped: [] as string[] }));

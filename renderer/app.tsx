@@ -38,6 +38,7 @@ export function App() {
   const refresh = useConsole((s) => s.refresh);
   const theme = useConsole((s) => s.theme);
   const toggleTheme = useConsole((s) => s.toggleTheme);
+  const copyDiagnostics = useConsole((s) => s.copyDiagnostics);
   const lab = useConsole((s) => s.lab);
   const startLab = useConsole((s) => s.startLab);
   const selected = useConsole((s) => s.selected ?? s.order.at(-1));
@@ -49,14 +50,21 @@ export function App() {
   const timelines = useConsole((s) => s.timelines);
   const demo = useConsole((s) => s.demo);
   const runDemo = useConsole((s) => s.runDemo);
+  // auto-converge vs dirty-limit only where a lab host's QEMU schema has dirty-limit (8.1+)
+  const dirtyLimitLab = useConsole((s) => s.hosts.some((h) => h.config.id.startsWith('lab-') && (h.facts?.qemuFeatures ?? []).includes('dirty-limit')));
   const dropping = useDropToOpen();
   const openTimeline = view.kind === 'timeline' ? timelines.find((t) => t.key === view.key) : undefined;
 
   useEffect(() => {
     const off = wireEvents();
+    let opened = false;
     const offState = onBridgeState((s) => {
       setConn(s);
-      if (s === 'open') void refresh();
+      if (s !== 'open') return;
+      void refresh();
+      // Reconnected: events sent while the link was down are lost; the histories fill the gap.
+      if (opened) void useConsole.getState().resync();
+      opened = true;
     });
     const timer = setInterval(() => void refresh(), 5000);
     return () => {
@@ -95,9 +103,15 @@ export function App() {
         <button type="button" onClick={() => void runDemo()} disabled={demo.running || lab.starting} data-testid="run-demo" title="Migrate the lab's demo guest with precopy, then back with postcopy, and compare the two">
           {demo.running ? 'Demo running…' : 'Demo: precopy vs postcopy'}
         </button>
+        {dirtyLimitLab && (
+          <button type="button" onClick={() => void runDemo('converge')} disabled={demo.running || lab.starting} data-testid="run-demo-converge" title="The same guest under auto-converge, then dirty-limit, both on the newer QEMU (the VM is moved there first if needed), compared">
+            Demo: auto-converge vs dirty-limit
+          </button>
+        )}
         <OpenTimelineButton />
         <RecordedMenu />
         <button type="button" onClick={() => setAdding((a) => !a)}>Add host</button>
+        <button type="button" onClick={() => void copyDiagnostics()} data-testid="copy-diagnostics" title="Copy this Ferry's hosts, SSH sessions, migrations and last log lines, for a support ticket (no secrets)">Copy diagnostics</button>
         <button type="button" onClick={toggleTheme} aria-label="toggle dark theme" title="Theme (t)">{theme === 'light' ? '☾' : '☀'}</button>
       </header>
       {error && <p className="error banner" role="alert">{error}</p>}
@@ -109,7 +123,7 @@ export function App() {
       {view.kind === 'live' && selected && <MigrationView id={selected} />}
       {view.kind === 'timeline' && openTimeline && <TimelineView open={openTimeline} />}
       {view.kind === 'compare' && <CompareView keys={view.keys} />}
-      {dropping && <div className="drop-overlay" aria-hidden="true">Drop a .ferry.jsonl timeline to open it</div>}
+      {dropping && <div className="drop-overlay" aria-hidden="true">Drop a .ferry.jsonl timeline, a Proxmox task log or a guestperf report to open it</div>}
       <PlanDialog />
       <TrustDialog />
       <PassphraseDialog />

@@ -1,4 +1,5 @@
-// Runs every test runner the project has and ends with one line: "N passed, N failed, N skipped".
+// Sets up what the tests need, then runs every test runner the project has and ends with one
+// line: "N passed, N failed, N skipped".
 // Extra arguments go to vitest (e.g. `npm test -- --project unit`).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -13,6 +14,13 @@ let broken = false;
 function run(cmd, args, env = {}) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
   return r.status ?? 1;
+}
+
+// 0. The set-up in tests mode: the Debian packages, the npm packages and what the tests assume
+//    (/run/sshd), so that `npm test` runs on a fresh clone. It does nothing when all is there.
+if (run(process.execPath, [path.join(root, 'scripts', 'setup.mjs'), 'tests']) !== 0) {
+  console.log('0 passed, 1 failed, 0 skipped');
+  process.exit(1);
 }
 
 // 1. vitest: the unit project, then the integration project (real QEMU, sshd) on its own so

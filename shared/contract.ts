@@ -29,6 +29,10 @@ export const HostInfoSchema = z.object({
   /** Read from the host while connected (refreshed every few seconds). */
   facts: z.object({
     qemuVersion: z.string().optional(),
+    /** The binary the host runs VMs with (its config's, else qemu-system-x86_64). */
+    qemuBinary: z.string().optional(),
+    /** Newer migration features its QEMU's schema has (dirty-limit, switchover-ack, mapped-ram, ...): offered only where listed. */
+    qemuFeatures: z.array(z.string()).optional(),
     memAvailableMiB: z.number().optional(),
     kvm: z.boolean().optional(),
     /** A libvirt host: its daemon's version. */
@@ -45,6 +49,9 @@ const PhaseSchema = z.enum(MIGRATION_PHASES);
 /** Samples and final figures are produced by the core, not parsed from users: checked loosely. */
 export const MigrationSampleSchema = z.object({ t: z.number(), elapsedMs: z.number(), status: z.string(), phase: PhaseSchema }).catchall(z.unknown());
 export const MigrationFinalSchema = z.object({ outcome: z.enum(['completed', 'failed', 'cancelled']) }).catchall(z.unknown());
+
+/** A timeline record other than a sample (phase, control, policy, event, gap, note, preflight, end): produced by the core, checked loosely. */
+export const MigrationRecordSchema = z.object({ type: z.string(), t: z.number() }).catchall(z.unknown());
 
 /** A bare file name in the timeline directory: no path, no dot-files. */
 export const TimelineNameSchema = z.string().min(1).max(255).regex(/^[A-Za-z0-9_][A-Za-z0-9_.+-]*\.jsonl$/, 'a timeline file name (letters, digits, . _ + -, ending in .jsonl), no directories');
@@ -111,6 +118,16 @@ export const MigrationSummarySchema = z.object({
 });
 export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
 
+/** Everything a console that joins late needs to draw a migration as one that watched it from the start. */
+export const MigrationHistorySchema = z.object({
+  summary: MigrationSummarySchema,
+  samples: z.array(MigrationSampleSchema),
+  records: z.array(MigrationRecordSchema),
+  /** memory: the running engine's; timeline: read from its file (an earlier process's migration). */
+  source: z.enum(['memory', 'timeline']),
+});
+export type MigrationHistory = z.infer<typeof MigrationHistorySchema>;
+
 const HostRef = z.object({ id: HostIdSchema }).strict();
 
 export const invoke = {
@@ -132,18 +149,34 @@ export const invoke = {
   },
   'vms:list': { request: z.object({ hostId: HostIdSchema }).strict(), response: z.array(VmInfoSchema) },
   'migrations:start': { request: MigrationPlanSchema, response: MigrationSummarySchema },
-  'migrations:control': { request: z.object({ id: z.string().min(1), control: MigrationControlSchema }).strict(), response: Empty },
+  'migrations:control': {
+    // who: for the timeline, when another process acts (`ferry control` in another shell).
+    request: z.object({ id: z.string().min(1), control: MigrationControlSchema, who: z.string().max(100).optional() }).strict(),
+    response: Empty,
+  },
   'migrations:list': { request: Empty, response: z.array(MigrationSummarySchema) },
+  /** A migration's whole history so far (samples, phases, events), for a console that joins late. */
+  'migrations:history': { request: z.object({ id: z.string().min(1).max(200) }).strict(), response: MigrationHistorySchema },
   'migrations:preflight': { request: MigrationPlanSchema, response: PreflightResultSchema },
   'lab:status': { request: Empty, response: z.object({ running: z.boolean(), vms: z.number(), netns: z.boolean() }) },
-  'lab:up': { request: z.object({ accel: z.enum(['auto', 'kvm', 'tcg']).optional() }).strict(), response: z.object({ bootMs: z.number(), started: z.boolean() }) },
+  'lab:up': {
+    // qemuB: lab-b starts its VMs with this QEMU binary (on the console's machine; its firmware found beside it).
+    request: z.object({ accel: z.enum(['auto', 'kvm', 'tcg']).optional(), qemuB: z.string().startsWith('/', 'qemuB: an absolute path').optional() }).strict(),
+    response: z.object({ bootMs: z.number(), started: z.boolean() }),
+  },
   'lab:down': { request: Empty, response: z.object({ stopped: z.array(z.string()) }) },
   /** The trainer's demo: the same workload under precopy, then postcopy; resolves when both have ended. */
   'lab:demo': {
-    request: z.object({ bandwidthMBps: z.number().min(5).max(10_000).optional(), workingSetMiB: z.number().int().min(8).max(400).optional(), dirtyMiBps: z.number().int().min(1).max(2000).optional() }).strict(),
-    response: z.object({ runs: z.array(z.object({ label: z.string(), id: z.string(), timeline: z.string(), outcome: z.string() })) }),
+    // compare converge: auto-converge vs dirty-limit (needs QEMU 8.1+ and KVM; a lab-b on a newer QEMU is used, see lab-demo.ts)
+    request: z.object({
+      bandwidthMBps: z.number().min(5).max(10_000).optional(), workingSetMiB: z.number().int().min(8).max(400).optional(), dirtyMiBps: z.number().int().min(1).max(2000).optional(),
+      compare: z.enum(['postcopy', 'converge']).optional(), qemuB: z.string().startsWith('/', 'qemuB: an absolute path').optional(),
+    }).strict(),
+    response: z.object({ runs: z.array(z.object({ label: z.string(), id: z.string(), timeline: z.string(), outcome: z.string(), overlay: z.boolean().optional() })), notes: z.array(z.string()).optional() }),
   },
   /** Whether key passphrases can be remembered here (encrypted by the OS keychain), and if not why. */
+  /** "Copy diagnostics": this Ferry's hosts, sessions, migrations and last log lines, as text (no secrets). */
+  'diagnostics:get': { request: Empty, response: z.object({ text: z.string(), logFile: z.string().optional() }) },
   'secrets:status': { request: Empty, response: z.object({ available: z.boolean(), reason: z.string().optional() }) },
   /** Timelines recorded by this console (its timeline directory), newest first. */
   'timelines:list': { request: Empty, response: z.array(TimelineFileSchema) },

@@ -14,6 +14,7 @@ import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { EVENT_CHANNELS, isInvokeChannel } from '../../shared/contract';
 import type { ConsoleService } from './console-service';
+import { serveMetrics } from './metrics/metrics-http';
 
 export interface BrowserServer {
   url: string;
@@ -40,7 +41,15 @@ function cookieToken(req: IncomingMessage): string | undefined {
   return /(?:^|;\s*)ferry_token=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
 }
 
-export async function startBrowserServer(service: ConsoleService, options: { staticDir: string; port?: number; host?: string }): Promise<BrowserServer> {
+export interface BrowserServerOptions {
+  staticDir: string;
+  port?: number;
+  host?: string;
+  /** `ferry serve --metrics`: `/metrics` on the same port, guarded by its own token (metrics/metrics-http.ts). */
+  metrics?: { render: () => string; token: string };
+}
+
+export async function startBrowserServer(service: ConsoleService, options: BrowserServerOptions): Promise<BrowserServer> {
   const host = options.host ?? '127.0.0.1';
   if (host !== '127.0.0.1' && host !== '::1' && host !== 'localhost') throw new Error('the browser mode listens on loopback only');
   const token = randomBytes(24).toString('base64url');
@@ -54,6 +63,7 @@ export async function startBrowserServer(service: ConsoleService, options: { sta
 
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', `http://${host}`);
+    if (options.metrics && url.pathname === '/metrics') return serveMetrics(req, res, options.metrics.render, options.metrics.token);
     const queryToken = url.searchParams.get('token') ?? undefined;
     const authed = sameToken(queryToken, token) || sameToken(cookieToken(req), token);
     if (!authed) return send(res, 403, 'Forbidden: open the URL Ferry printed (it carries the access token).\n');

@@ -14,13 +14,16 @@ import type { Result } from '../../shared/result';
 import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
 import { VmStateCache, listVms } from './hosts/vm-discovery';
+import { CleanupLedger } from './hosts/cleanup-ledger';
+import { startControlServer } from './control-server';
+import type { ControlServer } from './control-server';
 import type { HostTransport } from './transport/host-transport';
 import { localTransportFor } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
-import { MigrationEngine } from './migration/migration-engine';
-import type { MigrationControl } from './migration/migration-engine';
+import { FERRY_VERSION, MigrationEngine } from './migration/migration-engine';
+import type { Migration, MigrationControl } from './migration/migration-engine';
 import type { MigrationPlan } from '../../shared/model/migration';
 import { preflight } from './migration/preflight';
 import { startEvacuation } from './migration/evacuation';
@@ -30,10 +33,15 @@ import { runLabDemo } from './lab/lab-demo';
 import { SecretStore } from './secrets';
 import type { SecretCipher } from './secrets';
 import { listTimelines, readTimelineText } from './recorder/timeline-files';
+import { parseTimeline } from '../../shared/model/timeline';
+import { entryFromTimeline } from '../../shared/report/picture';
 import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
-import { configureLog, rootLog } from './log';
-import { detectAccel, qemuVersionOf, vmFiles } from './hosts/vm-launcher';
+import { configureLog, logFile, rootLog } from './log';
+import { diagnosticsText } from './diagnostics';
+import { detectAccel, vmFiles } from './hosts/vm-launcher';
+import { probeQemu, qemuOf, qemuVersionOf } from './hosts/qemu-install';
+import { optionalFeatures } from './qmp/qmp-schema';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
 import { LibvirtPool } from './libvirt/libvirt-connection';
@@ -45,7 +53,7 @@ export interface ConsoleServiceOptions {
   /** Default `$XDG_CONFIG_HOME/ferry`. */
   configDir?: string;
   /** Hosts that always exist (the local lab). */
-  builtinHosts?: HostConfig[];
+  builtinHosts?: HostConfig[] | (() => HostConfig[]);
   /** Passed to every SSH transport (tests point homeDir at a temp dir). */
   ssh?: SshTransportOptions;
   /** The local lab's root (default: labRoot()). */
@@ -54,6 +62,11 @@ export interface ConsoleServiceOptions {
   reconnectDelayMs?: number;
   /** Encrypts remembered passphrases (the desktop shell's safeStorage); without it nothing is remembered. */
   secretCipher?: SecretCipher;
+  /**
+   * Pick up, on each host as it connects, the migrations a previous Ferry process started
+   * there (a console, `ferry recover`); short CLI commands leave them alone.
+   */
+  recoverOnConnect?: boolean;
 }
 
 interface HostRuntime {
@@ -62,12 +75,18 @@ interface HostRuntime {
   lastError?: FerryError;
   /** Set while the user has asked for the connection: a drop is then re-established. */
   wanted: boolean;
+  /** Connected at least once: a failed attempt after a drop is retried. */
+  everConnected?: boolean;
+  /** Its migrations were looked for (once per connection runtime). */
+  recovered?: boolean;
   reconnectTimer?: NodeJS.Timeout;
   reconnectDelay: number;
   offState: () => void;
 }
 
 const hostLog = rootLog.child('hosts');
+/** Failures of a connection attempt that a later attempt may not meet (the network, not the user). */
+const RETRIED: readonly string[] = ['SSH_CONNECT_FAILED', 'SSH_DISCONNECTED', 'TRANSPORT_CLOSED', 'HOST_BUSY'];
 
 type Handlers = { [C in InvokeChannel]: (req: never) => Promise<InvokeResponse<C>> };
 
@@ -86,6 +105,8 @@ export class ConsoleService {
   readonly engine: MigrationEngine;
   /** One libvirt connection (relay + virsh shell) per libvirt host. */
   readonly libvirt = new LibvirtPool();
+  /** Destination QEMUs of failed migrations still to be stopped (when their host is reachable). */
+  readonly cleanups: CleanupLedger;
   readonly labRoot: string;
   /** Where the engine records timelines (and what `timelines:*` may read). */
   readonly timelineDir: string;
@@ -106,9 +127,10 @@ export class ConsoleService {
     this.labRoot = options.labRoot ?? labRoot();
     this.timelineDir = path.join(this.configDir, 'timelines');
     this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
+    this.cleanups = new CleanupLedger(path.join(this.configDir, 'pending-cleanups.json'));
     this.engine = new MigrationEngine(
       this.engineHosts,
-      { timelineDir: this.timelineDir },
+      { timelineDir: this.timelineDir, cleanups: this.cleanups },
     );
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
@@ -196,6 +218,27 @@ export class ConsoleService {
       return this.info(host);
     },
     'secrets:status': async () => this.secrets.status(),
+    'diagnostics:get': async () => {
+      const hosts = await this.registry.list();
+      const text = diagnosticsText({
+        version: FERRY_VERSION,
+        configDir: this.configDir,
+        hosts: hosts.map((h) => {
+          const rt = this.runtimes.get(h.id);
+          const facts = this.factCache.get(h.id)?.facts;
+          return {
+            id: h.id, label: rt?.transport.label ?? (h.transport.kind === 'local' ? 'local' : h.transport.ssh.host), state: h.transport.kind === 'local' ? 'connected' : (rt?.state ?? 'disconnected'),
+            ...(rt?.lastError ? { lastError: `${rt.lastError.message} [${rt.lastError.code}]` } : {}),
+            ...(rt?.transport instanceof SshTransport ? { sessions: rt.transport.sessions } : {}),
+            ...(facts ? { facts } : {}),
+          };
+        }),
+        migrations: this.engine.list().map((m) => ({ id: m.id, vm: m.plan.vm, from: m.plan.from, to: m.plan.to, phase: m.phase, startedAt: m.startedAt, timeline: m.timeline })),
+        pendingCleanups: this.cleanups.list(),
+      });
+      const file = logFile();
+      return file ? { text, logFile: file } : { text };
+    },
     'hosts:trust-key': async (req: { id: string; fingerprint: string }) => {
       const host = await this.registry.get(req.id);
       const rt = this.runtime(host);
@@ -217,24 +260,30 @@ export class ConsoleService {
       const m = await this.engine.start(req, seen && Date.now() - seen.at < PREFLIGHT_KEPT_MS ? { preflight: seen.result } : {});
       return m.summary() as unknown as InvokeResponse<'migrations:start'>;
     },
-    'migrations:control': async (req: { id: string; control: MigrationControl }) => {
-      await this.engine.get(req.id).control(req.control);
+    'migrations:control': async (req: { id: string; control: MigrationControl; who?: string }) => {
+      await this.engine.get(req.id).control(req.control, req.who ?? 'user');
       return {};
     },
     'migrations:list': async () => this.engine.list() as unknown as InvokeResponse<'migrations:list'>,
+    'migrations:history': async (req: { id: string }) => this.historyOf(req.id),
     'migrations:preflight': async (req: MigrationPlan) => {
+      // A leftover destination QEMU of an earlier failure is stopped before it is checked for.
+      // (Only over a live connection: a host being reconnected gets its cleanups when it is back.)
+      const rtTo = this.runtimes.get(req.to);
+      if (this.cleanups.list(req.to).length && rtTo?.transport.state === 'connected') await this.cleanups.runFor(req.to, rtTo.transport).catch(hostLog.dropped(`pending cleanups on ${req.to}`));
       const result = await preflight(req, this.engineHosts);
       const now = Date.now();
       for (const [k, v] of this.preflights) if (now - v.at >= PREFLIGHT_KEPT_MS) this.preflights.delete(k);
       this.preflights.set(preflightKey(req), { at: now, result });
       return result;
     },
-    'lab:demo': async (req: { bandwidthMBps?: number; workingSetMiB?: number; dirtyMiBps?: number }) => {
+    'lab:demo': async (req: { bandwidthMBps?: number; workingSetMiB?: number; dirtyMiBps?: number; compare?: 'postcopy' | 'converge'; qemuB?: string }) => {
       if (this.demoRunning) throw new FerryException('ALREADY_EXISTS', 'the lab demo is already running');
       this.demoRunning = true;
       try {
-        const runs = await runLabDemo({ root: this.labRoot, engine: this.engine, ...req });
-        return { runs: runs.map((r) => ({ ...r, timeline: path.basename(r.timeline) })) };
+        const notes: string[] = [];
+        const runs = await runLabDemo({ root: this.labRoot, engine: this.engine, ...req, onNote: (t) => notes.push(t) });
+        return { runs: runs.map((r) => ({ ...r, timeline: path.basename(r.timeline) })), ...(notes.length ? { notes } : {}) };
       } finally {
         this.demoRunning = false;
       }
@@ -245,8 +294,8 @@ export class ConsoleService {
       const st = await labStatus(this.labRoot);
       return { running: st.hosts.some((h) => h.vms.some((v) => v.runState !== 'stopped')), vms: st.hosts.reduce((a, h) => a + h.vms.length, 0), netns: st.netns !== undefined };
     },
-    'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg' }) => {
-      const r = await this.changingVms(() => labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}) }));
+    'lab:up': async (req: { accel?: 'auto' | 'kvm' | 'tcg'; qemuB?: string }) => {
+      const r = await this.changingVms(() => labUp({ root: this.labRoot, ...(req.accel ? { accel: req.accel } : {}), ...(req.qemuB ? { qemuB: req.qemuB } : {}) }));
       if (r.vm) this.labStartedHere = true;
       return { bootMs: r.bootMs, started: r.vm !== undefined };
     },
@@ -291,6 +340,32 @@ export class ConsoleService {
       return p;
     },
   };
+
+  /**
+   * A migration's history: from the engine's memory while this process knows it (a snapshot
+   * taken synchronously, so every event sent before the reply is in it and every later one
+   * is newer), else from its timeline file (a migration an earlier process ran).
+   */
+  private async historyOf(id: string): Promise<InvokeResponse<'migrations:history'>> {
+    const m = this.engine.find(id);
+    if (m) return { ...m.history(), source: 'memory' } as unknown as InvokeResponse<'migrations:history'>;
+    const name = await this.timelineNameOf(id);
+    const parsed = parseTimeline(await readTimelineText(this.timelineDir, name));
+    if (parsed.header?.migrationId !== id) throw new FerryException('NOT_FOUND', `timeline ${name} is not that of migration "${id}"`, { id });
+    const entry = entryFromTimeline(parsed);
+    const summary = { ...entry.summary, timeline: path.join(this.timelineDir, name), ...(entry.final ? { final: entry.final } : {}) };
+    const records = parsed.records.filter((r) => r.type !== 'sample' && r.type !== 'guest' && r.type !== 'header');
+    return { summary, samples: parsed.samples, records, source: 'timeline' } as unknown as InvokeResponse<'migrations:history'>;
+  }
+
+  /** The file in the timeline directory that records migration `id`: its default name, else the one whose header names it. */
+  private async timelineNameOf(id: string): Promise<string> {
+    const own = `${id}.ferry.jsonl`;
+    const files = await listTimelines(this.timelineDir);
+    const hit = files.find((f) => f.name === own && f.migrationId === id) ?? files.find((f) => f.migrationId === id);
+    if (!hit) throw new FerryException('NOT_FOUND', `no migration with id "${id}" (not running here, and no timeline of it in ${this.timelineDir})`, { id });
+    return hit.name;
+  }
 
   /** Runs something that starts, stops or pauses VMs: the cached run states are stale after it. */
   private async changingVms<T>(fn: () => Promise<T>): Promise<T> {
@@ -364,17 +439,61 @@ export class ConsoleService {
     rt.reconnectTimer = undefined;
     if (rt.transport.state === 'connected') {
       this.setState(host.id, rt, 'connected');
+      this.onConnected(host, rt);
       return;
     }
     this.setState(host.id, rt, 'connecting');
     try {
       await rt.transport.connect();
       rt.reconnectDelay = this.options.reconnectDelayMs ?? 1000;
+      rt.everConnected = true;
       this.setState(host.id, rt, 'connected');
+      this.onConnected(host, rt);
     } catch (e) {
-      this.setState(host.id, rt, 'failed', toFerryError(e));
+      const fe = toFerryError(e);
+      this.setState(host.id, rt, 'failed', fe);
+      // A host that was up and dropped keeps being retried, whoever's attempt just failed;
+      // a refused key or login is not retried by itself (it needs the user).
+      if (rt.everConnected && RETRIED.includes(fe.code)) this.scheduleReconnect(host, rt);
       throw e;
     }
+  }
+
+  /**
+   * Each time a host is (re)connected: leftover destination QEMUs of failed migrations are
+   * stopped, and (in a console or `ferry recover`) the migrations a previous Ferry process
+   * started from this host are picked up and recorded to the end.
+   */
+  private onConnected(host: HostConfig, rt: HostRuntime): void {
+    if (this.cleanups.list(host.id).length) void this.cleanups.runFor(host.id, rt.transport).then((vms) => vms.length && this.vmStates.clear(), hostLog.dropped(`pending cleanups on ${host.id}`));
+    if (this.options.recoverOnConnect && !rt.recovered) {
+      rt.recovered = true;
+      const scan = this.engine.recover([host.id]).then((found) => {
+        if (found.length) hostLog.info(`${host.id}: picked up ${found.length} migration(s) a previous Ferry started: ${found.map((m) => m.id).join(', ')}`);
+        return found;
+      }, (e: unknown) => {
+        hostLog.warn(`recovering migrations on ${host.id}: ${toFerryError(e).message}`);
+        return [] as Migration[];
+      });
+      this.recoveries.push(scan);
+    }
+  }
+
+  private readonly recoveries: Promise<Migration[]>[] = [];
+
+  /** The migrations picked up so far by `recoverOnConnect` (waits for scans in flight). */
+  async recovered(): Promise<Migration[]> {
+    return (await Promise.all(this.recoveries)).flat();
+  }
+
+  /**
+   * What a long-lived console does when it starts: connect every configured host (a host
+   * that needs the user — a passphrase, a new host key — shows why on the board), which also
+   * picks up migrations still running from a previous Ferry. Resolves when every attempt ended.
+   */
+  async connectAll(): Promise<void> {
+    const hosts = await this.registry.list();
+    await Promise.all(hosts.map((h) => this.connectHost(h).catch(hostLog.dropped(`connecting ${h.id} at start`, 'info'))));
   }
 
   private scheduleReconnect(host: HostConfig, rt: HostRuntime): void {
@@ -422,23 +541,36 @@ export class ConsoleService {
   private readonly factCache = new Map<string, { at: number; facts: NonNullable<HostInfo['facts']> }>();
 
   /**
-   * QEMU version, available memory and KVM, cached for 10 s (the board refreshes often).
-   * A fact the host could not be asked for (busy, dropped) is never guessed: the last known
-   * one stays, and `unavailable` says why the rest is missing.
+   * QEMU version and newer features (its schema), available memory and KVM, cached for 10 s
+   * (the board refreshes often). A fact the host could not be asked for (busy, dropped) is
+   * never guessed: the last known one stays, and `unavailable` says why the rest is missing.
    */
   private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
-    const hit = this.factCache.get(host.id);
+    const key = `${host.id}\n${host.qemu?.binary ?? ''}`;
+    const hit = this.factCache.get(key);
     if (hit && Date.now() - hit.at < 10_000) return hit.facts;
     const t = await this.transportOf(host.id);
-    const [v, mem, kvm] = await Promise.allSettled([qemuVersionOf(t), t.readFile('/proc/meminfo'), detectAccel(t)]);
-    const facts: NonNullable<HostInfo['facts']> = {};
+    const qemu = qemuOf(host);
+    const qemuFacts = async () => {
+      const version = await qemuVersionOf(t, qemu); // throws when the host could not be asked
+      if (!version) return undefined;
+      const probe = await probeQemu(t, qemu).catch((e: unknown) => {
+        hostLog.warn(`${host.id}: ${toFerryError(e).message}`, { host: host.id });
+        return undefined;
+      });
+      return { version: probe?.version ?? version.join('.'), features: probe ? optionalFeatures(probe.features) : undefined };
+    };
+    const [v, mem, kvm] = await Promise.allSettled([qemuFacts(), t.readFile('/proc/meminfo'), detectAccel(t)]);
+    const facts: NonNullable<HostInfo['facts']> = { qemuBinary: qemu.binary };
     const failures: string[] = [];
     const known = hit?.facts;
     if (v.status === 'fulfilled') {
-      if (v.value) facts.qemuVersion = v.value.join('.');
+      if (v.value) facts.qemuVersion = v.value.version;
+      if (v.value?.features) facts.qemuFeatures = v.value.features;
     } else {
       failures.push(toFerryError(v.reason).message);
       if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
+      if (known?.qemuFeatures) facts.qemuFeatures = known.qemuFeatures;
     }
     if (host.libvirt) {
       const lv = await this.libvirt.get(host, t).then((c) => c.run(['version', '--daemon'])).then(parseVersion).catch(hostLog.dropped(`libvirt's version on ${host.id}`, 'debug'));
@@ -461,7 +593,7 @@ export class ConsoleService {
       hostLog.warn(`${host.id}: facts not read: ${[...new Set(failures)].join('; ')}`);
       return facts; // not cached: asked again on the next refresh
     }
-    this.factCache.set(host.id, { at: Date.now(), facts });
+    this.factCache.set(key, { at: Date.now(), facts });
     return facts;
   }
 
@@ -476,8 +608,17 @@ export class ConsoleService {
     await rt.transport.close();
   }
 
+  /** Answers `ferry control` / `ferry migrations` from other shells (see control-server.ts). */
+  async listenForControl(describe: string): Promise<void> {
+    if (this.control) return;
+    this.control = await startControlServer(this.configDir, (channel, request) => this.invoke(channel, request), describe);
+  }
+
+  private control: ControlServer | undefined;
+
   async dispose(): Promise<void> {
     this.disposed = true;
+    await this.control?.close().catch(hostLog.dropped('closing the control socket'));
     await this.engine.dispose();
     await Promise.all([...this.runtimes.keys()].map((id) => this.drop(id)));
     await this.libvirt.closeAll();

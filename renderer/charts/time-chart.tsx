@@ -4,13 +4,16 @@ import { lttb } from '../../shared/analysis/lttb';
 import { formatUnit, PHASE_COLORS } from '../../shared/report/picture';
 import type { ChartRow, ChartSpec, PhaseSpan, SeriesDef } from '../../shared/report/picture';
 import { niceStep } from '../../shared/report/svg-chart';
+import { sliceOf } from '../../shared/model/ring';
+import type { Seq } from '../../shared/model/ring';
 
 export type { ChartRow, PhaseSpan, SeriesDef } from '../../shared/report/picture';
 export { PHASE_COLORS };
 
 interface Props {
   spec: ChartSpec;
-  rows: readonly ChartRow[];
+  /** An array (a recorded timeline) or the live store's ring of rows. */
+  rows: Seq<ChartRow>;
   phases?: readonly PhaseSpan[];
   passes?: readonly number[];
   /** Points handed to recharts at most: about the chart's pixel width. */
@@ -34,34 +37,78 @@ function labelOf(state: unknown): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
+/** First index whose row is at or after `t` (rows are in time order). */
+function firstAtOrAfter(rows: Seq<ChartRow>, t: number): number {
+  let lo = 0;
+  let hi = rows.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (rows.at(mid)!.t < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** Rows inside [from, to], plus one neighbour each side so lines run to the edges. */
-function windowOf(rows: readonly ChartRow[], from: number, to: number): readonly ChartRow[] {
-  let a = 0;
-  while (a < rows.length && rows[a]!.t < from) a++;
-  let b = rows.length;
-  while (b > a && rows[b - 1]!.t > to) b--;
-  return rows.slice(Math.max(0, a - 1), Math.min(rows.length, b + 1));
+function windowOf(rows: Seq<ChartRow>, from: number, to: number): Seq<ChartRow> {
+  const a = firstAtOrAfter(rows, from);
+  let b = firstAtOrAfter(rows, to);
+  while (b < rows.length && rows.at(b)!.t <= to) b++;
+  return sliceOf(rows, Math.max(0, a - 1), Math.min(rows.length, b + 1));
 }
 
 /**
- * The downsampled rows, outside React's props: a live update changes only this, so the
- * recharts frame (axes, grid, bands, marks) is not re-rendered for it — only the paths are.
+ * What changes on every live sample, outside React's props: the downsampled rows, the
+ * phase bands (the current one grows) and the pass markers. A live update changes only this, so the recharts
+ * frame (axes, grid, marks) is not re-rendered for it — only the paths and bands are.
  */
+interface Live {
+  rows: readonly ChartRow[];
+  phases: readonly PhaseSpan[];
+  passes: readonly number[];
+  /** Where the frame's axes put [x0, x1] and [0, yTop], and the plot area: read from recharts by <Geometry>. */
+  geo?: Geo;
+}
+
+interface Geo {
+  x0: number;
+  x1: number;
+  yTop: number;
+  xa: number;
+  xb: number;
+  ya: number;
+  yb: number;
+  area?: { x: number; y: number; width: number; height: number };
+}
+
 interface RowsStore {
-  get: () => readonly ChartRow[];
-  set: (rows: readonly ChartRow[]) => void;
+  get: () => Live;
+  set: (next: Omit<Live, 'geo'>) => void;
+  setGeo: (geo: Geo | undefined) => void;
   subscribe: (l: () => void) => () => void;
 }
 
-function makeRowsStore(initial: readonly ChartRow[]): RowsStore {
-  let rows = initial;
+const sameGeo = (a: Geo | undefined, b: Geo | undefined) =>
+  a === b || (a !== undefined && b !== undefined && a.x0 === b.x0 && a.x1 === b.x1 && a.yTop === b.yTop && a.xa === b.xa && a.xb === b.xb && a.ya === b.ya && a.yb === b.yb
+    && a.area?.x === b.area?.x && a.area?.y === b.area?.y && a.area?.width === b.area?.width && a.area?.height === b.area?.height);
+
+function makeRowsStore(initial: Omit<Live, 'geo'>): RowsStore {
+  let live: Live = initial;
   const listeners = new Set<() => void>();
+  const emit = () => {
+    for (const l of [...listeners]) l();
+  };
   return {
-    get: () => rows,
+    get: () => live,
     set: (next) => {
-      if (next === rows) return;
-      rows = next;
-      for (const l of [...listeners]) l();
+      if (next.rows === live.rows && next.phases === live.phases && next.passes === live.passes) return;
+      live = { ...next, ...(live.geo ? { geo: live.geo } : {}) };
+      emit();
+    },
+    setGeo: (geo) => {
+      if (sameGeo(geo, live.geo)) return;
+      live = { rows: live.rows, phases: live.phases, passes: live.passes, ...(geo ? { geo } : {}) };
+      emit();
     },
     subscribe: (l) => {
       listeners.add(l);
@@ -100,23 +147,26 @@ function yTopOf(rows: readonly ChartRow[], spec: ChartSpec): number {
 }
 
 /**
- * The series themselves: one SVG path each, drawn with the chart's own scales. Recharts
- * draws axes, grid, bands, marks and tooltip; handing it the lines too costs tens of ms per
- * live update (it re-derives every point through its store), this costs well under one.
+ * An integer count of tenths as decimal text, exactly as String(q / 10) prints it ("12",
+ * "12.5", "-0.3"), without the float-to-text conversion that dominated drawing a path.
  */
-function SeriesPaths({ store, series, x0, x1, yTop }: { store: RowsStore; series: readonly SeriesDef[]; x0: number; x1: number; yTop: number }) {
-  const data = useSyncExternalStore(store.subscribe, store.get);
-  const x = useXAxisScale();
-  const y = useYAxisScale();
-  const area = usePlotArea();
+export function tenths(q: number): string {
+  if (q < 0) return `-${tenths(-q)}`;
+  const r = q % 10;
+  return r === 0 ? String(q / 10) : `${(q - r) / 10}.${r}`;
+}
+
+/**
+ * The series themselves, one SVG path each, and the phase bands behind them, drawn with the
+ * chart's own scales. Recharts draws axes, grid, marks and tooltip; handing it the lines
+ * or the growing current band too costs tens of ms per live update (it re-derives every
+ * point and every reference item through its store), this costs well under one.
+ */
+function SeriesPaths({ store, series }: { store: RowsStore; series: readonly SeriesDef[] }) {
+  const { rows: data, phases, passes, geo } = useSyncExternalStore(store.subscribe, store.get);
   const clipId = `clip-${useId().replace(/[^A-Za-z0-9_-]/g, '')}`;
-  if (!x || !y) return null;
-  // Both axes are linear: two points give each scale, then a tight loop (no per-point calls).
-  const xa = Number(x(x0));
-  const xb = Number(x(x1));
-  const ya = Number(y(0));
-  const yb = Number(y(yTop));
-  if (![xa, xb, ya, yb].every(Number.isFinite) || x1 === x0 || yTop === 0) return null;
+  if (!geo) return null;
+  const { x0, x1, yTop, xa, xb, ya, yb, area } = geo;
   const kx = (xb - xa) / (x1 - x0);
   const ky = (yb - ya) / yTop;
   return (
@@ -126,23 +176,58 @@ function SeriesPaths({ store, series, x0, x1, yTop }: { store: RowsStore; series
           <rect x={area.x} y={area.y - 2} width={area.width} height={area.height + 4} />
         </clipPath>
       )}
+      {area && phases.map((p, i) => {
+        const a = xa + (p.from - x0) * kx;
+        const b = xa + (Math.max(p.to, p.from + 0.001) - x0) * kx;
+        return <rect key={`${p.phase}-${i}`} className="phase-band" data-phase={p.phase} x={Math.round(a * 10) / 10} y={area.y} width={Math.max(0, Math.round((b - a) * 10) / 10)} height={area.height} fill={PHASE_COLORS[p.phase] ?? '#ccc'} fillOpacity={0.12} />;
+      })}
+      {area && passes.map((t, i) => {
+        // Where pass i + 2 began: a dashed line and its number (recharts' ReferenceLine would
+        // re-dispatch every line and mark to its store whenever one is added).
+        const x = Math.round((xa + (t - x0) * kx) * 10) / 10;
+        return (
+          <g key={`pass-${i}`} className="pass-marker">
+            <line x1={x} x2={x} y1={area.y} y2={area.y + area.height} stroke="#64748b" strokeDasharray="2 3" />
+            <text x={x + 3} y={area.y + 10} fontSize={9} fill="#64748b">{i + 2}</text>
+          </g>
+        );
+      })}
       {series.map((s) => {
-        // "M x y x y ...": pairs after a moveto are implicit linetos.
-        const xy: number[] = [];
+        // "M x y x y ...": pairs after a moveto are implicit linetos; coordinates to 0.1 px.
+        let d = '';
         for (const r of data) {
           const v = r[s.key];
           if (v === undefined) continue;
-          xy.push(Math.round((xa + (r.t - x0) * kx) * 10) / 10, Math.round((ya + v * ky) * 10) / 10);
+          d += `${d ? ' ' : 'M'}${tenths(Math.round((xa + (r.t - x0) * kx) * 10))} ${tenths(Math.round((ya + v * ky) * 10))}`;
         }
-        return xy.length ? <path key={s.key} className="series-line" data-series={s.key} d={`M${xy.join(' ')}`} fill="none" stroke={s.color} strokeWidth={1.6} strokeDasharray={s.dashed ? '5 4' : undefined} strokeLinejoin="round" /> : null;
+        return d ? <path key={s.key} className="series-line" data-series={s.key} d={d} fill="none" stroke={s.color} strokeWidth={1.6} strokeDasharray={s.dashed ? '5 4' : undefined} strokeLinejoin="round" /> : null;
       })}
     </g>
   );
 }
 
+/**
+ * Reads the frame's scales and plot area from recharts (its selectors run here, when the
+ * frame changes, not on every live sample) and hands them to <SeriesPaths> through the store.
+ */
+function Geometry({ store, x0, x1, yTop }: { store: RowsStore; x0: number; x1: number; yTop: number }) {
+  const x = useXAxisScale();
+  const y = useYAxisScale();
+  const plot = usePlotArea();
+  let geo: Geo | undefined;
+  if (x && y) {
+    // Both axes are linear: two points give each scale, then a tight loop (no per-point calls).
+    const g: Geo = { x0, x1, yTop, xa: Number(x(x0)), xb: Number(x(x1)), ya: Number(y(0)), yb: Number(y(yTop)) };
+    if (plot) g.area = { x: plot.x, y: plot.y, width: plot.width, height: plot.height };
+    if ([g.xa, g.xb, g.ya, g.yb].every(Number.isFinite) && x1 !== x0 && yTop !== 0) geo = g;
+  }
+  useLayoutEffect(() => store.setGeo(geo));
+  return null;
+}
+
 /** Values of every series at the hovered time, from the rows (the lines are not recharts items). */
 function HoverValues({ active, label, store, spec }: { active?: boolean; label?: unknown; store: RowsStore; spec: ChartSpec }) {
-  const data = store.get();
+  const data = store.get().rows;
   const t = Number(label);
   if (!active || !Number.isFinite(t) || data.length === 0) return null;
   let best = data[0]!;
@@ -165,10 +250,10 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
   const visible = useMemo(() => (domain ? windowOf(rows, domain[0], domain[1]) : rows), [rows, domain]);
   const data = useMemo(() => {
     const first = spec.series[0]?.key ?? 't';
-    return lttb(visible, maxPoints, (r) => r.t, (r) => r[first] ?? 0);
+    return lttb(visible, maxPoints, (r) => r.t, (r) => r[first] ?? 0, { x: 't', y: first });
   }, [visible, spec.series, maxPoints]);
-  const [store] = useState(() => makeRowsStore(data));
-  useLayoutEffect(() => store.set(data), [store, data]);
+  const [store] = useState(() => makeRowsStore({ rows: data, phases, passes }));
+  useLayoutEffect(() => store.set({ rows: data, phases, passes }), [store, data, phases, passes]);
   // Over the drawn (downsampled) rows: the axis fits what is on screen, at a fraction of the cost.
   const yTop = yTopOf(data, spec);
   const x0 = domain?.[0] ?? 0;
@@ -195,14 +280,8 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
     const format = (v: number) => formatUnit(spec.unit, v);
     return (
       <ResponsiveContainer width="100%" height={height}>
-        <LineChart data={store.get()} margin={MARGIN} {...(interactive ? { onMouseDown, onMouseMove, onMouseUp } : {})}>
+        <LineChart data={store.get().rows} margin={MARGIN} {...(interactive ? { onMouseDown, onMouseMove, onMouseUp } : {})}>
           <CartesianGrid strokeDasharray="3 3" className="grid" />
-          {phases.map((p, i) => (
-            <ReferenceArea key={`${p.phase}-${i}`} x1={p.from} x2={Math.max(p.to, p.from + 0.001)} fill={PHASE_COLORS[p.phase] ?? '#ccc'} fillOpacity={0.12} ifOverflow="hidden" />
-          ))}
-          {passes.map((x, i) => (
-            <ReferenceLine key={`pass-${i}`} x={x} stroke="#64748b" strokeDasharray="2 3" className="pass-marker" ifOverflow="hidden" label={{ value: `${i + 2}`, position: 'insideTopLeft', fontSize: 9, fill: '#64748b' }} />
-          ))}
           {(spec.marks ?? []).map((m) => (
             <ReferenceLine key={m.label} y={m.y} stroke={m.color} strokeDasharray="6 3" label={{ value: m.label, position: 'insideTopRight', fontSize: 10, fill: m.color }} />
           ))}
@@ -214,11 +293,12 @@ export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASE
           <XAxis dataKey="t" type="number" domain={[x0, x1]} allowDataOverflow tickFormatter={(v: number) => `${v.toFixed(x1 - x0 < 10 ? 1 : 0)}s`} fontSize={11} />
           <YAxis tickFormatter={format} width={64} fontSize={11} domain={[0, yTop]} ticks={yTicks(yTop)} allowDataOverflow type="number" />
           <Tooltip content={(p) => <HoverValues active={p.active} label={p.label} store={store} spec={spec} />} isAnimationActive={false} />
-          <SeriesPaths store={store} series={spec.series} x0={x0} x1={x1} yTop={yTop} />
+          <Geometry store={store} x0={x0} x1={x1} yTop={yTop} />
+          <SeriesPaths store={store} series={spec.series} />
         </LineChart>
       </ResponsiveContainer>
     );
-  }, [store, spec, height, interactive, onMouseDown, onMouseMove, onMouseUp, phases, passes, xMarks, cursor, drag, x0, x1, yTop]);
+  }, [store, spec, height, interactive, onMouseDown, onMouseMove, onMouseUp, xMarks, cursor, drag, x0, x1, yTop]);
   return (
     <figure className="chart" aria-label={spec.title} data-chart={spec.id}>
       <figcaption>{spec.title}</figcaption>

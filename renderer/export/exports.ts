@@ -23,9 +23,9 @@ export function fileName(p: string): string {
   return p.replace(/^.*[\\/]/, '');
 }
 
-/** `demo-1.ferry.jsonl` → `demo-1` (what exported files are named after). */
+/** `demo-1.ferry.jsonl` → `demo-1`, `task.log` → `task` (what exported files are named after). */
 export function baseName(name: string): string {
-  return fileName(name).replace(/(\.ferry)?\.jsonl$/, '');
+  return fileName(name).replace(/(\.ferry)?\.jsonl$|\.(log|txt|json)$/, '');
 }
 
 /** Every chart of a migration stacked in one SVG (the report's charts). */

@@ -1,6 +1,7 @@
 /**
  * The console's state: zustand, in slices (hosts, vms, migrations, ui). Samples live in a
- * per-migration ring buffer that is replaced on every update, never mutated, so narrow
+ * per-migration ring buffer (shared/model/ring.ts) that is replaced on every update, never
+ * mutated as far as anyone holding an old one can see, and costs O(1) per sample; narrow
  * selectors re-render only what changed.
  */
 import { create } from 'zustand';
@@ -9,14 +10,16 @@ import type { VmInfo } from '../../shared/model/vm';
 import type { MigrationFinal, MigrationPhase, MigrationPlanInput, MigrationSample } from '../../shared/model/migration';
 import type { PreflightResult } from '../../shared/model/preflight';
 import type { FerryError } from '../../shared/errors';
-import type { EvacuationSummary, TimelineFile } from '../../shared/contract';
-import { entryFromTimeline, logLine } from '../../shared/report/picture';
+import type { EvacuationSummary, MigrationHistory, TimelineFile } from '../../shared/contract';
+import type { TimelineRecord } from '../../shared/model/timeline';
+import { entryFromRecords, entryFromTimeline, logLine } from '../../shared/report/picture';
 import type { LogEntry, MigrationEntry } from '../../shared/report/picture';
-import { parseTimeline, TIMELINE_FORMAT } from '../../shared/model/timeline';
+import { parseAnyTimeline } from '../../shared/import/open-timeline';
 import { compareHtml, reportHtml } from '../../shared/report/report-html';
 import { baseName, downloadText } from '../export/exports';
 import type { ParsedTimeline } from '../../shared/model/timeline';
 import { ferry } from '../bridge/ferry-bridge';
+import { pushTo, Ring } from '../../shared/model/ring';
 
 export const RING = 36_000; // one hour at 10 Hz
 
@@ -90,7 +93,8 @@ export interface ConsoleState {
   closeTimeline(key: string): void;
   show(view: ConsoleView): void;
   /** The lab demo: precopy then postcopy of one workload, then their comparison. */
-  runDemo(): Promise<void>;
+  /** `converge`: auto-converge vs dirty-limit (offered where a lab host's QEMU has dirty-limit). */
+  runDemo(compare?: 'postcopy' | 'converge'): Promise<void>;
   /** Downloads the HTML report of the timeline (or comparison) on screen. */
   exportReport(): void;
   refreshVms(hostId: string): Promise<void>;
@@ -110,7 +114,17 @@ export interface ConsoleState {
   toast(text: string, kind?: 'ok' | 'error' | 'info'): void;
   guestCommand(hostId: string, vm: string, command: string): Promise<void>;
   toggleTheme(): void;
+  /** Puts the diagnostics text on the clipboard (or downloads it where the clipboard is refused). */
+  copyDiagnostics(): Promise<void>;
   applySample(id: string, sample: MigrationSample): void;
+  /**
+   * Fetches a migration's whole history from the service and merges it into its entry: a
+   * console that joined late (a tab opened or reloaded mid-migration, or after it) then
+   * holds, and draws, what one that watched from the start holds.
+   */
+  hydrate(id: string): Promise<void>;
+  /** Hydrates every migration not yet ended again (after the connection to the service was lost: events may be missing). */
+  resync(): Promise<void>;
   applyStarted(summary: MigrationSummaryPayload): void;
   applyPhase(id: string, phase: MigrationPhase, from: MigrationPhase, reason?: string, t?: number): void;
   applyEnded(id: string, final: MigrationFinal): void;
@@ -120,11 +134,49 @@ type ControlFn = (id: string, control: { action: 'cancel' } | { action: 'set-ban
 
 let toastId = 1;
 
+const startedLine = (summary: MigrationSummaryPayload): LogEntry => ({ t: summary.startedAt, kind: 'info', text: `migration ${summary.id} started` });
+
+/** The entry a history makes: what a console that received every event since the start holds. */
+export function entryFromHistory(h: MigrationHistory): MigrationEntry {
+  // The store keeps a sample only if it is newer than the last one: the same rule here.
+  const samples: MigrationSample[] = [];
+  for (const x of h.samples as unknown as MigrationSample[]) if (!(samples.length && x.t <= samples.at(-1)!.t)) samples.push(x);
+  const e = entryFromRecords(h.summary, h.records as unknown as TimelineRecord[], samples);
+  return { ...e, samples: Ring.from(samples, RING), log: [startedLine(h.summary), ...e.log] };
+}
+
+const logKey = (l: LogEntry) => `${l.kind}\n${l.t}\n${l.text}`;
+
+/**
+ * A history merged with the entry as it stands (events may have arrived while the history
+ * was on its way, before or after the service took it): the history's items, then what the
+ * entry has that the history has not — samples newer than its last, phases and log lines it
+ * lacks. Nothing twice, nothing lost, whichever of the two is ahead.
+ */
+export function mergeHistory(base: MigrationEntry, cur: MigrationEntry | undefined): MigrationEntry {
+  if (!cur) return base;
+  let samples = base.samples;
+  const lastT = samples.at(-1)?.t ?? -Infinity;
+  for (const x of cur.samples) if (x.t > lastT) samples = pushTo(samples, x, RING);
+  const havePhase = new Set(base.phases.map((p) => `${p.phase}@${p.t}`));
+  // The entry's first phase is the one it was created with (the summary's phase then), not a change.
+  const phases = [...base.phases, ...cur.phases.slice(1).filter((p) => !havePhase.has(`${p.phase}@${p.t}`))].sort((a, b) => a.t - b.t);
+  const haveLine = new Set(base.log.map(logKey));
+  const log = [...base.log, ...cur.log.filter((l) => !haveLine.has(logKey(l)) && !(l.kind === 'end' && base.final))].sort((a, b) => a.t - b.t);
+  const final = base.final ?? cur.final;
+  const phase = final?.outcome ?? phases.at(-1)?.phase ?? base.summary.phase;
+  return { ...base, summary: { ...base.summary, phase }, samples, phases, log, ...(final ? { final } : {}) };
+}
+
+/** Hydrations in flight, by migration id (one at a time each). */
+const hydrating = new Set<string>();
+
 const emptyEntry = (summary: MigrationSummaryPayload): MigrationEntry => ({
   summary,
-  samples: summary.last ? [summary.last as MigrationSample] : [],
+  samples: Ring.from(summary.last ? [summary.last as MigrationSample] : [], RING),
   phases: [{ phase: summary.phase, t: summary.startedAt }],
-  log: [{ t: summary.startedAt, kind: 'info', text: `migration ${summary.id} started` }],
+  log: [startedLine(summary)],
+  ...(summary.final ? { final: summary.final as MigrationFinal } : {}),
 });
 
 export const useConsole = create<ConsoleState>()((set, get) => ({
@@ -169,11 +221,15 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
   },
 
   openTimelineText(name, text) {
-    const parsed = parseTimeline(text);
-    if (!parsed.header || parsed.header.format !== TIMELINE_FORMAT) {
-      get().toast(`${name} is not a Ferry timeline (its first line is not a ${TIMELINE_FORMAT} header)`, 'error');
+    let parsed: ParsedTimeline;
+    try {
+      // A Ferry timeline, a Proxmox VE task log or a guestperf report: told apart by their first line.
+      parsed = parseAnyTimeline(text, name);
+    } catch (e) {
+      get().toast((e as Error).message, 'error');
       return false;
     }
+    if (!parsed.header) return false;
     const key = `${parsed.header.migrationId}:${name}`;
     const open: OpenTimeline = { key, name, parsed, entry: entryFromTimeline(parsed) };
     set((s) => ({ timelines: [...s.timelines.filter((t) => t.key !== key), open], view: { kind: 'timeline', key } }));
@@ -220,16 +276,17 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     }
   },
 
-  async runDemo() {
+  async runDemo(compare) {
     set({ demo: { running: true }, view: { kind: 'live' } });
-    const r = await ferry().invoke('lab:demo', {});
+    const r = await ferry().invoke('lab:demo', compare ? { compare } : {});
     if (!r.ok) {
       set({ demo: { running: false, error: r.error.message } });
       get().toast(`Demo failed: ${r.error.message}`, 'error');
       return;
     }
     const keys: string[] = [];
-    for (const run of r.value.runs) {
+    for (const note of r.value.notes ?? []) get().toast(note, 'info');
+    for (const run of r.value.runs.filter((x) => x.overlay !== false)) {
       const t = await ferry().invoke('timelines:read', { name: run.timeline });
       if (t.ok && get().openTimelineText(run.label, t.value.text)) keys.push(get().timelines.at(-1)!.key);
     }
@@ -246,6 +303,7 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     set({ hosts: hosts.value, error: undefined });
     if (lab.ok) set((s) => ({ lab: { ...s.lab, running: lab.value.running } }));
     if (migs.ok) {
+      const joined: string[] = [];
       set((s) => {
         const migrations = { ...s.migrations };
         const order = [...s.order];
@@ -253,10 +311,13 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
           if (!migrations[m.id]) {
             migrations[m.id] = emptyEntry(m);
             order.push(m.id);
+            joined.push(m.id);
           }
         }
         return { migrations, order };
       });
+      // Migrations this console did not see start: their story so far.
+      for (const id of joined) void get().hydrate(id);
     }
     await Promise.all(hosts.value.filter((h) => h.state === 'connected').map((h) => get().refreshVms(h.config.id)));
   },
@@ -293,12 +354,15 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
       get().toast(`Migration not started: ${r.error.message}`, 'error');
       return false;
     }
+    const seen = get().migrations[r.value.id] !== undefined;
     set((s) => ({
       migrations: s.migrations[r.value.id] ? s.migrations : { ...s.migrations, [r.value.id]: emptyEntry(r.value) },
       order: s.order.includes(r.value.id) ? s.order : [...s.order, r.value.id],
       selected: r.value.id,
       plan: undefined,
     }));
+    // Its migration:started event comes first; if it was missed, the history covers what it brought.
+    if (!seen) void get().hydrate(r.value.id);
     return true;
   },
 
@@ -388,6 +452,22 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     else get().toast(`${vm}: ${r.error.message}`, 'error');
   },
 
+  async copyDiagnostics() {
+    const r = await ferry().invoke('diagnostics:get', {});
+    if (!r.ok) {
+      get().toast(`Diagnostics: ${r.error.message}`, 'error');
+      return;
+    }
+    try {
+      await navigator.clipboard.writeText(r.value.text);
+      get().toast(`Diagnostics copied (${r.value.text.split('\n').length} lines)${r.value.logFile ? `; the full log is ${r.value.logFile}` : ''}`, 'ok');
+    } catch {
+      // The browser refused the clipboard (no permission, not focused): hand it over as a file.
+      downloadText('ferry-diagnostics.txt', r.value.text, 'text/plain');
+      get().toast('Clipboard refused: diagnostics downloaded as ferry-diagnostics.txt', 'info');
+    }
+  },
+
   toggleTheme() {
     const theme = get().theme === 'light' ? 'dark' : 'light';
     localStorage.setItem('ferry-theme', theme);
@@ -404,15 +484,37 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
       if (!e) return s;
       const prev = e.samples.at(-1);
       if (prev && sample.t <= prev.t) return s; // already have it (e.g. the summary's last sample)
-      const samples = e.samples.length >= RING ? [...e.samples.slice(e.samples.length - RING + 1), sample] : [...e.samples, sample];
-      return { migrations: { ...s.migrations, [id]: { ...e, samples } } };
+      // O(1): a new ring sharing the old one's items (which it never changes), not a copy of the hour.
+      return { migrations: { ...s.migrations, [id]: { ...e, samples: pushTo(e.samples, sample, RING) } } };
     });
+  },
+
+  async hydrate(id) {
+    if (hydrating.has(id)) return;
+    hydrating.add(id);
+    try {
+      const r = await ferry().invoke('migrations:history', { id });
+      set((s) => {
+        const cur = s.migrations[id];
+        if (!cur) return s;
+        if (!r.ok) return { migrations: { ...s.migrations, [id]: { ...cur, log: [...cur.log, { t: Date.now(), kind: 'error', text: `history not loaded (the charts start here): ${r.error.message}` }] } } };
+        return { migrations: { ...s.migrations, [id]: mergeHistory(entryFromHistory(r.value), cur) } };
+      });
+    } finally {
+      hydrating.delete(id);
+    }
+  },
+
+  async resync() {
+    const { migrations } = get();
+    await Promise.all(Object.keys(migrations).filter((id) => !migrations[id]!.final).map((id) => get().hydrate(id)));
   },
 
   applyPhase(id, phase, from, reason, t = Date.now()) {
     set((s) => {
       const e = s.migrations[id];
       if (!e) return s;
+      if (e.phases.some((p) => p.phase === phase && p.t === t)) return s; // already have it (from the history)
       return {
         migrations: {
           ...s.migrations,
@@ -432,6 +534,7 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     set((s) => {
       const cur = s.migrations[id];
       if (!cur) return s;
+      if (cur.final) return { migrations: { ...s.migrations, [id]: { ...cur, final } } }; // its end line came with the history
       const text = `${final.outcome}${final.reason ? `: ${final.reason}` : ''}${final.downtimeMs !== undefined ? `, downtime ${final.downtimeMs} ms` : ''}`;
       return { migrations: { ...s.migrations, [id]: { ...cur, final, summary: { ...cur.summary, phase: final.outcome }, log: [...cur.log, { t: Date.now(), kind: 'end', text }] } } };
     });

@@ -13,6 +13,7 @@ import type { MigrationPlanInput, MigrationSample } from '../../shared/model/mig
 import type { PreflightResult } from '../../shared/model/preflight';
 import type { SavedStateEntry, StateResult } from '../../shared/model/saved-state';
 import type { VmInfo } from '../../shared/model/vm';
+import { findLast } from '../../shared/model/ring';
 
 export interface BeyondPlan {
   copyStorage: boolean;
@@ -103,7 +104,7 @@ export function PlanBeyondOptions({ value, onChange }: { value: BeyondPlan; onCh
 export function BeyondPanel({ entry }: { entry: MigrationEntry }) {
   const plan = entry.summary.plan as { transport?: string; copyStorage?: boolean };
   const transport = (entry.summary as { transport?: string }).transport ?? plan.transport ?? 'tcp';
-  const last = [...entry.samples].reverse().find((s) => s.storage)?.storage;
+  const last = findLast(entry.samples, (s) => s.storage !== undefined)?.storage;
   const final = entry.final as (typeof entry.final & { tunnel?: { forwardBytes: number; backBytes: number }; storage?: { copiedBytes: number; readyMs?: number; removedTargets?: string[] } }) | undefined;
   return (
     <div className="beyond" data-testid="beyond-panel">

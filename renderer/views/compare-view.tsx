@@ -9,7 +9,7 @@ export function CompareView({ keys }: { keys: string[] }) {
   const show = useConsole((s) => s.show);
   const exportReport = useConsole((s) => s.exportReport);
   const items = useMemo(() => keys.map((k) => timelines.find((t) => t.key === k)).filter((t) => t !== undefined), [keys, timelines]);
-  const data = useMemo(() => compareData(items.map((t) => ({ name: t.name, entry: t.entry, truncated: t.parsed.truncated }))), [items]);
+  const data = useMemo(() => compareData(items.map((t) => ({ name: t.name, entry: t.entry, truncated: t.parsed.truncated, qemu: { source: t.parsed.header?.source.qemuVersion, destination: t.parsed.header?.destination?.qemuVersion } }))), [items]);
   const domain = useMemo(() => [0, data.xMax] as const, [data.xMax]);
   if (items.length < 2) return <p className="empty">Pick at least two open timelines to compare.</p>;
   return (

@@ -3,6 +3,7 @@ import { useConsole } from '../store/console-store';
 import type { HostInfo } from '../../shared/contract';
 import { AddHostForm } from './host-dialogs';
 import type { VmInfo } from '../../shared/model/vm';
+import type { MigrationSample } from '../../shared/model/migration';
 import { SavedStates } from './beyond-views';
 
 function Workload({ vm }: { vm: VmInfo }) {
@@ -26,7 +27,12 @@ function Sparkline({ vm }: { vm: VmInfo }) {
     }
     return undefined;
   });
-  const pts = (values ?? []).filter((v) => v.dirtyRate !== undefined).slice(-60);
+  // The last 60 samples with a dirty rate, read from the end (the history may hold an hour).
+  const pts: MigrationSample[] = [];
+  for (let i = (values?.length ?? 0) - 1; i >= 0 && pts.length < 60; i--) {
+    const v = values!.at(i)!;
+    if (v.dirtyRate !== undefined) pts.unshift(v);
+  }
   if (pts.length < 2) return null;
   const max = Math.max(...pts.map((p) => p.dirtyRate!), 1);
   const d = pts.map((p, i) => `${(i / (pts.length - 1)) * 100},${20 - (p.dirtyRate! / max) * 18}`).join(' ');

@@ -4,6 +4,7 @@
  * file). The live view and the timeline viewer both render this, so they look the same.
  */
 import { memo, useMemo } from 'react';
+import type { ChartSpec } from '../../shared/report/picture';
 import { TimeChart } from '../charts/time-chart';
 import { chartSpecs, figuresOf, passStarts, phaseSpans, rowsOf } from '../../shared/report/picture';
 import type { LogEntry, MigrationEntry } from '../../shared/report/picture';
@@ -35,7 +36,9 @@ export const MigrationCharts = memo(function MigrationCharts({ entry, interactio
   const now = entry.samples.at(-1)?.t ?? start;
   const phases = useMemo(() => phaseSpans(entry.phases, start, now), [entry.phases, start, now]);
   const passes = useMemo(() => passStarts(entry.samples, start), [entry.samples, start]);
-  const specs = useMemo(() => chartSpecs(entry, rows), [entry.summary.plan, entry.final, entry.samples, rows]);
+  const fresh = useMemo(() => chartSpecs(entry, rows), [entry.summary.plan, entry.final, entry.samples, rows]);
+  // The same specs (same objects) until one changes: a live sample then leaves every chart's frame alone.
+  const specs = useStableSpecs(fresh);
   return (
     <div className="charts">
       {specs.map((spec) => (
@@ -44,6 +47,12 @@ export const MigrationCharts = memo(function MigrationCharts({ entry, interactio
     </div>
   );
 });
+
+function useStableSpecs(specs: ChartSpec[]): ChartSpec[] {
+  const key = JSON.stringify(specs);
+  // keyed on the content on purpose, not on the (new every sample) array
+  return useMemo(() => specs, [key]);
+}
 
 export function EventLog({ log, limit = 40, startedAt }: { log: readonly LogEntry[]; limit?: number; startedAt?: number }) {
   return (

@@ -6,6 +6,7 @@ import { formatBytes, formatMs, formatRate } from '../../shared/analysis/units';
 import { BeyondPanel } from './beyond-views';
 import { TERMINAL_PHASES } from '../../shared/model/migration';
 import type { MigrationPhase } from '../../shared/model/migration';
+import { findLast } from '../../shared/model/ring';
 
 const VERDICT_WORDS = { converging: 'Converging', slow: 'Converging slowly', never: 'Not converging: dirtying outpaces the transfer', unknown: 'Measuring…' } as const;
 
@@ -36,7 +37,7 @@ export function MigrationView({ id }: { id: string }) {
   const phase = entry.summary.phase;
   const ended = TERMINAL_PHASES.includes(phase);
   const pct = last?.totalBytes && last.remainingBytes !== undefined ? Math.max(0, Math.min(100, (1 - last.remainingBytes / last.totalBytes) * 100)) : 0;
-  const pr = [...entry.samples].reverse().find((s) => s.projection)?.projection;
+  const pr = findLast(entry.samples, (s) => s.projection !== undefined)?.projection;
   const limit = plan.downtimeLimitMs ?? 300;
   const pol = (plan as { policy?: { name: string; allowPostcopy?: boolean } }).policy;
   const postcopyPlanned = (plan.mode !== undefined && plan.mode !== 'precopy') || pol?.name === 'postcopy-when-never' || (pol?.name === 'deadline' && pol.allowPostcopy === true);

@@ -16,7 +16,7 @@ async function openFiles(files: FileList | File[]): Promise<void> {
   }
 }
 
-/** Drop a `.ferry.jsonl` anywhere on the window to open it. */
+/** Drop a `.ferry.jsonl` (or a Proxmox task log, a guestperf report) anywhere on the window to open it. */
 export function useDropToOpen(): boolean {
   const [over, setOver] = useState(false);
   useEffect(() => {
@@ -51,11 +51,11 @@ export function OpenTimelineButton() {
   const input = useRef<HTMLInputElement>(null);
   return (
     <>
-      <button type="button" onClick={() => input.current?.click()} title="Open a recorded .ferry.jsonl, or drop it on the window (o)">Open timeline…</button>
+      <button type="button" onClick={() => input.current?.click()} title="Open a recorded .ferry.jsonl, a Proxmox VE migration task log or a QEMU guestperf report, or drop it on the window (o)">Open timeline…</button>
       <input
         ref={input}
         type="file"
-        accept=".jsonl,application/jsonl,application/x-ndjson"
+        accept=".jsonl,.log,.txt,.json,application/jsonl,application/x-ndjson,application/json,text/plain"
         multiple
         hidden
         data-testid="timeline-file"

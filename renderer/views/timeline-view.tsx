@@ -10,6 +10,8 @@ import { EventLog, FinalFigures, MigrationCharts } from './migration-picture';
 import type { ChartInteraction } from './migration-picture';
 import { sampleAt } from '../../shared/report/picture';
 import { timelineToCsv, timelineToJson } from '../../shared/report/export';
+import { OPENMETRICS_CONTENT_TYPE, timelineToOpenMetrics } from '../../shared/report/metrics';
+import { IMPORT_FORMAT_NAMES } from '../../shared/report/report-html';
 import { formatBytes, formatMs, formatRate } from '../../shared/analysis/units';
 import type { MigrationSample } from '../../shared/model/migration';
 import { baseName, download, downloadText, stackedChartsSvg, svgToPng } from '../export/exports';
@@ -32,7 +34,10 @@ export function cursorValues(s: MigrationSample, startedAt: number): { id: strin
   if (s.guest) v.push({ id: 'stall', label: 'Guest stall', value: formatMs(s.guest.stallMs) });
   if (s.cpuThrottlePct !== undefined) v.push({ id: 'throttle', label: 'CPU throttle', value: `${s.cpuThrottlePct}%` });
   if (s.postcopyRequests !== undefined) v.push({ id: 'requests', label: 'Page requests', value: String(s.postcopyRequests) });
-  if (s.xbzrle) v.push({ id: 'xbzrle', label: 'XBZRLE misses', value: String(s.xbzrle.cacheMiss) });
+  if (s.xbzrle) {
+    const x = s.xbzrle;
+    v.push({ id: 'xbzrle', label: 'XBZRLE misses', value: x.cacheMiss !== undefined ? String(x.cacheMiss) : x.cacheMissRate !== undefined ? `${(x.cacheMissRate * 100).toFixed(2)}% of pages` : '?' });
+  }
   if (s.downtimeMs !== undefined) v.push({ id: 'downtime', label: 'Downtime', value: formatMs(s.downtimeMs) });
   return v;
 }
@@ -42,6 +47,7 @@ export function TimelineView({ open }: { open: OpenTimeline }) {
   const toast = useConsole((s) => s.toast);
   const exportReport = useConsole((s) => s.exportReport);
   const { entry, parsed, name } = open;
+  const imported = parsed.header?.imported;
   const start = entry.summary.startedAt;
   const tMax = Math.max(0.1, ((entry.samples.at(-1)?.t ?? start) - start) / 1000);
   const [cursor, setCursor] = useState(0);
@@ -80,11 +86,12 @@ export function TimelineView({ open }: { open: OpenTimeline }) {
           {plan.vm ?? '?'}: {plan.from ?? '?'} → {plan.to ?? '?'}
         </h2>
         <span className={`phase-badge phase-${entry.summary.phase}`} data-testid="phase">{entry.summary.phase}</span>
-        <span className="muted small" title={name}>{name} · {new Date(start).toLocaleString()} · {plan.mode ?? 'precopy'}{parsed.header?.mode === 'attach' ? ' · watched' : ''}</span>
+        <span className="muted small" title={name}>{name} · {new Date(start).toLocaleString()} · {plan.mode ?? 'precopy'}{parsed.header?.mode === 'attach' ? ' · watched' : ''}{imported ? ' · imported' : ''}{parsed.readOnly ? ' · read-only' : ''}</span>
         <div className="spacer" />
         <div className="export" role="group" aria-label="export">
           <button type="button" onClick={() => downloadText(`${base}.csv`, timelineToCsv(parsed), 'text/csv')}>CSV</button>
           <button type="button" onClick={() => downloadText(`${base}.json`, timelineToJson(parsed), 'application/json')}>JSON</button>
+          <button type="button" onClick={() => downloadText(`${base}.om.txt`, timelineToOpenMetrics(parsed), OPENMETRICS_CONTENT_TYPE)} title="OpenMetrics with timestamps, for promtool tsdb create-blocks-from openmetrics">OpenMetrics</button>
           <button type="button" onClick={() => void exportPng()}>PNG</button>
           <button type="button" onClick={exportReport} title="A self-contained HTML report (e)">HTML report</button>
           <button type="button" onClick={() => closeTimeline(open.key)} aria-label="close timeline">✕</button>
@@ -92,8 +99,35 @@ export function TimelineView({ open }: { open: OpenTimeline }) {
       </header>
       {parsed.truncated && (
         <p className="warn banner-warn" role="alert" data-testid="truncated">
-          This timeline is truncated: the recording stopped before the migration ended{parsed.badLines.length ? ` (${parsed.badLines.length} unreadable lines skipped)` : ''}. Showing its {parsed.records.length} complete records.
+          This timeline is truncated: the recording stopped before the migration ended. Showing its {parsed.records.length} complete records.
         </p>
+      )}
+      {parsed.notices.map((n) => (
+        <p key={n} className="warn banner-warn" role="alert" data-testid="timeline-notice">{n}</p>
+      ))}
+      {parsed.problems.length > 0 && (
+        <details className="timeline-problems" data-testid="timeline-problems">
+          <summary>Unreadable lines ({parsed.problems.length})</summary>
+          <ul>
+            {parsed.problems.slice(0, 200).map((p, i) => (
+              <li key={i}>{p.line !== undefined ? `line ${p.line}` : (p.where ?? 'input')}: {p.reason}</li>
+            ))}
+          </ul>
+        </details>
+      )}
+      {imported && (
+        <div className="imported banner-info" data-testid="imported">
+          <p>
+            Imported from {IMPORT_FORMAT_NAMES[imported.format]}{imported.name ? ` (${imported.name})` : ''}. Not in the source, so not shown:{' '}
+            <span data-testid="imported-absent">{imported.absent.join('; ')}</span>.
+          </p>
+          {imported.notes.length > 0 && (
+            <details>
+              <summary>How it was read</summary>
+              <ul>{imported.notes.map((n) => <li key={n}>{n}</li>)}</ul>
+            </details>
+          )}
+        </div>
       )}
       {entry.final ? <FinalFigures final={entry.final} /> : <p className="muted">No end recorded: last phase {entry.summary.phase}.</p>}
       <div className="scrub">

@@ -21,6 +21,18 @@ export const SshHostSettingsSchema = z.object({
 });
 export type SshHostSettings = z.infer<typeof SshHostSettingsSchema>;
 
+/**
+ * Which QEMU a host runs VMs with, when not the `qemu-system-x86_64` on its PATH (e.g. a
+ * newer build beside the distribution's). `dataDir` is its firmware/ROM folder (`-L`).
+ */
+export const QemuInstallSchema = z.object({
+  binary: z.string().min(1).max(4096).refine((s) => !/[\s\0]/.test(s) && !s.startsWith('-'), 'qemu.binary: a path or command name without spaces, not starting with "-"'),
+  dataDir: z.string().startsWith('/', 'qemu.dataDir must be an absolute path').max(4096).optional(),
+  /** qemu-img of the same build, for storage copies (default `qemu-img`). */
+  img: z.string().min(1).max(4096).refine((s) => !/[\s\0]/.test(s) && !s.startsWith('-'), 'qemu.img: a path or command name without spaces').optional(),
+}).strict();
+export type QemuInstall = z.infer<typeof QemuInstallSchema>;
+
 export const HostConfigSchema = z.object({
   id: HostIdSchema,
   /** Display name; defaults to the id. */
@@ -49,6 +61,8 @@ export const HostConfigSchema = z.object({
   imagesDir: z.string().startsWith('/', 'imagesDir must be an absolute path').optional(),
   /** Where saved VM states live (`ferry save`); default /var/lib/ferry/states. */
   statesDir: z.string().startsWith('/', 'statesDir must be an absolute path').optional(),
+  /** The QEMU this host starts VMs with (default: `qemu-system-x86_64` on its PATH). */
+  qemu: QemuInstallSchema.optional(),
   /** Extra globs of QMP sockets of VMs Ferry did not start. */
   qmpSocketGlobs: z.array(z.string().startsWith('/')).optional(),
   /**

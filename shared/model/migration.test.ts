@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MigrationPlanSchema, phaseForStatus, sampleFromQueryMigrate } from './migration';
+import { MigrationPlanSchema, migrationRunning, phaseForStatus, sampleFromQueryMigrate } from './migration';
 
 // A query-migrate reply as QEMU 7.2 sends it mid-precopy.
 const active = {
@@ -67,5 +67,29 @@ describe('MigrationPlanSchema', () => {
     expect(msgs).toContain('maxBandwidth: bandwidth must be positive');
     expect(MigrationPlanSchema.safeParse({ vm: 'demo', from: 'a', to: 'b', mode: 'postcopy-after' }).error?.issues[0]?.message).toBe('postcopy-after needs postcopyAfterPasses');
     expect(MigrationPlanSchema.parse({ vm: 'demo', from: 'a', to: 'b' }).mode).toBe('precopy');
+  });
+});
+
+describe('query-migrate of newer QEMUs', () => {
+  it('keeps fields it does not interpret in extra, reads dirty-limit figures, never drops a status', () => {
+    const s = sampleFromQueryMigrate({
+      status: 'postcopy-device', 'total-time': 10, 'dirty-limit-throttle-time-per-round': 2500, 'dirty-limit-ring-full-time': 100,
+      'socket-address': [{ type: 'inet', port: '1' }], 'future-field': { a: 1 },
+      ram: { transferred: 5, 'page-size': 4096, 'dirty-sync-missed-zero-copy': 0, 'pages-per-second': 7 },
+    }, 1, 1, 'postcopy');
+    expect(s).toMatchObject({ status: 'postcopy-device', transferredBytes: 5, dirtyLimitThrottleUs: 2500, dirtyLimitRingFullUs: 100, totalTimeMs: 10 });
+    expect(s.extra).toEqual({ 'socket-address': [{ type: 'inet', port: '1' }], 'future-field': { a: 1 }, 'ram.dirty-sync-missed-zero-copy': 0, 'ram.pages-per-second': 7 });
+    expect(sampleFromQueryMigrate({ status: 'none' }, 1, 1, 'setup').extra).toBeUndefined();
+  });
+
+  it('maps 9.1 postcopy-recover-setup and 10.2 postcopy-device; an unknown status keeps the phase', () => {
+    expect(phaseForStatus('postcopy-recover-setup', true, 'postcopy-paused')).toBe('postcopy-paused');
+    expect(phaseForStatus('postcopy-recover-setup', true, 'postcopy')).toBe('postcopy-paused');
+    expect(phaseForStatus('postcopy-device', true, 'precopy')).toBe('postcopy');
+    expect(phaseForStatus('some-status-of-qemu-12', false, 'precopy')).toBe('precopy');
+    expect(migrationRunning('postcopy-recover-setup')).toBe(true);
+    expect(migrationRunning('some-status-of-qemu-12')).toBe(true);
+    expect(migrationRunning('completed')).toBe(false);
+    expect(migrationRunning(undefined)).toBe(false);
   });
 });

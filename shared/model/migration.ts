@@ -28,7 +28,11 @@ export const MIGRATION_PHASES = [
 export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
 export const TERMINAL_PHASES: readonly MigrationPhase[] = ['completed', 'failed', 'cancelled'];
 
-/** QEMU's MigrationStatus values (7.2); newer QEMUs may add more: kept as plain strings. */
+/**
+ * QEMU's MigrationStatus values; each QEMU has its own set (its schema says which: 9.1 added
+ * `postcopy-recover-setup`, 10.2 `postcopy-device`). Kept as plain strings: a status Ferry does
+ * not know is recorded as QEMU sent it and leaves the phase where it is.
+ */
 export type QemuMigrationStatus = string;
 
 /** Policies the engine consults on every sample (electron/core/migration/policies.ts). */
@@ -62,6 +66,18 @@ export const MigrationPlanSchema = z.object({
   /** XBZRLE cache size in bytes (enables xbzrle). */
   xbzrleCacheBytes: z.number().int().min(1 << 20).optional(),
   multifdChannels: z.number().int().min(1).max(64).optional(),
+  /**
+   * dirty-limit (QEMU 8.1+ on the source, KVM with a dirty ring): hold each vCPU's dirtying
+   * to this many MB/s while migrating — an alternative to auto-converge's CPU throttling.
+   */
+  dirtyLimitMBps: z.number().int().min(1).max(1_000_000).optional(),
+  /** switchover-ack (QEMU 8.1+ on both ends): the destination acknowledges before switchover. */
+  switchoverAck: z.boolean().optional(),
+  /**
+   * avail-switchover-bandwidth (QEMU 8.2+ on the source): bytes/s the final copy can use, for
+   * QEMU's switchover decision; `auto` = Ferry's own link estimate (learned from switchovers).
+   */
+  switchoverBandwidth: z.union([z.literal('auto'), z.number().int().positive()]).optional(),
   /**
    * Any other migration capability by its QAPI name (e.g. `zero-copy-send`, or
    * `switchover-ack` on QEMU 8.1+), set on both ends; preflight checks QEMU knows it.
@@ -102,6 +118,7 @@ export const MigrationPlanSchema = z.object({
 }).refine((p) => p.from !== p.to, { message: 'source and destination must be different hosts', path: ['to'] })
   .refine((p) => p.transport !== 'ssh-tunnel' || p.port === undefined, { message: 'a fixed port has no meaning with transport ssh-tunnel (the stream uses unix sockets inside SSH)', path: ['port'] })
   .refine((p) => p.storageBandwidth === undefined || p.copyStorage === true, { message: 'storageBandwidth only applies with copyStorage', path: ['storageBandwidth'] })
+  .refine((p) => !(p.autoConverge && p.dirtyLimitMBps !== undefined), { message: 'auto-converge and dirty-limit exclude each other: pick one', path: ['dirtyLimitMBps'] })
   .refine((p) => p.mode !== 'postcopy-after' || p.postcopyAfterPasses !== undefined, { message: 'postcopy-after needs postcopyAfterPasses', path: ['postcopyAfterPasses'] })
   .refine((p) => p.policy?.name !== 'dynamic-rate' || p.policy.minBandwidth <= p.policy.maxBandwidth, { message: 'dynamic-rate needs minBandwidth <= maxBandwidth', path: ['policy'] });
 
@@ -165,8 +182,18 @@ export interface MigrationSample {
   postcopyBytes?: number;
   multifdBytes?: number;
   postcopyRequests?: number;
-  xbzrle?: { cacheSize: number; bytes: number; pages: number; cacheMiss: number; cacheMissRate: number; encodingRate?: number; overflow: number };
+  /** XBZRLE cache figures; a field the source did not report (e.g. an imported log) is absent. */
+  xbzrle?: { cacheSize?: number; bytes: number; pages: number; cacheMiss?: number; cacheMissRate?: number; encodingRate?: number; overflow?: number };
   cpuThrottlePct?: number;
+  /** dirty-limit (QEMU 8.1+): time each vCPU was held back per dirty-ring round, µs. */
+  dirtyLimitThrottleUs?: number;
+  /** dirty-limit: time a vCPU waited on a full dirty ring, µs. */
+  dirtyLimitRingFullUs?: number;
+  /**
+   * Every `query-migrate` field Ferry does not interpret (a newer QEMU's, or one it reports
+   * only sometimes), as QEMU sent it: top-level names, and `ram.<name>` for the RAM figures.
+   */
+  extra?: Record<string, unknown>;
   /** QEMU's own projection. */
   expectedDowntimeMs?: number;
   setupTimeMs?: number;
@@ -216,9 +243,17 @@ export function put<T extends object, K extends keyof T>(o: T, key: K, value: T[
  * Normalises a `query-migrate` reply. `phase` is the engine's current phase (status alone
  * cannot tell precopy from stop-and-copy: that takes the source's STOP event).
  */
+/** query-migrate members this normaliser reads (the rest go to `extra`). */
+const READ_FIELDS = new Set(['status', 'ram', 'xbzrle-cache', 'cpu-throttle-percentage', 'expected-downtime', 'setup-time', 'total-time', 'downtime', 'error-desc', 'dirty-limit-throttle-time-per-round', 'dirty-limit-ring-full-time']);
+const READ_RAM_FIELDS = new Set(['page-size', 'dirty-sync-count', 'transferred', 'remaining', 'total', 'dirty-pages-rate', 'mbps', 'normal', 'duplicate', 'precopy-bytes', 'downtime-bytes', 'postcopy-bytes', 'multifd-bytes', 'postcopy-requests']);
+
 export function sampleFromQueryMigrate(raw: Record<string, unknown>, t: number, elapsedMs: number, phase: MigrationPhase): MigrationSample {
   const s: MigrationSample = { t, elapsedMs, status: typeof raw.status === 'string' ? raw.status : 'none', phase };
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) if (!READ_FIELDS.has(k)) extra[k] = v;
   const ram = (raw.ram ?? undefined) as Record<string, unknown> | undefined;
+  if (ram && typeof ram === 'object') for (const [k, v] of Object.entries(ram)) if (!READ_RAM_FIELDS.has(k)) extra[`ram.${k}`] = v;
+  if (Object.keys(extra).length) s.extra = extra;
   if (ram) {
     const pageSize = num(ram['page-size']);
     put(s, 'pass', num(ram['dirty-sync-count']));
@@ -252,6 +287,8 @@ export function sampleFromQueryMigrate(raw: Record<string, unknown>, t: number, 
     s.xbzrle = xb;
   }
   put(s, 'cpuThrottlePct', num(raw['cpu-throttle-percentage']));
+  put(s, 'dirtyLimitThrottleUs', num(raw['dirty-limit-throttle-time-per-round']));
+  put(s, 'dirtyLimitRingFullUs', num(raw['dirty-limit-ring-full-time']));
   put(s, 'expectedDowntimeMs', num(raw['expected-downtime']));
   put(s, 'setupTimeMs', num(raw['setup-time']));
   put(s, 'totalTimeMs', num(raw['total-time']));
@@ -287,8 +324,10 @@ function rawPhaseForStatus(status: string, sourceStopped: boolean, current: Migr
       return 'stop-and-copy';
     case 'postcopy-active':
     case 'postcopy-recover':
+    case 'postcopy-device': // 10.2: the device state still in flight after the switch
       return 'postcopy';
     case 'postcopy-paused':
+    case 'postcopy-recover-setup': // 9.1: a recovery being set up; the stream is not flowing yet
       return 'postcopy-paused';
     case 'completed':
       return TERMINAL_PHASES.includes(current) || current === 'activation' ? current : 'commitment';
@@ -299,6 +338,12 @@ function rawPhaseForStatus(status: string, sourceStopped: boolean, current: Migr
     case 'cancelled':
       return 'cancelled';
     default:
-      return current;
+      return current; // a status this Ferry does not know: the sample keeps it, the phase stays
   }
+}
+
+/** Statuses in which no migration runs; any other (known or newer) means one does. */
+export const IDLE_MIGRATION_STATUSES: readonly string[] = ['none', 'completed', 'failed', 'cancelled'];
+export function migrationRunning(status: string | undefined): boolean {
+  return status !== undefined && !IDLE_MIGRATION_STATUSES.includes(status);
 }

@@ -36,6 +36,13 @@ export const SaveRequestSchema = z.object({
   encryptTo: RecipientSchema.optional(),
   /** Resume the VM after saving (a checkpoint) instead of stopping it (parked). */
   keepRunning: z.boolean().optional(),
+  /**
+   * How the state is laid out: `stream` = the migration stream through an `exec:` pipeline
+   * (any QEMU; needed for compression and encryption); `mapped-ram` = QEMU 9.0+ writes the
+   * file itself (`file:` URI), every RAM page at a fixed offset, with multifd threads;
+   * `auto` (default) = mapped-ram where the QEMU's schema has it and nothing else is asked.
+   */
+  layout: z.enum(['auto', 'stream', 'mapped-ram']).optional(),
   sampleIntervalMs: z.number().int().min(20).max(10_000).optional(),
 }).strict();
 export type SaveRequest = z.output<typeof SaveRequestSchema>;
@@ -73,6 +80,9 @@ export const SavedStateMetaSchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   /** Bytes of migration stream QEMU produced (before compression). */
   streamBytes: z.number().optional(),
+  /** `mapped-ram`: written by QEMU itself with fixed offsets (restore needs a QEMU with mapped-ram). Absent: a stream. */
+  layout: z.enum(['stream', 'mapped-ram']).optional(),
+  multifdChannels: z.number().int().min(1).optional(),
   saveMs: z.number().optional(),
   timeline: z.string().optional(),
 });
@@ -102,6 +112,7 @@ export const StateResultSchema = z.object({
   streamBytes: z.number().optional(),
   compression: CompressionSchema,
   encryption: z.enum(['gpg', 'age']).optional(),
+  layout: z.enum(['stream', 'mapped-ram']).optional(),
   /** After a save: whether the VM still runs (keepRunning); after a restore: its run state. */
   runState: z.string(),
 });

@@ -5,6 +5,7 @@
  */
 import { formatBytes, formatMs, formatRate } from '../analysis/units';
 import { figuresOf } from './picture';
+import { findLast } from '../model/ring';
 import type { ChartRow, ChartSpec, MigrationEntry } from './picture';
 
 export const COMPARE_COLORS = ['#2563eb', '#dc2626', '#059669', '#7c3aed', '#d97706', '#0891b2'];
@@ -13,6 +14,8 @@ export interface CompareItem {
   name: string;
   entry: MigrationEntry;
   truncated?: boolean;
+  /** The timeline header's QEMU versions (source, destination). */
+  qemu?: { source?: string | undefined; destination?: string | undefined };
 }
 
 export interface CompareData {
@@ -33,7 +36,7 @@ export interface XMark {
 
 /** Wall-clock ms at which this migration began migrating (t = 0 of the overlay). */
 export function migrationStart(entry: MigrationEntry): number {
-  return entry.phases.find((p) => p.phase === 'setup')?.t ?? entry.samples[0]?.t ?? entry.summary.startedAt;
+  return entry.phases.find((p) => p.phase === 'setup')?.t ?? entry.samples.at(0)?.t ?? entry.summary.startedAt;
 }
 
 function modeOf(plan: Record<string, unknown>): string {
@@ -42,6 +45,7 @@ function modeOf(plan: Record<string, unknown>): string {
   const n = typeof plan.postcopyAfterPasses === 'number' ? plan.postcopyAfterPasses : undefined;
   const mode = raw === 'postcopy-after' && n !== undefined ? `postcopy after ${n} pass${n === 1 ? '' : 'es'}` : raw;
   const caps = ['autoConverge', 'xbzrle', 'multifd'].filter((k) => plan[k] === true);
+  if (typeof plan.dirtyLimitMBps === 'number') caps.push(`dirty-limit ${plan.dirtyLimitMBps} MB/s`);
   return `${mode}${policy?.name && policy.name !== 'manual' ? `, policy ${policy.name}` : ''}${caps.length ? ` + ${caps.join(', ')}` : ''}`;
 }
 
@@ -59,6 +63,8 @@ export function compareData(items: readonly CompareItem[]): CompareData {
       if (s.transferRate !== undefined) r[`xfer_${i}`] = s.transferRate;
       if (s.dirtyRate !== undefined) r[`dirty_${i}`] = s.dirtyRate;
       if (s.guest) r[`stall_${i}`] = s.guest.stallMs;
+      if (s.cpuThrottlePct !== undefined) r[`throttle_${i}`] = s.cpuThrottlePct;
+      if (s.dirtyLimitThrottleUs !== undefined) r[`dirtyLimit_${i}`] = s.dirtyLimitThrottleUs / 1000;
       rows.push(r);
       xMax = Math.max(xMax, t);
     }
@@ -70,12 +76,16 @@ export function compareData(items: readonly CompareItem[]): CompareData {
     { id: 'xfer', title: 'Transfer rate', unit: 'MB/s', series: series('xfer') },
     { id: 'dirty', title: 'Guest dirty rate', unit: 'MB/s', series: series('dirty') },
   ];
-  if (items.some((it) => it.entry.samples.some((s) => s.guest))) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: series('stall') });
+  // auto-converge vs dirty-limit: what each did to the guest's vCPUs
+  if (items.some((it) => findLast(it.entry.samples, (s) => Boolean(s.cpuThrottlePct)) !== undefined)) specs.push({ id: 'throttle', title: 'CPU throttle (auto-converge)', unit: '%', series: series('throttle') });
+  if (items.some((it) => findLast(it.entry.samples, (s) => s.dirtyLimitThrottleUs !== undefined) !== undefined)) specs.push({ id: 'dirty-limit', title: 'dirty-limit: vCPU throttle time per round', unit: 'ms', series: series('dirtyLimit') });
+  if (items.some((it) => findLast(it.entry.samples, (s) => Boolean(s.guest)) !== undefined)) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: series('stall') });
   const fig = (it: CompareItem, id: string) => (it.entry.final ? figuresOf(it.entry.final).find((f) => f.id === id)?.value : undefined) ?? '—';
   const plan = (it: CompareItem) => it.entry.summary.plan;
   const table: CompareData['table'] = [
     { label: 'VM', values: items.map((it) => `${String(plan(it).vm ?? '?')} ${String(plan(it).from ?? '?')} → ${String(plan(it).to ?? '?')}`) },
     { label: 'Mode', values: items.map((it) => modeOf(plan(it))) },
+    { label: 'QEMU', values: items.map((it) => `${it.qemu?.source ?? '?'} → ${it.qemu?.destination ?? '?'}`) },
     { label: 'Bandwidth cap', values: items.map((it) => (typeof plan(it).maxBandwidth === 'number' ? formatRate(plan(it).maxBandwidth as number) : 'none')) },
     { label: 'Downtime limit', values: items.map((it) => formatMs(typeof plan(it).downtimeLimitMs === 'number' ? (plan(it).downtimeLimitMs as number) : 300)) },
     { label: 'Outcome', values: items.map((it) => fig(it, 'outcome') + (it.truncated ? ' (truncated)' : '')) },

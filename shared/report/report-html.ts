@@ -3,7 +3,7 @@
  * final figures) or several overlaid. No script, no external resource, and a CSP that
  * forbids fetching anything, so the file opens offline in any browser and never calls home.
  */
-import type { ParsedTimeline } from '../model/timeline';
+import type { ParsedTimeline, TimelineImport } from '../model/timeline';
 import { chartSpecs, entryFromTimeline, figuresOf, passStarts, phaseSpans, rowsOf } from './picture';
 import type { MigrationEntry } from './picture';
 import { escapeXml, svgChart } from './svg-chart';
@@ -39,14 +39,35 @@ const time = (t: number, start: number) => `+${((t - start) / 1000).toFixed(2)} 
 /** The charts of one migration as SVG strings, the same specs as the console's. */
 export function entryCharts(entry: MigrationEntry, width = 900): string[] {
   const start = entry.summary.startedAt;
-  const rows = rowsOf(entry.samples, start);
+  const rows = Array.from(rowsOf(entry.samples, start)); // a report is drawn once: a plain copy
   const now = entry.samples.at(-1)?.t ?? start;
   const phases = phaseSpans(entry.phases, start, now);
   const passes = passStarts(entry.samples, start);
   return chartSpecs(entry, rows).map((spec) => svgChart({ spec, rows, phases, passes, width, height: 220 }));
 }
 
-export function reportHtml(t: ParsedTimeline, name = 'timeline'): string {
+export const IMPORT_FORMAT_NAMES: Record<TimelineImport['format'], string> = {
+  'proxmox-task-log': 'a Proxmox VE migration task log',
+  'qemu-guestperf': 'a QEMU guestperf report',
+};
+
+function originText(t: ParsedTimeline): string {
+  const h = t.header;
+  if (h?.imported) return `imported from ${IMPORT_FORMAT_NAMES[h.imported.format]}`;
+  return h?.mode === 'attach' ? 'watched (attach)' : 'run by Ferry';
+}
+
+function importedHtml(imp: TimelineImport): string {
+  return `<section id="imported"><h2>Imported from ${escapeXml(IMPORT_FORMAT_NAMES[imp.format])}${imp.name ? ` (${escapeXml(imp.name)})` : ''}</h2>` +
+    `<p>Not in the source, so not shown: ${escapeXml(imp.absent.join('; '))}.</p>` +
+    (imp.notes.length ? `<ul>${imp.notes.map((n) => `<li>${escapeXml(n)}</li>`).join('')}</ul>` : '') + '</section>';
+}
+
+/**
+ * `log`: Ferry's log lines around the migration (`ferry report --with-log`), for support
+ * staff: connections, refusals, reconnects and handled errors next to the timeline.
+ */
+export function reportHtml(t: ParsedTimeline, name = 'timeline', options: { log?: readonly string[] } = {}): string {
   const entry = entryFromTimeline(t);
   const h = t.header;
   const plan = entry.summary.plan as { vm?: string; from?: string; to?: string };
@@ -54,8 +75,10 @@ export function reportHtml(t: ParsedTimeline, name = 'timeline'): string {
   const title = `Ferry report: ${plan.vm ?? '?'} ${plan.from ?? '?'} → ${plan.to ?? '?'}`;
   const parts: string[] = [];
   parts.push(`<h1>${escapeXml(title)}</h1>`);
-  parts.push(`<p class="sub">${escapeXml(name)} · migration ${escapeXml(entry.summary.id)} · ${escapeXml(new Date(start).toISOString())} · ${h?.mode === 'attach' ? 'watched (attach)' : 'run by Ferry'}</p>`);
-  if (t.truncated) parts.push(`<p class="warn" role="alert">This timeline is truncated: the recording stopped before the migration ended${t.badLines.length ? ` (${t.badLines.length} unreadable lines skipped)` : ''}. Everything recorded up to then is shown.</p>`);
+  parts.push(`<p class="sub">${escapeXml(name)} · migration ${escapeXml(entry.summary.id)} · ${escapeXml(new Date(start).toISOString())} · ${originText(t)}</p>`);
+  if (t.truncated) parts.push(`<p class="warn" role="alert">This timeline is truncated: the recording stopped before the migration ended. Everything recorded up to then is shown.</p>`);
+  for (const n of t.notices) parts.push(`<p class="warn" role="alert">${escapeXml(n)}</p>`);
+  if (h?.imported) parts.push(importedHtml(h.imported));
   parts.push('<h2>Outcome</h2>');
   if (entry.final) {
     parts.push(`<dl class="figures" id="final-figures">${figuresOf(entry.final).map((f) => `<div data-figure="${f.id}"><dt>${escapeXml(f.label)}</dt><dd${f.cls ? ` class="${f.cls}"` : ''}>${escapeXml(f.value)}</dd></div>`).join('')}</dl>`);
@@ -81,11 +104,15 @@ export function reportHtml(t: ParsedTimeline, name = 'timeline'): string {
   parts.push(`<h2>Events (${entry.log.length})</h2><table id="events"><thead><tr><th>time</th><th>kind</th><th>what</th></tr></thead><tbody>`);
   for (const l of entry.log) parts.push(`<tr><td>${time(l.t, start)}</td>${td(l.kind)}${td(l.text)}</tr>`);
   parts.push('</tbody></table>');
+  if (options.log) {
+    parts.push(`<h2>Ferry log (${options.log.length} lines while it ran)</h2>`);
+    parts.push(options.log.length ? `<pre id="ferry-log">${escapeXml(options.log.join('\n'))}</pre>` : '<p id="ferry-log">Ferry logged nothing while this migration ran (or its log is not on this machine).</p>');
+  }
   return page(title, parts.join('\n'));
 }
 
 export function compareHtml(items: { name: string; timeline: ParsedTimeline }[]): string {
-  const c = compareData(items.map((i) => ({ name: i.name, entry: entryFromTimeline(i.timeline), truncated: i.timeline.truncated })));
+  const c = compareData(items.map((i) => ({ name: i.name, entry: entryFromTimeline(i.timeline), truncated: i.timeline.truncated, qemu: { source: i.timeline.header?.source.qemuVersion, destination: i.timeline.header?.destination?.qemuVersion } })));
   const title = `Ferry comparison: ${items.map((i) => i.name).join(' vs ')}`;
   const parts: string[] = [`<h1>${escapeXml(title)}</h1>`, `<p class="sub">${items.length} migrations aligned at the moment each began migrating (t = 0).</p>`];
   parts.push('<h2>Final figures</h2><table id="compare-table"><thead><tr><th></th>');

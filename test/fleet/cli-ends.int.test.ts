@@ -4,39 +4,16 @@
  * or jump host. Nothing Ferry opened may keep the process alive.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fleetAvailable, startFleet } from '../support/fleet';
 import type { Fleet } from '../support/fleet';
+import { runCli } from '../support/cli';
+import type { CliRun } from '../support/cli';
 
 const avail = fleetAvailable();
 if (!avail.ok) console.log(`[fleet] CLI exit tests skipped: ${avail.reason}`);
-
-export interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs the CLI from the source tree as a user would (`npx ferry …`), killed after `limitMs`. */
-export function runCli(args: string[], env: Record<string, string>, limitMs = 30_000): Promise<CliRun> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'electron/cli.ts', ...args], { env: { ...process.env, SSH_AUTH_SOCK: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: Date.now() - t0 });
-    });
-  });
-}
 
 describe.skipIf(!avail.ok)('every CLI command ends when the SSH host refuses or cannot be reached', () => {
   let fleet: Fleet;

@@ -12,6 +12,7 @@ import { fleetAvailable, startFleet } from '../support/fleet';
 import type { Fleet } from '../support/fleet';
 import { ConsoleService } from '../../electron/core/console-service';
 import { SshTransport } from '../../electron/core/transport/ssh-transport';
+import { measureClock, offsetBetween } from '../../electron/core/hosts/clock-offset';
 import { launchVm, vmFiles } from '../../electron/core/hosts/vm-launcher';
 import { demoVmSpec, waitGuestReady } from '../../electron/core/lab/local-lab';
 import { kvmUsable } from '../support/qemu';
@@ -93,6 +94,14 @@ describe.skipIf(!avail.ok)('the SSH fleet (jump host + two hypervisors, default 
     }
   });
 
+  it('reads two hosts sharing one clock, through the jump host, as well under 50 ms apart', async () => {
+    const [a, b] = await Promise.all([measureClock(await service.transportOf('hv1')), measureClock(await service.transportOf('hv2'))]);
+    const d = offsetBetween(a, b);
+    console.log(`[fleet] clock offset hv1/hv2 ${d.offsetMs.toFixed(2)} ± ${d.uncertaintyMs.toFixed(2)} ms (round trips ${a.rttMs.toFixed(2)}, ${b.rttMs.toFixed(2)} ms)`);
+    expect(Math.abs(d.offsetMs)).toBeLessThan(50);
+    expect(Math.abs(d.offsetMs)).toBeLessThanOrEqual(d.uncertaintyMs + 2);
+  });
+
   it('migrates the demo guest from hv1 to hv2 over the migration network, memory verified', async () => {
     const hv1 = service.registry;
     const h1 = await hv1.get('hv1');
@@ -148,6 +157,8 @@ describe.skipIf(!avail.ok)('a console session on the fleet stays inside sshd\'s 
       const byId = Object.fromEntries(pre.value.checks.map((c) => [c.id, c]));
       expect(byId['source-vm']?.status).toBe('pass');
       expect(byId['destination-qemu']?.status).toBe('pass');
+      expect(byId.clock?.status).toBe('pass');
+      expect(Number(/^(\d+) ±/.exec(byId.clock?.reason ?? '')?.[1])).toBeLessThan(50);
     }
     const m = await service.engine.start({ vm: 'demo', from: 'hv1', to: 'hv2', maxBandwidth: 60_000_000 });
     const pre2 = service.call('migrations:preflight', { vm: 'demo', from: 'hv1', to: 'hv2' });

@@ -51,6 +51,8 @@ export interface Fleet {
   sshdLogLines(host: FleetHost, re: RegExp): string[];
   /** Cuts (false) or restores (true) the migration link between hv1 and hv2. */
   setMigrationLink(up: boolean): void;
+  /** Cuts (false) or restores (true) a hypervisor's management link (its SSH path through the jump host). */
+  setManagementLink(host: FleetHost, up: boolean): void;
   /** Shapes the migration link (bit/s, null = unshaped), on both sending sides. */
   shapeMigrationLink(bitsPerSecond: number | null): void;
   /** Runs a command inside a host's namespace. */
@@ -252,6 +254,11 @@ export async function startFleet(options: { prefix?: string } = {}): Promise<Fle
     setMigrationLink(up) {
       ip(['-n', ns.hv1, 'link', 'set', dev.m1, up ? 'up' : 'down']);
       ip(['-n', ns.hv2, 'link', 'set', dev.m2, up ? 'up' : 'down']);
+    },
+    setManagementLink(host, up) {
+      const d = host.id === 'hv1' ? dev.j1 : host.id === 'hv2' ? dev.j2 : undefined;
+      if (!d) throw new Error('only hv1 and hv2 have a management link to cut');
+      ip(['-n', ns.jump, 'link', 'set', d, up ? 'up' : 'down']);
     },
     shapeMigrationLink(bits) {
       for (const [n, d] of [[ns.hv1, dev.m1], [ns.hv2, dev.m2]] as const) {

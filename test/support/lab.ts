@@ -47,7 +47,9 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
   const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-testcfg-'));
   let hosts = labHosts(root);
   let all = [...hosts, ...extraHosts(root)];
-  let service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts: all });
+  // Asked each time: a demo that moves a lab host to another QEMU is seen at once.
+  const builtinHosts = () => [...labHosts(root), ...extraHosts(root)];
+  let service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts });
   const local = new LocalTransport();
   const dirOf = (hostId: string) => {
     const h = all.find((x) => x.id === hostId);
@@ -67,12 +69,13 @@ export async function makeTestLab(serviceOptions: Partial<ConsoleServiceOptions>
       // FERRY_TEST_ACCEL=tcg runs a suite under TCG on a KVM machine (a test's own accel wins).
       const accel = process.env.FERRY_TEST_ACCEL;
       await labUp({ root, ...(accel === 'tcg' || accel === 'kvm' ? { accel } : {}), ...options });
-      if (options.netns && hosts[0]?.transport.kind === 'local' && !hosts[0].transport.netns) {
-        // The lab hosts are namespaces now: the service must see them as such.
+      const before = JSON.stringify(hosts);
+      if (JSON.stringify(labHosts(root)) !== before) {
+        // The lab hosts changed (namespaces now, another QEMU): the service must see them as they are.
         await service.dispose();
         hosts = labHosts(root);
         all = [...hosts, ...extraHosts(root)];
-        service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts: all });
+        service = new ConsoleService({ configDir, labRoot: root, ...serviceOptions, builtinHosts });
       }
     },
     async pidOn(hostId, vm = 'demo') {

@@ -27,9 +27,16 @@ export class HostRegistry {
   private hosts: HostConfig[] | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
-  /** `builtin` hosts (the local lab) are always listed and cannot be removed or shadowed. */
-  constructor(readonly configDir: string, private readonly builtin: readonly HostConfig[] = []) {
+  /**
+   * `builtin` hosts (the local lab) are always listed and cannot be removed or shadowed. A
+   * function is asked each time: the lab's hosts change when it is started on another QEMU.
+   */
+  constructor(readonly configDir: string, private readonly builtinHosts: readonly HostConfig[] | (() => readonly HostConfig[]) = []) {
     this.file = path.join(configDir, 'hosts.json');
+  }
+
+  private get builtin(): readonly HostConfig[] {
+    return typeof this.builtinHosts === 'function' ? this.builtinHosts() : this.builtinHosts;
   }
 
   async list(): Promise<HostConfig[]> {

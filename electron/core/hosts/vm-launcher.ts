@@ -9,8 +9,11 @@ import { FerryException, isFerryException } from '../../../shared/errors';
 import { VmNameSchema } from '../../../shared/model/vm';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
+import { DEFAULT_QEMU_BINARY, dataDirArgs, firmwareDirOf, probeQemu, qemuVersionOf, resolveMachine } from './qemu-install';
+import type { QemuInstall } from './qemu-install';
 
-export const QEMU_BINARY = 'qemu-system-x86_64';
+export const QEMU_BINARY = DEFAULT_QEMU_BINARY;
+export { qemuVersionOf };
 
 export interface VmDiskSpec {
   path: string;
@@ -24,6 +27,16 @@ export interface VmSpec {
   vcpus?: number;
   /** `auto` = KVM when /dev/kvm is usable on the host, else TCG. */
   accel?: 'auto' | 'kvm' | 'tcg';
+  /**
+   * KVM's dirty ring (entries per vCPU), e.g. 4096: needed by the `dirty-limit` capability
+   * (QEMU 8.1+). Ignored under TCG.
+   */
+  dirtyRingSize?: number;
+  /**
+   * Machine type. An alias (`pc`, `q35`) is resolved on the host's QEMU at launch and the
+   * concrete name (`pc-i440fx-7.2`) is what is started and recorded: an alias names a
+   * different machine on each QEMU version, and a migration needs the same one on both ends.
+   */
   machine?: string;
   cpu?: string;
   kernel?: string;
@@ -50,6 +63,9 @@ export interface LaunchedVm extends VmFiles {
   pid: number;
   argv: string[];
   accel: 'kvm' | 'tcg';
+  /** The concrete machine type it runs. */
+  machine: string;
+  qemuVersion: string;
 }
 
 /** What argv.json holds: enough to start the same VM again elsewhere. */
@@ -59,6 +75,9 @@ export interface ArgvRecord {
   argv: string[];
   spec: VmSpec;
   accel: 'kvm' | 'tcg';
+  /** The QEMU that runs it (absent: `qemu-system-x86_64` on the PATH) and its version. */
+  qemu?: QemuInstall;
+  qemuVersion?: string;
 }
 
 export function validateVmName(name: string): string {
@@ -81,19 +100,6 @@ export function vmFiles(runtimeDir: string, name: string): VmFiles {
   };
 }
 
-/**
- * The host's QEMU version as [major, minor, micro], or undefined when it has none that runs.
- * A host that could not be asked (busy, disconnected) is an error, never "no QEMU".
- */
-export async function qemuVersionOf(transport: HostTransport): Promise<[number, number, number] | undefined> {
-  const r = await transport.exec([QEMU_BINARY, '--version'], { timeoutMs: 10_000 }).catch((e: unknown) => {
-    if (isFerryException(e) && e.code === 'EXEC_FAILED' && e.details?.errno === 'ENOENT') return undefined; // local: not installed
-    throw e;
-  });
-  const m = r?.code === 0 ? /version (\d+)\.(\d+)\.(\d+)/.exec(r.stdout) : null;
-  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
-}
-
 /** KVM when /dev/kvm is readable and writable on the host, otherwise TCG. */
 export async function detectAccel(transport: HostTransport): Promise<'kvm' | 'tcg'> {
   const r = await transport.exec(['test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm']);
@@ -105,16 +111,18 @@ async function fileExists(transport: HostTransport, p: string): Promise<boolean>
 }
 
 /** The argv that starts `spec` daemonized with its runtime files in `files`. */
-export function buildArgv(spec: VmSpec, files: VmFiles, accel: 'kvm' | 'tcg', bios: string | undefined): string[] {
+export function buildArgv(spec: VmSpec, files: VmFiles, accel: 'kvm' | 'tcg', bios: string | undefined, qemu?: QemuInstall): string[] {
   if (!Number.isInteger(spec.memoryKiB) || spec.memoryKiB < 4096) {
     throw new FerryException('INVALID_REQUEST', `memory must be at least 4 MiB, got ${spec.memoryKiB} KiB`);
   }
+  const ring = accel === 'kvm' && spec.dirtyRingSize ? `,dirty-ring-size=${spec.dirtyRingSize}` : '';
   const argv = [
-    QEMU_BINARY,
+    qemu?.binary ?? QEMU_BINARY,
+    ...dataDirArgs(qemu),
     '-name', `${spec.name},process=ferry-${spec.name}`,
     '-nodefaults', '-no-user-config', '-display', 'none',
     '-machine', spec.machine ?? 'pc',
-    '-accel', accel,
+    '-accel', `${accel}${ring}`,
     '-cpu', spec.cpu ?? 'qemu64,-pni',
     '-m', `${spec.memoryKiB}k`,
     '-smp', String(spec.vcpus ?? 1),
@@ -179,8 +187,25 @@ async function readPid(transport: HostTransport, pidFile: string): Promise<numbe
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
-export async function launchVm(transport: HostTransport, runtimeDir: string, spec: VmSpec): Promise<LaunchedVm> {
-  const files = vmFiles(runtimeDir, spec.name);
+/**
+ * Starts `spec` on a host with its QEMU (`qemu`, default the PATH's). The machine type is
+ * made concrete on that QEMU first, and the record (argv.json) keeps the concrete machine,
+ * CPU model and firmware, so that a destination can be started with exactly the same.
+ */
+export async function launchVm(transport: HostTransport, runtimeDir: string, specIn: VmSpec, qemu?: QemuInstall): Promise<LaunchedVm> {
+  if (specIn.dirtyRingSize !== undefined && (!Number.isInteger(specIn.dirtyRingSize) || specIn.dirtyRingSize < 1024 || specIn.dirtyRingSize > 65536 || (specIn.dirtyRingSize & (specIn.dirtyRingSize - 1)) !== 0)) {
+    throw new FerryException('INVALID_REQUEST', `dirty ring size must be a power of two from 1024 to 65536, got ${specIn.dirtyRingSize}`);
+  }
+  const files = vmFiles(runtimeDir, specIn.name);
+  const probe = await probeQemu(transport, qemu).catch((e: unknown) => {
+    throw new FerryException('EXEC_FAILED', `QEMU cannot start VM "${specIn.name}" on ${transport.label}: ${e instanceof Error ? e.message : String(e)}`, { name: specIn.name });
+  });
+  const wanted = specIn.machine ?? 'pc';
+  const machine = resolveMachine(probe, wanted);
+  if (!machine) {
+    throw new FerryException('UNSUPPORTED', `machine type ${wanted} is not available in QEMU ${probe.version} on ${transport.label}`, { machine: wanted, qemuVersion: probe.version });
+  }
+  const spec: VmSpec = { ...specIn, machine: machine.name, cpu: specIn.cpu ?? 'qemu64,-pni' };
   const existing = await readPid(transport, files.pidFile);
   if (existing && (await processAlive(transport, existing))) {
     throw new FerryException('ALREADY_EXISTS', `VM "${spec.name}" is already running on ${transport.label} (pid ${existing})`, { name: spec.name, pid: existing });
@@ -193,9 +218,11 @@ export async function launchVm(transport: HostTransport, runtimeDir: string, spe
   if (accel === 'kvm' && spec.accel === 'kvm' && (await detectAccel(transport)) !== 'kvm') {
     throw new FerryException('UNSUPPORTED', `KVM is not usable on ${transport.label} (/dev/kvm missing or not accessible)`);
   }
-  const bios = spec.bios ?? ((await fileExists(transport, '/usr/share/qemu/qboot.rom')) ? '/usr/share/qemu/qboot.rom' : undefined);
-  const argv = buildArgv(spec, files, accel, bios);
-  const record: ArgvRecord = { version: 1, name: spec.name, argv, spec, accel };
+  const qboot = `${firmwareDirOf(qemu)}/qboot.rom`;
+  const bios = spec.bios ?? ((await fileExists(transport, qboot)) ? qboot : undefined);
+  if (bios) spec.bios = bios;
+  const argv = buildArgv(spec, files, accel, bios, qemu);
+  const record: ArgvRecord = { version: 1, name: spec.name, argv, spec, accel, qemuVersion: probe.version, ...(qemu && (qemu.binary !== QEMU_BINARY || qemu.dataDir) ? { qemu } : {}) };
   await transport.writeFile(files.argvFile, `${JSON.stringify(record, null, 2)}\n`, 0o600);
   const r = await transport.exec(argv, { timeoutMs: 60_000 });
   if (r.code !== 0) {
@@ -205,7 +232,7 @@ export async function launchVm(transport: HostTransport, runtimeDir: string, spe
   }
   const pid = await readPid(transport, files.pidFile);
   if (!pid) throw new FerryException('EXEC_FAILED', `QEMU started VM "${spec.name}" but wrote no pid file`, { name: spec.name });
-  return { name: spec.name, pid, argv, accel, ...files };
+  return { name: spec.name, pid, argv, accel, machine: machine.name, qemuVersion: probe.version, ...files };
 }
 
 /** Stops a VM: QMP `quit`, then SIGTERM and SIGKILL by pid after `timeoutMs`. Removes its dir. */
@@ -237,6 +264,36 @@ export async function stopVm(transport: HostTransport, runtimeDir: string, name:
   return { wasRunning: running };
 }
 
+/**
+ * Stops a VM by pid, no QMP asked: SIGTERM, then SIGKILL after `graceMs`; removes its dir.
+ * For a destination QEMU whose incoming migration failed or was cancelled: it holds no guest
+ * worth a graceful quit, and its monitor may be stuck behind a dead stream. Only a process
+ * whose command line still names the VM's runtime dir is signalled (a reused pid is left alone).
+ */
+export async function killVmByPid(transport: HostTransport, runtimeDir: string, name: string, options: { graceMs?: number } = {}): Promise<{ wasRunning: boolean }> {
+  const files = vmFiles(runtimeDir, name);
+  const pid = await readPid(transport, files.pidFile);
+  let running = pid !== undefined && (await processAlive(transport, pid));
+  if (running && pid !== undefined) {
+    const argv = await readProcessArgv(transport, pid).catch((e: unknown) => {
+      if (isMissing(e)) return [] as string[];
+      throw e;
+    });
+    running = argv.some((a) => a.includes(`${files.dir}/`));
+    if (running) {
+      const grace = options.graceMs ?? 1500;
+      await transport.exec(['kill', '-TERM', String(pid)]);
+      if (!(await waitGone(transport, pid, grace))) {
+        await transport.exec(['kill', '-KILL', String(pid)]);
+        if (!(await waitGone(transport, pid, 5000))) throw new FerryException('EXEC_FAILED', `${transport.label}: QEMU pid ${pid} of ${name} survived SIGKILL`, { pid });
+      }
+    }
+  }
+  const rm = await transport.exec(['rm', '-rf', '--', files.dir]);
+  if (rm.code !== 0) throw new FerryException('IO_ERROR', `${transport.label}: cannot remove ${files.dir}: ${rm.stderr.trim()}`);
+  return { wasRunning: running };
+}
+
 async function waitGone(transport: HostTransport, pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -248,8 +305,8 @@ async function waitGone(transport: HostTransport, pid: number, timeoutMs: number
 
 /** The argv a running process was started with, from /proc/PID/cmdline on its host. */
 export async function readProcessArgv(transport: HostTransport, pid: number): Promise<string[]> {
-  const buf = await transport.readFile(`/proc/${pid}/cmdline`).catch(() => {
-    throw new FerryException('NOT_FOUND', `no process ${pid} on ${transport.label}`, { pid });
+  const buf = await transport.readFile(`/proc/${pid}/cmdline`).catch((e: unknown) => {
+    throw isMissing(e) ? new FerryException('NOT_FOUND', `no process ${pid} on ${transport.label}`, { pid }) : e;
   });
   const parts = buf.toString('utf8').split('\0');
   if (parts.at(-1) === '') parts.pop();

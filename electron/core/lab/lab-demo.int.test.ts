@@ -89,4 +89,27 @@ describe('lab demo', () => {
     const back = await recordedOf({ vm: 'demo', from: 'lab-b', to: 'lab-a', maxBandwidth: 200e6 });
     expect(back.preflight).toBeUndefined();
   }, 180_000);
+
+  it('runs from whatever state the lab is in: the VM moved to lab-b by hand; a refused start leaves no tab and no VM', async () => {
+    const moved = await lab.service.engine.start({ vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 200e6 });
+    expect((await moved.whenDone()).outcome).toBe('completed');
+    expect(await lab.pidOn('lab-a')).toBeUndefined();
+    // A start from where the VM is not: announced, then ended at once (no tab stuck in preflight).
+    const seen: string[] = [];
+    const offs = [lab.service.on('migration:started', (x) => seen.push(`started ${x.id}`)), lab.service.on('migration:ended', (x) => seen.push(`ended ${x.id} ${x.final.outcome}`))];
+    const refused = await lab.service.call('migrations:start', { vm: 'demo', from: 'lab-a', to: 'lab-b' });
+    offs.forEach((o) => o());
+    expect(refused.ok).toBe(false);
+    expect(seen).toHaveLength(2);
+    expect(seen[1]).toMatch(/^ended \S+ failed$/);
+    expect(seen[0]!.slice('started '.length)).toBe(seen[1]!.split(' ')[1]);
+    const listed = await lab.service.call('migrations:list', {});
+    expect(listed.ok && listed.value.filter((m) => !['completed', 'failed', 'cancelled'].includes(m.phase))).toEqual([]);
+    const r = await lab.service.call('lab:demo', { bandwidthMBps: 80 });
+    if (!r.ok) throw new Error(r.error.message);
+    expect(r.value.runs.map((x) => x.outcome)).toEqual(['completed', 'completed']);
+    // Precopy went lab-b -> lab-a and postcopy back: one demo VM, on lab-b.
+    expect(await lab.pidOn('lab-b')).toBeGreaterThan(0);
+    expect(await lab.pidOn('lab-a')).toBeUndefined();
+  }, 240_000);
 });

@@ -26,7 +26,7 @@ describe('the local lab through the ferry CLI', () => {
     try {
       const up = ferry(['lab', 'up'], env);
       expect(up.code, up.out).toBe(0);
-      expect(up.out).toMatch(/started demo on lab-a \((kvm|tcg), pid \d+\) in \d+ ms/);
+      expect(up.out).toMatch(/started demo on lab-a \((kvm|tcg), QEMU \d+\.\d+\.\d+, machine pc-i440fx-\d+\.\d+, pid \d+\) in \d+ ms/);
       console.log(`[lab] ${up.out.split('\n')[0]}`);
       pid = Number(/pid (\d+)/.exec(up.out)![1]);
       expect(isAlive(pid)).toBe(true);

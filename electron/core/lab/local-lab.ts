@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FerryException } from '../../../shared/errors';
-import type { HostConfig } from '../../../shared/model/host';
+import type { HostConfig, QemuInstall } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
 import { LocalTransport, localTransportFor, writeFileAtomic } from '../transport/local-transport';
 import { launchVm, stopVm, processAlive, readPid, vmFiles } from '../hosts/vm-launcher';
@@ -40,6 +40,8 @@ export interface LabState {
   netns?: NetnsState;
   /** `ferry lab up --libvirt`: the two hosts are libvirt daemons (libvirt-lab.ts). */
   libvirt?: LibvirtLabState;
+  /** A lab host on another QEMU than the PATH's (`ferry lab up --qemu-b PATH`). */
+  qemu?: Partial<Record<(typeof LAB_HOST_IDS)[number], QemuInstall>>;
 }
 
 export interface LabUpOptions {
@@ -55,6 +57,22 @@ export interface LabUpOptions {
   workload?: { wsMiB?: number; rateMiBs?: number | null; hbMs?: number };
   /** Two libvirt daemons instead of plain QEMU hosts, the demo guest a domain on lab-a. */
   libvirt?: boolean;
+  /** Run lab-a / lab-b on this QEMU (a binary path; its data dir is found beside it). `null` = back to the PATH's. */
+  qemuA?: QemuInstall | string | null;
+  qemuB?: QemuInstall | string | null;
+  /** KVM dirty ring for the demo VM (needed by dirty-limit). */
+  dirtyRingSize?: number;
+}
+
+/**
+ * A QEMU named by its binary's path: an extracted package tree (`X/usr/bin/qemu-system-x86_64`)
+ * has its firmware in `X/usr/share/qemu`, which becomes its data dir (`-L`).
+ */
+export function qemuInstallFromPath(binary: string): QemuInstall {
+  const abs = path.resolve(binary);
+  if (!existsSync(abs)) throw new FerryException('NOT_FOUND', `no QEMU binary at ${abs}`);
+  const data = path.resolve(path.dirname(abs), '..', 'share', 'qemu');
+  return data !== '/usr/share/qemu' && existsSync(data) ? { binary: abs, dataDir: data } : { binary: abs };
 }
 
 export function labRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -83,6 +101,7 @@ export function labHosts(root = labRoot()): HostConfig[] {
     const h: HostConfig = {
       id,
       name: `Lab ${i === 0 ? 'A' : 'B'}${daemon ? ' (libvirt)' : ''}`,
+      ...(state?.qemu?.[id] ? { qemu: state.qemu[id] } : {}),
       transport: ns ? { kind: 'local', netns: ns.namespaces[i]! } : daemon ? { kind: 'local', mountNsPidFile: daemon.pidFile } : { kind: 'local' },
       runtimeDir: path.join(root, id),
       statesDir: path.join(root, `${id}-states`),
@@ -223,7 +242,16 @@ export interface LabStatus {
   netns?: NetnsState;
   /** The libvirt lab's daemons (their host UUIDs, whether each runs). */
   libvirt?: { daemons: { hostId: string; hostUuid: string; running: boolean }[] };
-  hosts: { id: string; runtimeDir: string; migrationAddress: string; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
+  hosts: { id: string; runtimeDir: string; migrationAddress: string; qemu?: QemuInstall; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
+}
+
+/** Sets (or clears, `null`) the QEMU a lab host starts VMs with; running VMs keep theirs. */
+export async function writeLabQemu(root: string, id: (typeof LAB_HOST_IDS)[number], q: QemuInstall | null): Promise<void> {
+  const state = readLabState(root) ?? { version: 1 as const, root };
+  const next = { ...state.qemu };
+  if (q === null) delete next[id];
+  else next[id] = q;
+  await writeFileAtomic(stateFile(root), `${JSON.stringify({ ...state, qemu: next }, null, 2)}\n`, 0o600);
 }
 
 export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabStatus; vm: LaunchedVm | undefined; domain?: { name: string; uuid: string; type: 'kvm' | 'qemu' }; bootMs: number }> {
@@ -234,22 +262,30 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
   if (options.netns && !state.netns) {
     state = { ...state, netns: await createNetns(options.netnsPrefix) };
   }
+  for (const [id, q] of [['lab-a', options.qemuA], ['lab-b', options.qemuB]] as const) {
+    if (q === undefined) continue;
+    const next = { ...state.qemu };
+    if (q === null) delete next[id];
+    else next[id] = typeof q === 'string' ? qemuInstallFromPath(q) : q;
+    state = { ...state, qemu: next };
+  }
   await writeFileAtomic(stateFile(root), `${JSON.stringify(state, null, 2)}\n`, 0o600);
   const [a] = labHosts(root);
   const ta = transportFor(a!);
   const files = vmFiles(a!.runtimeDir!, LAB_VM_NAME);
-  const pid = await readPid(ta, files.pidFile);
   let vm: LaunchedVm | undefined;
   const t0 = Date.now();
-  if (!pid || !(await processAlive(ta, pid))) {
+  // The demo VM may have been migrated to lab-b: the lab is up wherever it runs.
+  if (!(await demoRunsSomewhere(root))) {
     try {
       const spec: Parameters<typeof demoVmSpec>[0] = { accel: options.accel ?? 'auto', memoryKiB: options.memoryKiB ?? LAB_DEFAULT_MEMORY_KIB };
       if (options.workload?.wsMiB !== undefined) spec.wsMiB = options.workload.wsMiB;
       if (options.workload?.rateMiBs !== undefined) spec.rateMiBs = options.workload.rateMiBs;
       if (options.workload?.hbMs !== undefined) spec.hbMs = options.workload.hbMs;
       const vmSpec = demoVmSpec(spec);
+      if (options.dirtyRingSize !== undefined) vmSpec.dirtyRingSize = options.dirtyRingSize;
       if (options.dataDiskMiB !== undefined) vmSpec.disks = [await createLabDisk(ta, a!.imagesDir!, options.dataDiskMiB)];
-      vm = await launchVm(ta, a!.runtimeDir!, vmSpec);
+      vm = await launchVm(ta, a!.runtimeDir!, vmSpec, a!.qemu);
       await waitGuestReady(ta, files.serialSocket);
     } catch (e) {
       await labDown({ root }).catch(() => undefined);
@@ -258,6 +294,18 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
   }
   return { status: await labStatus(root), vm, bootMs: Date.now() - t0 };
 }
+
+/** The lab host the demo VM runs on, if it runs on one (by its pid file and /proc). */
+export async function demoHost(root: string): Promise<string | undefined> {
+  for (const h of labHosts(root)) {
+    const t = transportFor(h);
+    const pid = await readPid(t, vmFiles(h.runtimeDir!, LAB_VM_NAME).pidFile);
+    if (pid && (await processAlive(t, pid))) return h.id;
+  }
+  return undefined;
+}
+
+const demoRunsSomewhere = async (root: string) => (await demoHost(root)) !== undefined;
 
 /** An empty qcow2 data disk for the demo VM (the guest does not touch it; tests write to it through QEMU). */
 async function createLabDisk(t: HostTransport, dir: string, mib: number): Promise<VmDiskSpec> {
@@ -340,6 +388,7 @@ export async function labStatus(root = labRoot()): Promise<LabStatus> {
       id: h.id,
       runtimeDir: h.runtimeDir!,
       migrationAddress: h.migrationAddress!,
+      ...(h.qemu ? { qemu: h.qemu } : {}),
       vms: vms.map((v) => {
         const out: { name: string; runState: string; pid?: number; memoryMiB?: number } = { name: v.name, runState: v.runState };
         if (v.pid !== undefined) out.pid = v.pid;

@@ -8,7 +8,10 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryException, toFerryError } from '../../../shared/errors';
 import type { HostConfig } from '../../../shared/model/host';
-import { MigrationPlanSchema, TERMINAL_PHASES, phaseForStatus, planAllowsPostcopy, put, sampleFromQueryMigrate } from '../../../shared/model/migration';
+import { MigrationPlanSchema, TERMINAL_PHASES, migrationRunning, phaseForStatus, planAllowsPostcopy, put, sampleFromQueryMigrate } from '../../../shared/model/migration';
+import { capabilitiesFor, featuresOf, parametersFor } from '../qmp/qmp-schema';
+import { checkDirection, destinationSpec, linkEstimate, newerFeatureSettings, sourceIdentity } from './cross-version';
+import { qemuOf, qemuVersionOf } from '../hosts/qemu-install';
 import { makePolicies } from './policies';
 import { openStreamTunnel } from './stream-tunnel';
 import type { StreamTunnel } from './stream-tunnel';
@@ -21,7 +24,9 @@ import { describeIssues } from '../../../shared/contract';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
 import type { QmpEvent } from '../qmp/qmp-client';
-import { launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
+import { killVmByPid, launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, stopVm, vmFiles } from '../hosts/vm-launcher';
+import type { CleanupLedger } from '../hosts/cleanup-ledger';
+import { rootLog } from '../log';
 import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
 import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
 import { GuestConsole } from '../lab/demo-guest';
@@ -33,6 +38,8 @@ import type { PreflightResult } from '../../../shared/model/preflight';
 
 export const FERRY_VERSION = '0.1.0';
 
+const engineLog = rootLog.child('engine');
+
 export interface EngineHosts {
   host(id: string): Promise<HostConfig>;
   transport(id: string): Promise<HostTransport>;
@@ -43,6 +50,8 @@ export interface EngineOptions {
   timelineDir: string;
   /** What finished switchovers taught about each pair of hosts (shared by the engine's migrations). */
   switchovers?: Map<string, SwitchoverPoint[]>;
+  /** Destination QEMUs that could not be stopped when their migration failed, stopped later. */
+  cleanups?: CleanupLedger;
 }
 
 export type MigrationControl =
@@ -230,10 +239,18 @@ export class Migration {
 
   /** Records that happen before the header can be written (reservation) wait here. */
   private early: TimelineRecord[] = [];
+  /** Every record but samples, guest lines and the header: the story a console joining late is told. */
+  private readonly story: TimelineRecord[] = [];
 
   private rec(r: TimelineRecord): void {
+    if (isStory(r)) this.story.push(r);
     if (this.writer) this.writer.append(r);
     else this.early.push(r);
+  }
+
+  /** The whole picture so far, from memory: summary, every sample, and the story records in order. */
+  history(): { summary: MigrationSummary; samples: MigrationSample[]; records: TimelineRecord[] } {
+    return { summary: this.summary(), samples: this.samples.slice(), records: this.story.slice() };
   }
 
   private openWriter(header: TimelineHeader): void {
@@ -257,8 +274,8 @@ export class Migration {
       vm: { name: this.plan.vm, ...(this.record ? { argv: this.record.argv } : {}), ...(mem !== undefined ? { memoryMiB: mem } : {}) },
     };
     const caps = this.capabilities();
-    h.capabilities = caps.source;
-    h.parameters = this.parameters().source;
+    h.capabilities = { ...caps.source, ...this.newerCaps?.sourceCaps };
+    h.parameters = { ...this.parameters().source, ...this.newerCaps?.sourceParams };
     return h;
   }
 
@@ -280,6 +297,7 @@ export class Migration {
     const srcFiles = vmFiles(runtimeDirOf(srcHost), plan.vm);
     const dstFiles = vmFiles(runtimeDirOf(dstHost), plan.vm);
     this.source = { host: srcHost, transport: srcT, files: srcFiles };
+    this.destTarget = { host: dstHost, transport: dstT };
     const record = await readArgvRecord(srcT, srcFiles.argvFile);
     const pid = await readPid(srcT, srcFiles.pidFile);
     if (!record || !pid || !(await processAlive(srcT, pid))) {
@@ -290,6 +308,8 @@ export class Migration {
     const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
     // QEMU's own footprint (binary, heap, TCG or KVM structures) is a few tens of MiB.
     if (Number.isFinite(rssKiB)) this.touchedBytes = Math.max(16 << 20, rssKiB * 1024 - (40 << 20));
+    // A destination left over by an earlier failed migration goes first.
+    await this.options.cleanups?.runFor(plan.to, dstT);
     const dstPid = await readPid(dstT, dstFiles.pidFile);
     if (dstPid && (await processAlive(dstT, dstPid))) {
       throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" is already running on ${plan.to} (pid ${dstPid})`, { vm: plan.vm, host: plan.to });
@@ -297,7 +317,7 @@ export class Migration {
     this.source.qmp = await openVmQmp(srcT, srcFiles);
     const srcStatus = await this.source.qmp.execute<{ status: string; running: boolean }>('query-status');
     const prior = await this.source.qmp.execute<{ status?: string }>('query-migrate');
-    if (prior.status && ['setup', 'active', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'device', 'pre-switchover', 'cancelling'].includes(prior.status)) {
+    if (migrationRunning(prior.status)) {
       this.source.qmp.close();
       throw new FerryException('ALREADY_EXISTS', `VM "${plan.vm}" on ${plan.from} is already migrating (status ${prior.status})`);
     }
@@ -320,18 +340,26 @@ export class Migration {
       // Same VM, same accelerator, host-local paths rewritten by launching into the destination's runtime dir.
       if (this.storage) await this.storage.createTargets();
       const disks = this.storage ? { disks: this.storage.targetSpecDisks(record.spec.disks ?? []) } : {};
-      const spec = { ...record.spec, ...disks, accel: record.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
-      this.destVm = await launchVm(dstT, runtimeDirOf(dstHost), spec);
+      // Cross-version: the source's concrete machine type, CPU model and firmware; never to an older QEMU.
+      checkDirection(this.source.qemuVersion, (await qemuVersionOf(dstT, qemuOf(dstHost)))?.join('.'), plan.from, plan.to);
+      const identity = await sourceIdentity(record, this.source.qmp);
+      const spec = { ...destinationSpec(record, identity, srcHost, dstHost), ...disks, accel: record.accel, paused: false, extraArgs: withIncomingDefer(record.spec.extraArgs) };
+      this.destVm = await launchVm(dstT, runtimeDirOf(dstHost), spec, dstHost.qemu);
       const dq = await openVmQmp(dstT, dstFiles);
       this.dest = { host: dstHost, transport: dstT, files: dstFiles, qmp: dq };
       const dv = versionOf(dq);
       if (dv) this.dest.qemuVersion = dv;
+      // Capabilities and parameters as each end's own QMP schema has them.
+      const [sf, df] = await Promise.all([featuresOf(this.source.qmp), featuresOf(dq)]);
+      const newer = newerFeatureSettings(plan, sf, df, linkEstimate(this.options.switchovers?.get(this.pairKey) ?? []));
       const caps = this.capabilities();
-      await this.source.qmp.execute('migrate-set-capabilities', { capabilities: Object.entries(caps.source).map(([capability, state]) => ({ capability, state })) });
-      await dq.execute('migrate-set-capabilities', { capabilities: Object.entries(caps.dest).map(([capability, state]) => ({ capability, state })) });
+      this.newerCaps = newer;
+      await this.source.qmp.execute('migrate-set-capabilities', { capabilities: capabilitiesFor({ ...caps.source, ...newer.sourceCaps }, sf, plan.from) });
+      await dq.execute('migrate-set-capabilities', { capabilities: capabilitiesFor({ ...caps.dest, ...newer.destCaps }, df, plan.to) });
       const params = this.parameters();
-      await this.source.qmp.execute('migrate-set-parameters', params.source);
-      if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', params.dest);
+      await this.source.qmp.execute('migrate-set-parameters', parametersFor({ ...params.source, ...newer.sourceParams }, sf, plan.from));
+      if (Object.keys(params.dest).length) await dq.execute('migrate-set-parameters', parametersFor(params.dest, df, plan.to));
+      for (const text of [`destination started as ${identity.machine}, CPU ${identity.cpu}${spec.bios ? `, firmware ${spec.bios}` : ''} (QEMU ${this.source.qemuVersion ?? '?'} -> ${dv ?? '?'})`, ...newer.notes]) this.rec({ type: 'note', t: Date.now(), text });
       this.destAddress = migrationAddressOf(dstHost, dstT);
       if (plan.transport === 'ssh-tunnel') {
         this.incomingUri = await this.openTunnel('migrate', (uri) => dq.execute('migrate-incoming', { uri }));
@@ -445,12 +473,15 @@ export class Migration {
     const [srcHost, dstHost] = await Promise.all([this.hosts.host(plan.from), this.hosts.host(plan.to)]);
     const [srcT, dstT] = await Promise.all([this.hosts.transport(plan.from), this.hosts.transport(plan.to)]);
     this.source = { host: srcHost, transport: srcT, files: vmFiles(runtimeDirOf(srcHost), plan.vm) };
+    this.destTarget = { host: dstHost, transport: dstT };
     this.sourceWasRunning = state.sourceWasRunning;
     this.stoppedByControl = state.stoppedByControl;
     this.destAddress = state.destAddress;
     this.incomingUri = state.incomingUri;
     const record = await readArgvRecord(srcT, this.source.files.argvFile);
     if (record) this.record = record;
+    const srcPid = await readPid(srcT, this.source.files.pidFile);
+    if (srcPid === undefined || !(await processAlive(srcT, srcPid))) return this.finaliseWithoutSource();
     this.source.qmp = await openVmQmp(srcT, this.source.files);
     const dstFiles = vmFiles(runtimeDirOf(dstHost), plan.vm);
     this.dest = { host: dstHost, transport: dstT, files: dstFiles };
@@ -463,6 +494,7 @@ export class Migration {
       const lastPhase = [...previous.records].reverse().find((r) => r.type === 'phase') as { phase?: MigrationPhase } | undefined;
       if (lastPhase?.phase) this.phase = lastPhase.phase;
       this.samples.push(...previous.samples);
+      this.story.push(...previous.records.filter(isStory));
     } catch {
       // the old timeline is gone or unreadable: carry on in a fresh one
     }
@@ -481,6 +513,31 @@ export class Migration {
     if (q.status) this.onStatus(q.status);
     if (!this.finishing) this.startSampling();
     if (this.storage && this.phase === 'storage-copy') void this.afterStorageCopy(this.storage);
+  }
+
+  /**
+   * The migration ended while no Ferry watched, and its source QEMU is gone too: the guest
+   * either runs on the destination (completed) or nowhere Ferry can save (failed, and the
+   * destination, if any, is torn down). The outcome is recorded; the state file removed.
+   */
+  private async finaliseWithoutSource(): Promise<void> {
+    const dest = this.destTarget!;
+    const dstFiles = vmFiles(runtimeDirOf(dest.host), this.plan.vm);
+    this.dest = { host: dest.host, transport: dest.transport, files: dstFiles };
+    this.destStarted = true;
+    const dpid = await readPid(dest.transport, dstFiles.pidFile);
+    const alive = dpid !== undefined && (await processAlive(dest.transport, dpid));
+    const dq = alive ? await openVmQmp(dest.transport, dstFiles).catch(engineLog.dropped(`${this.id}: the destination monitor`)) : undefined;
+    const st = dq ? await dq.execute<{ status: string; running: boolean }>('query-status').catch(engineLog.dropped(`${this.id}: query-status on the destination`)) : undefined;
+    dq?.close();
+    this.writer = new TimelineWriter(this.timelineFile, undefined);
+    const lastT = (readTimeline(this.timelineFile).records.at(-1) as { t?: number } | undefined)?.t ?? this.startedAt;
+    this.rec({ type: 'gap', t: Date.now(), side: 'source', fromT: lastT, toT: Date.now(), reason: 'Ferry restarted; the migration had ended meanwhile and the source QEMU is gone' });
+    const completed = st !== undefined && st.status !== 'inmigrate';
+    const reason = completed ? `ended while Ferry was away: the guest runs on ${this.plan.to} (${st.status})` : `ended while Ferry was away: the source QEMU on ${this.plan.from} is gone and the destination ${st ? `is still ${st.status}` : 'does not run the guest'}`;
+    if (!completed) await this.teardownDest();
+    this.setPhase(completed ? 'completed' : 'failed', reason);
+    this.end({ outcome: completed ? 'completed' : 'failed', reason });
   }
 
   /** Watch-only: records a migration someone else started on `qmpSocket` (or the VM's own monitors). */
@@ -942,7 +999,18 @@ export class Migration {
     await this.storage?.abort(this.source?.qmp);
     dest?.console?.close();
     dest?.qmp?.close();
-    if ((this.destVm || this.destStarted) && dest) await stopVm(dest.transport, runtimeDirOf(dest.host), this.plan.vm, { timeoutMs: 2000 }).catch(() => undefined);
+    const target = this.destTarget;
+    if ((this.destVm || this.destStarted) && target) {
+      // By pid over Ferry's own connection to the destination, whatever the stream's state.
+      const runtimeDir = runtimeDirOf(target.host);
+      try {
+        await killVmByPid(target.transport, runtimeDir, this.plan.vm);
+      } catch (e) {
+        const why = toFerryError(e).message;
+        this.rec({ type: 'note', t: Date.now(), text: `could not stop the destination QEMU on ${this.plan.to} yet (${why}); Ferry stops it when ${this.plan.to} is reachable again` });
+        await this.options.cleanups?.add({ hostId: this.plan.to, vm: this.plan.vm, runtimeDir, reason: `migration ${this.id} ${this.phase}: ${why}`, migrationId: this.id, since: Date.now() });
+      }
+    }
     const removed = await this.storage?.removeTargets();
     if (removed?.length) {
       this.removedTargets = removed;
@@ -951,6 +1019,10 @@ export class Migration {
   }
 
   private removedTargets: string[] | undefined;
+  /** The plan's newer-QEMU features as set on each end (cross-version.ts). */
+  private newerCaps: ReturnType<typeof newerFeatureSettings> | undefined;
+  /** The destination host, known as soon as the plan is checked (before anything is started there). */
+  private destTarget: { host: HostConfig; transport: HostTransport } | undefined;
 
   private async abortBeforeMigrate(e: unknown): Promise<void> {
     const fe = toFerryError(e);
@@ -961,6 +1033,16 @@ export class Migration {
     this.setPhase('failed', fe.message);
     this.end({ outcome: 'failed', reason: fe.message });
   }
+
+  /** Ends a migration refused before reservation: announced, nothing started, no timeline written. */
+  refused(reason: string): void {
+    if (this.final) return;
+    this.keepStateFile = true; // another migration of this VM may own it
+    this.setPhase('failed', reason);
+    this.end({ outcome: 'failed', reason });
+  }
+
+  private keepStateFile = false;
 
   private end(final: MigrationFinal): void {
     if (this.final) return;
@@ -985,7 +1067,7 @@ export class Migration {
     if (this.timer) clearInterval(this.timer);
     this.rec({ type: 'end', t: Date.now(), ...final });
     this.writer?.close();
-    if (this.mode === 'engine' && this.source) void this.source.transport.exec(['rm', '-f', this.stateFile()]).catch(() => undefined);
+    if (this.mode === 'engine' && this.source && !this.keepStateFile) void this.source.transport.exec(['rm', '-f', this.stateFile()]).catch(engineLog.dropped(`${this.id}: removing ${this.stateFile()}`));
     this.source?.console?.close();
     this.dest?.console?.close();
     this.dest?.qmp?.close();
@@ -1027,6 +1109,9 @@ export class MigrationEngine {
       await m.start();
     } catch (e) {
       this.migrations.delete(m.id);
+      // Refused before anything moved (the VM is not there, or already migrating): whoever saw
+      // it announced sees it end too, so no console keeps a tab stuck in preflight.
+      m.refused(toFerryError(e).message);
       throw e;
     }
     return m;
@@ -1046,14 +1131,16 @@ export class MigrationEngine {
         transport = await this.hosts.transport(id);
         const r = await transport.exec(['find', runtimeDirOf(host), '-mindepth', '2', '-maxdepth', '2', '-name', 'migration.json', '-type', 'f']);
         files = r.stdout.split('\n').filter(Boolean);
-      } catch {
+      } catch (e) {
+        engineLog.warn(`${id}: cannot look for migrations to pick up: ${toFerryError(e).message}`);
         continue;
       }
       for (const f of files) {
         let state: MigrationState;
         try {
           state = JSON.parse((await transport.readFile(f)).toString()) as MigrationState;
-        } catch {
+        } catch (e) {
+          engineLog.warn(`${id}: unreadable migration state ${f}: ${toFerryError(e).message}`);
           continue;
         }
         if (state.version !== 1 || this.migrations.has(state.id)) continue;
@@ -1063,7 +1150,9 @@ export class MigrationEngine {
         try {
           await m.resume(state);
           found.push(m);
-        } catch {
+          engineLog.info(`${m.id}: picked up from ${f} (${m.phase})`);
+        } catch (e) {
+          engineLog.error(`${state.id}: could not pick up the migration in ${f}: ${toFerryError(e).message}`);
           this.migrations.delete(m.id);
         }
       }
@@ -1093,6 +1182,11 @@ export class MigrationEngine {
     return this.list().filter((m) => !TERMINAL_PHASES.includes(m.phase));
   }
 
+  /** The migration with this id, if this process knows it. */
+  find(id: string): Migration | undefined {
+    return this.migrations.get(id);
+  }
+
   get(id: string): Migration {
     const m = this.migrations.get(id);
     if (!m) throw new FerryException('NOT_FOUND', `no migration with id "${id}"`, { id });
@@ -1107,6 +1201,11 @@ export class MigrationEngine {
   async dispose(): Promise<void> {
     await Promise.all([...this.migrations.values()].filter((m) => RUNNING_PHASES.includes(m.phase)).map((m) => Promise.race([m.whenDone(), sleep(100)])));
   }
+}
+
+/** Records a console's history carries (samples travel on their own; guest lines and the header are not drawn). */
+function isStory(r: TimelineRecord): boolean {
+  return r.type !== 'sample' && r.type !== 'guest' && r.type !== 'header';
 }
 
 function versionOf(q: QmpClient): string | undefined {

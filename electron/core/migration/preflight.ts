@@ -8,13 +8,20 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { MigrationPlan } from '../../../shared/model/migration';
 import type { PreflightCheck, PreflightResult } from '../../../shared/model/preflight';
 import type { HostTransport } from '../transport/host-transport';
-import { QEMU_BINARY, qemuVersionOf, processAlive, readArgvRecord, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
+import { processAlive, readArgvRecord, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
+import { compareVersions, parseQemuVersion, probeQemu, qemuOf, qemuVersionOf } from '../hosts/qemu-install';
+import type { QemuProbe } from '../hosts/qemu-install';
+import { featuresOf, greetingVersion } from '../qmp/qmp-schema';
+import type { MigrationFeatures } from '../qmp/qmp-schema';
+import { destinationSpec, newerFeatureSettings, sourceIdentity } from './cross-version';
+import type { SourceIdentity } from './cross-version';
 import type { ArgvRecord } from '../hosts/vm-launcher';
 import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
 import { QmpClient } from '../qmp/qmp-client';
 import { migrationAddressOf } from './migration-engine';
 import type { EngineHosts } from './migration-engine';
 import { tunnelCheck } from './stream-tunnel';
+import { measureClock, offsetBetween } from '../hosts/clock-offset';
 import { planDiskCopiesFromFiles, storageCheck } from './storage-copy';
 
 type Check = Omit<PreflightCheck, 'id' | 'title'>;
@@ -22,7 +29,6 @@ const pass = (reason: string): Check => ({ status: 'pass', reason });
 const warn = (reason: string, fix?: string): Check => (fix ? { status: 'warn', reason, fix } : { status: 'warn', reason });
 const fail = (reason: string, fix?: string): Check => (fix ? { status: 'fail', reason, fix } : { status: 'fail', reason });
 
-const cmpVersion = (a: number[], b: number[]) => a[0]! - b[0]! || a[1]! - b[1]! || a[2]! - b[2]!;
 
 function argAfter(argv: readonly string[], flag: string): string[] {
   const out: string[] = [];
@@ -42,9 +48,53 @@ export function filesOfArgv(argv: readonly string[]): string[] {
   return files;
 }
 
-export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promise<PreflightResult> {
+/** A check that takes longer than this is reported as not finished; a preflight always ends. */
+export const CHECK_LIMIT_MS = 20_000;
+/** The whole preflight, connecting to both hosts included. */
+export const PREFLIGHT_LIMIT_MS = 60_000;
+
+const ORDER = ['source-reachable', 'destination-reachable', 'source-vm', 'destination-qemu', 'qemu-versions', 'machine-type', 'firmware', 'accelerator', 'memory', 'storage-copy', 'storage', 'name-free', 'migration-port', 'ssh-tunnel', 'postcopy', 'capabilities', 'clock', 'internal'];
+const TITLES: Record<string, string> = { 'source-reachable': 'Source host reachable', 'destination-reachable': 'Destination reachable', 'source-vm': 'VM running on the source' };
+
+/**
+ * Runs the checks; never waits forever: what has not answered within the limits is reported
+ * as not finished (a warning, or a failure when the VM itself could not be checked).
+ */
+/** Whether a check with this id runs for this plan. */
+function expectedCheck(id: string, plan: MigrationPlan): boolean {
+  if (id === 'storage-copy') return plan.copyStorage === true;
+  if (id === 'ssh-tunnel') return plan.transport === 'ssh-tunnel';
+  if (id === 'migration-port') return plan.transport !== 'ssh-tunnel';
+  if (id === 'postcopy') return plan.mode !== 'precopy';
+  if (id === 'qemu-versions' || id === 'machine-type' || id === 'firmware') return false; // only when both versions are known
+  return true;
+}
+
+export async function preflight(plan: MigrationPlan, hosts: EngineHosts, limits: { checkMs?: number; totalMs?: number } = {}): Promise<PreflightResult> {
   const t0 = Date.now();
   const checks: PreflightCheck[] = [];
+  const totalMs = limits.totalMs ?? PREFLIGHT_LIMIT_MS;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => {
+    timer = setTimeout(() => r('late'), totalMs);
+  });
+  try {
+    const done = await Promise.race([runChecks(plan, hosts, checks, limits.checkMs ?? CHECK_LIMIT_MS), late]);
+    if (done !== 'late') return done;
+  } finally {
+    clearTimeout(timer);
+  }
+  const out = [...checks];
+  const seen = new Set(out.map((c) => c.id));
+  const first = ['source-reachable', 'destination-reachable', 'source-vm'].find((id) => !seen.has(id));
+  if (first) out.push({ id: first, title: TITLES[first]!, status: 'fail', reason: `no answer within ${Math.round(totalMs / 1000)} s`, fix: 'check that the host is up and not overloaded, then run the preflight again' });
+  out.push({ id: 'internal', title: 'Preflight', status: 'warn', reason: `stopped after ${Math.round(totalMs / 1000)} s; checks not finished are not shown` });
+  out.sort((a, b) => ORDER.indexOf(a.id) - ORDER.indexOf(b.id));
+  return { ok: false, checks: out, tookMs: Date.now() - t0 };
+}
+
+async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: PreflightCheck[], checkMs: number): Promise<PreflightResult> {
+  const t0 = Date.now();
   const add = (id: string, title: string, c: Check) => checks.push({ id, title, ...c });
   let src: { host: HostConfig; t: HostTransport } | undefined;
   let dst: { host: HostConfig; t: HostTransport } | undefined;
@@ -68,28 +118,55 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
   }
   add('source-vm', 'VM running on the source', pass(`${plan.vm} runs on ${plan.from} (pid ${srcPid})`));
 
+  // The running source, asked once through its spare monitor: its QEMU version and schema, its concrete machine type.
+  let q: QmpClient | undefined;
+  let srcQmpError: string | undefined;
+  try {
+    q = await QmpClient.connect(await S.t.openUnix(srcFiles.auxQmpSocket), { handshakeTimeoutMs: 2000 });
+  } catch (e) {
+    srcQmpError = toFerryError(e).message;
+  }
+  const srcFeatures: Promise<MigrationFeatures | undefined> = q ? featuresOf(q).catch(() => undefined) : Promise.resolve(undefined);
+  const identity: Promise<SourceIdentity> = sourceIdentity(record, q);
+  const dstProbe: Promise<QemuProbe | undefined> = probeQemu(D.t, qemuOf(D.host)).catch(() => undefined);
+  const srcVersion = async () => (q ? greetingVersion(q) : undefined) ?? record.qemuVersion ?? (await qemuVersionOf(S.t, record.qemu ?? qemuOf(S.host)))?.join('.');
+
 
   const tasks: Promise<void>[] = [];
   tasks.push((async () => {
-    const [sv, dv] = await Promise.all([qemuVersionOf(S.t), qemuVersionOf(D.t)]);
-    if (!dv) {
-      add('destination-qemu', 'QEMU on the destination', fail(`${QEMU_BINARY} not found on ${plan.to}`, 'install qemu-system-x86 there'));
+    const dstQemu = qemuOf(D.host);
+    const [svs, probe] = await Promise.all([srcVersion(), dstProbe]);
+    const dvs = probe?.version ?? (await qemuVersionOf(D.t, dstQemu))?.join('.');
+    if (!dvs) {
+      add('destination-qemu', 'QEMU on the destination', fail(`${dstQemu.binary} not found on ${plan.to} (or it does not run there)`, D.host.qemu ? 'check the host\'s qemu.binary setting' : 'install qemu-system-x86 there'));
       return;
     }
-    add('destination-qemu', 'QEMU on the destination', pass(`QEMU ${dv.join('.')} on ${plan.to}`));
+    add('destination-qemu', 'QEMU on the destination', pass(`QEMU ${dvs} on ${plan.to}${D.host.qemu ? ` (${dstQemu.binary})` : ''}`));
+    const sv = parseQemuVersion(svs);
+    const dv = parseQemuVersion(dvs)!;
     if (!sv) return;
-    const c = cmpVersion(dv, sv);
-    add('qemu-versions', 'QEMU versions', c === 0 ? pass(`both ${sv.join('.')}`)
-      : c > 0 ? warn(`destination ${dv.join('.')} is newer than source ${sv.join('.')}`, 'newer accepts older streams; keep the machine type fixed')
-      : fail(`destination ${dv.join('.')} is older than source ${sv.join('.')}: it may not read the stream`, 'upgrade QEMU on the destination'));
+    const c = compareVersions(dv, sv);
+    add('qemu-versions', 'QEMU versions', c === 0 ? pass(`both ${svs}`)
+      : c > 0 ? pass(`QEMU ${svs} on ${plan.from} -> QEMU ${dvs} on ${plan.to}: an upgrade (newer QEMUs read older streams when the machine type is the same)`)
+      : fail(`${plan.to} runs QEMU ${dvs}, older than QEMU ${svs} on ${plan.from}: migrating to an older QEMU is not supported upstream`, `upgrade QEMU on ${plan.to} to ${svs} or later, or pick another destination`));
   })());
 
   tasks.push((async () => {
-    const machine = argAfter(record.argv, '-machine')[0]?.split(',')[0] ?? 'pc';
-    const r = await D.t.exec([QEMU_BINARY, '-machine', 'help'], { timeoutMs: 10_000 }).catch(() => undefined);
-    if (!r || r.code !== 0) return;
-    const known = r.stdout.split('\n').some((l) => l.trim().split(/\s+/)[0] === machine || new RegExp(`\\(alias of ${machine.replace(/[.]/g, '\\.')}\\)`).test(l) || l.includes(` ${machine} `));
-    add('machine-type', 'Machine type on the destination', known ? pass(`${machine} available`) : fail(`machine type ${machine} is not available on ${plan.to}`, 'use a machine type both QEMUs know'));
+    const [id, probe] = await Promise.all([identity, dstProbe]);
+    if (!probe) return; // destination-qemu says why
+    const m = probe.machines.find((x) => x.name === id.machine);
+    if (!m) {
+      add('machine-type', 'Machine type on the destination', fail(`the VM runs machine type ${id.machine}, which QEMU ${probe.version} on ${plan.to} does not have`, 'migrate to a QEMU that still has it (versioned machine types are removed after 6 years)'));
+      return;
+    }
+    add('machine-type', 'Machine type on the destination', m.deprecated
+      ? warn(`${id.machine} is deprecated in QEMU ${probe.version} on ${plan.to}: a later QEMU will drop it`, 'plan a cold restart on a newer machine type')
+      : pass(`${id.machine} available in QEMU ${probe.version} (the destination starts with it, not with an alias)`));
+    const spec = destinationSpec(record, id, S.host, D.host);
+    if (spec.bios) {
+      const r = await D.t.exec(['test', '-r', spec.bios]).catch(() => undefined);
+      add('firmware', 'Firmware on the destination', r?.code === 0 ? pass(`${spec.bios}, CPU ${id.cpu}`) : fail(`firmware ${spec.bios} is missing on ${plan.to}`, 'install the same firmware there (qemu-system-data)'));
+    }
   })());
 
   tasks.push((async () => {
@@ -157,16 +234,13 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
   })());
 
   tasks.push((async () => {
-    const probe = async (t: HostTransport) => {
-      const t1 = Date.now();
-      const r = await t.exec(['date', '+%s%N']);
-      const t2 = Date.now();
-      return Number(BigInt(r.stdout.trim()) / 1_000_000n) - (t1 + t2) / 2;
-    };
     try {
-      const [a, b] = await Promise.all([probe(S.t), probe(D.t)]);
-      const off = Math.abs(a - b);
-      add('clock', 'Clock offset between the hosts', off <= 100 ? pass(`${Math.round(off)} ms apart`) : warn(`clocks ${Math.round(off)} ms apart: guest time will jump`, 'run NTP/chrony on both hosts'));
+      // Round-trip compensated readings of both hosts' clocks against Ferry's (clock-offset.ts).
+      const [a, b] = await Promise.all([measureClock(S.t), measureClock(D.t)]);
+      const { offsetMs, uncertaintyMs } = offsetBetween(a, b);
+      const off = Math.abs(offsetMs);
+      const text = `${Math.round(off)} ± ${Math.max(1, Math.round(uncertaintyMs))} ms apart`;
+      add('clock', 'Clock offset between the hosts', off - uncertaintyMs <= 100 ? pass(text) : warn(`clocks ${text}: guest time will jump`, 'run NTP/chrony on both hosts'));
     } catch (e) {
       add('clock', 'Clock offset between the hosts', warn(`could not compare clocks: ${toFerryError(e).message}`));
     }
@@ -217,25 +291,53 @@ export async function preflight(plan: MigrationPlan, hosts: EngineHosts): Promis
   }
 
   tasks.push((async () => {
+    // Each end's own schema decides: a capability one end lacks (e.g. `compress`, gone in 9.1) fails here, not mid-migration.
     const extra = Object.entries(plan.capabilities ?? {}).filter(([, on]) => on).map(([k]) => k);
-    const wanted = [...new Set(['events', ...(plan.mode !== 'precopy' ? ['postcopy-ram'] : []), ...(plan.autoConverge ? ['auto-converge'] : []), ...(plan.xbzrleCacheBytes ? ['xbzrle'] : []), ...(plan.multifdChannels ? ['multifd'] : []), ...extra])];
-    let q: QmpClient | undefined;
-    try {
-      q = await QmpClient.connect(await S.t.openUnix(srcFiles.auxQmpSocket), { handshakeTimeoutMs: 2000 });
-      const caps = await q.execute<{ capability: string }[]>('query-migrate-capabilities');
-      const have = new Set(caps.map((c) => c.capability));
-      const missing = wanted.filter((w) => !have.has(w));
-      add('capabilities', 'Capabilities supported', missing.length === 0 ? pass(wanted.join(', ')) : fail(`not supported by the source's QEMU: ${missing.join(', ')}`, 'drop them from the plan, or upgrade QEMU on both hosts'));
-    } catch (e) {
-      add('capabilities', 'Capabilities supported', warn(`could not ask the source QEMU: ${toFerryError(e).message}`));
-    } finally {
-      q?.close();
+    const both = [...new Set(['events', ...(plan.mode !== 'precopy' ? ['postcopy-ram'] : []), ...(plan.multifdChannels ? ['multifd'] : []), ...extra])];
+    const sourceOnly = [...(plan.autoConverge ? ['auto-converge'] : []), ...(plan.xbzrleCacheBytes ? ['xbzrle'] : [])];
+    const [sf, probe] = await Promise.all([srcFeatures, dstProbe]);
+    if (!sf) {
+      add('capabilities', 'Capabilities supported', warn(`could not ask the source QEMU: ${srcQmpError ?? 'no schema'}`));
+      return;
     }
+    const problems: string[] = [];
+    const lack = (f: MigrationFeatures, names: string[], who: string) => {
+      const missing = names.filter((n) => !f.capabilities.includes(n));
+      if (missing.length) problems.push(`${who}'s QEMU ${f.version ?? ''} has no ${missing.join(', ')}`);
+    };
+    lack(sf, [...both, ...sourceOnly], plan.from);
+    if (probe) lack(probe.features, both, plan.to);
+    let newer: string[] = [];
+    try {
+      const n = newerFeatureSettings(plan, sf, probe?.features ?? sf);
+      newer = [...Object.keys(n.sourceCaps), ...Object.keys(n.sourceParams)];
+    } catch (e) {
+      problems.push(toFerryError(e).message);
+    }
+    if (plan.dirtyLimitMBps !== undefined && !/(?:^|,)dirty-ring-size=\d+/.test(argAfter(record.argv, '-accel')[0] ?? '')) {
+      problems.push(`dirty-limit needs KVM's dirty ring, and ${plan.vm} was started without one (-accel kvm,dirty-ring-size=N)`);
+    }
+    const listed = [...new Set([...both, ...sourceOnly, ...newer])].join(', ');
+    add('capabilities', 'Capabilities supported', problems.length === 0 ? pass(listed) : fail(problems.join('; '), 'drop them from the plan, or run a QEMU that has them on that host (ferry lab up --qemu-b PATH)'));
   })());
 
-  await Promise.all(tasks.map((p) => p.catch((e: unknown) => add('internal', 'Preflight', warn(`a check could not run: ${toFerryError(e).message}`)))));
-  const order = ['source-vm', 'destination-qemu', 'qemu-versions', 'machine-type', 'accelerator', 'memory', 'storage', 'name-free', 'migration-port', 'postcopy', 'capabilities', 'clock', 'internal'];
-  checks.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
-  return { ok: !checks.some((c) => c.status === 'fail'), checks, tookMs: Date.now() - t0 };
+  const before = new Set(checks.map((c) => c.id));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => {
+    timer = setTimeout(() => r('late'), checkMs);
+  });
+  const all = Promise.all(tasks.map((p) => p.catch((e: unknown) => add('internal', 'Preflight', warn(`a check could not run: ${toFerryError(e).message}`)))));
+  const settled = await Promise.race([all, late]);
+  clearTimeout(timer);
+  q?.close();
+  // A late check must not change the result after it is returned: copy what is there now.
+  const out = [...checks];
+  if (settled === 'late') {
+    const reported = new Set(out.map((c) => c.id));
+    const missing = ORDER.filter((id) => !before.has(id) && !reported.has(id) && id !== 'internal' && expectedCheck(id, plan));
+    out.push({ id: 'internal', title: 'Preflight', status: 'warn', reason: `not finished within ${Math.round(checkMs / 1000)} s: ${missing.join(', ') || 'some checks'} (host slow or busy)`, fix: 'run the preflight again' });
+  }
+  out.sort((a, b) => ORDER.indexOf(a.id) - ORDER.indexOf(b.id));
+  return { ok: !out.some((c) => c.status === 'fail'), checks: out, tookMs: Date.now() - t0 };
 }
 

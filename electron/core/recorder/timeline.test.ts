@@ -1,9 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, truncateSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { TimelineWriter } from './timeline-writer';
-import { CSV_COLUMNS, readTimeline, timelineToCsv, timelineToJson } from './timeline-reader';
+import { CSV_COLUMNS, readTimeline, streamLines, timelineToCsv, timelineToJson } from './timeline-reader';
+import { MAX_TIMELINE_LINE_CHARS, TimelineParser, parseTimeline } from '../../../shared/model/timeline';
 import type { TimelineHeader } from '../../../shared/model/timeline';
 
 const header: TimelineHeader = {
@@ -65,7 +66,8 @@ describe('timeline writer and reader', () => {
     writeFileSync(file, lines.join('\n'));
     const t2 = readTimeline(file);
     expect(t2.samples).toHaveLength(9);
-    expect(t2.badLines).toEqual([4]);
+    expect(t2.problems).toEqual([{ line: 4, reason: 'not JSON' }]);
+    expect(t2.notices.join(' ')).toContain('line 4 (not JSON)');
   });
 
   it('refuses a file that is not a timeline', () => {
@@ -91,5 +93,51 @@ describe('timeline writer and reader', () => {
     expect(json.header.migrationId).toBe('m1');
     expect(json.records).toHaveLength(5);
     expect(json.truncated).toBe(true);
+  });
+
+  it('streams a file in chunks: the same timeline as the whole text, characters split across chunks intact', () => {
+    const file = path.join(dir, 's.ferry.jsonl');
+    const w = new TimelineWriter(file, header, 10_000);
+    for (let i = 0; i < 30; i++) {
+      writeSample(w, i);
+      w.append({ type: 'note', t: 1000 + i, text: `naïve — 漢字 😀 ${i}` });
+    }
+    w.append({ type: 'end', t: 9000, outcome: 'completed' });
+    w.close();
+    const whole = parseTimeline(readFileSync(file, 'utf8'));
+    for (const chunk of [1, 3, 7, 4096]) {
+      const fd = openSync(file, 'r');
+      const p = new TimelineParser();
+      const streamed = p.finish(streamLines(fd, p, chunk));
+      closeSync(fd);
+      expect(streamed).toEqual(whole);
+    }
+    expect(readTimeline(file)).toEqual(whole);
+    expect(whole.records.filter((r) => r.type === 'note').at(-1)).toMatchObject({ text: 'naïve — 漢字 😀 29' });
+  });
+
+  it('streams past a line longer than the cap: reported by number, the lines after it read', () => {
+    const file = path.join(dir, 'long.ferry.jsonl');
+    const note = (text: string) => JSON.stringify({ type: 'note', t: 1, text });
+    writeFileSync(file, [JSON.stringify(header), note('before'), note('y'.repeat(MAX_TIMELINE_LINE_CHARS + 10)), note('after'), ''].join('\n'));
+    const t = readTimeline(file);
+    expect(t.problems).toHaveLength(1);
+    expect(t.problems[0]).toMatchObject({ line: 3 });
+    expect(t.records.map((r) => (r.type === 'note' ? r.text : r.type))).toEqual(['header', 'before', 'after']);
+  });
+
+  it('reports every unreadable line with its number (nothing dropped silently)', () => {
+    const file = path.join(dir, 'bad.ferry.jsonl');
+    const w = new TimelineWriter(file, header, 10_000);
+    for (let i = 0; i < 3; i++) writeSample(w, i);
+    w.append({ type: 'end', t: 2000, outcome: 'completed' });
+    w.close();
+    const ls = readFileSync(file, 'utf8').split('\n');
+    ls.splice(2, 0, JSON.stringify({ type: 'sample', t: 'soon', elapsedMs: 0, status: 'active', phase: 'precopy' }));
+    writeFileSync(file, ls.join('\n'));
+    const t = readTimeline(file);
+    expect(t.samples).toHaveLength(3);
+    expect(t.problems).toEqual([{ line: 3, reason: expect.stringMatching(/^sample: t: /) }]);
+    expect(t.notices[0]).toMatch(/^1 line could not be read and was left out: line 3 \(sample: t: /);
   });
 });

@@ -28,6 +28,26 @@ import { launchVm, processAlive, withIncomingDefer, readArgvRecord, readPid, sto
 import type { VmSpec } from '../hosts/vm-launcher';
 import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
 import { FERRY_VERSION, openVmQmp } from '../migration/migration-engine';
+import { featuresOf } from '../qmp/qmp-schema';
+import type { MigrationFeatures } from '../qmp/qmp-schema';
+import { machineTypeOfOption } from '../hosts/qemu-install';
+
+/** multifd threads writing (and reading) a mapped-ram file: one per core of the small hosts Ferry is tested on. */
+export const MAPPED_RAM_CHANNELS = 2;
+
+/** The layout a save uses: mapped-ram needs QEMU 9.0+ (its schema has it) and no pipeline stage. */
+export function chooseLayout(req: Pick<SaveRequest, 'layout' | 'compress' | 'encryptTo'>, f: MigrationFeatures, hostId: string): 'stream' | 'mapped-ram' {
+  const wanted = req.layout ?? 'auto';
+  const plain = (req.compress ?? 'none') === 'none' && req.encryptTo === undefined;
+  const can = f.capabilities.includes('mapped-ram') && f.capabilities.includes('multifd');
+  if (wanted === 'stream') return 'stream';
+  if (wanted === 'mapped-ram') {
+    if (!plain) throw new FerryException('INVALID_REQUEST', 'a mapped-ram state file is written by QEMU itself: it cannot be compressed or encrypted (use layout stream)');
+    if (!can) throw new FerryException('UNSUPPORTED', `${hostId}'s QEMU${f.version ? ` ${f.version}` : ''} has no mapped-ram (QEMU 9.0+)`);
+    return 'mapped-ram';
+  }
+  return plain && can ? 'mapped-ram' : 'stream';
+}
 import { TimelineWriter } from '../recorder/timeline-writer';
 
 export function statesDirOf(host: HostConfig): string {
@@ -252,17 +272,28 @@ export async function saveState(host: HostConfig, t: HostTransport, req: SaveReq
       job.rec({ type: 'note', t: Date.now(), text: 'guest paused for a consistent image' });
     }
     job.stopped = true;
-    // Nothing left over from an earlier migration of this VM may change the stream's format.
-    await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }, { capability: 'postcopy-ram', state: false }, { capability: 'multifd', state: false }, { capability: 'xbzrle', state: false }, { capability: 'pause-before-switchover', state: false }] });
+    // Nothing left over from an earlier migration of this VM may change the stream's format;
+    // what this QEMU's schema lacks is off by definition and not sent.
+    const features = await featuresOf(q);
+    const layout = chooseLayout(req, features, host.id);
+    const mapped = layout === 'mapped-ram';
+    const caps: Record<string, boolean> = { events: true, 'postcopy-ram': false, multifd: mapped, xbzrle: false, 'pause-before-switchover': false, 'mapped-ram': mapped, 'auto-converge': false, 'dirty-limit': false };
+    await q.execute('migrate-set-capabilities', { capabilities: Object.entries(caps).filter(([k]) => features.capabilities.includes(k)).map(([capability, state]) => ({ capability, state })) });
     // Without it QEMU 7.2 caps the stream at ~1 Gbit/s.
-    await q.execute('migrate-set-parameters', { 'max-bandwidth': 10_000_000_000 });
+    await q.execute('migrate-set-parameters', { 'max-bandwidth': 10_000_000_000, ...(mapped ? { 'multifd-channels': MAPPED_RAM_CHANNELS } : {}) });
     await tryRm(t, partial, written);
-    await q.execute('migrate', { uri: `exec:${savePipeline(stages, partial, written)}` });
+    job.rec({ type: 'note', t: Date.now(), text: mapped ? `mapped-ram: QEMU writes ${partial} itself (file: URI, ${MAPPED_RAM_CHANNELS} multifd channels)` : `stream through exec: ${savePipeline(stages, partial, written)}` });
+    await q.execute('migrate', { uri: mapped ? `file:${partial}` : `exec:${savePipeline(stages, partial, written)}` });
     const last = await job.run(q, req.sampleIntervalMs ?? 100);
     if (last.status !== 'completed') {
       throw new FerryException('EXEC_FAILED', `saving ${req.vm} failed: ${typeof last['error-desc'] === 'string' ? last['error-desc'] : `migration ${String(last.status)}`}`);
     }
-    job.setPhase('commitment', 'stream written; waiting for the pipeline to finish the file');
+    if (mapped) {
+      // QEMU closed the file when it said completed: it is whole.
+      const mv = await t.exec(['mv', '-f', '--', partial, written]);
+      if (mv.code !== 0) throw new FerryException('IO_ERROR', `cannot rename ${partial}: ${mv.stderr.trim()}`);
+    }
+    job.setPhase('commitment', mapped ? 'file written by QEMU' : 'stream written; waiting for the pipeline to finish the file');
     const deadline = Date.now() + 120_000;
     while (!(await exists(t, written))) {
       if (Date.now() > deadline) throw new FerryException('EXEC_FAILED', `the save pipeline did not finish ${file} within 120 s`);
@@ -277,6 +308,7 @@ export async function saveState(host: HostConfig, t: HostTransport, req: SaveReq
       argv: record.argv, spec: record.spec as unknown as Record<string, unknown>, accel: record.accel, wasRunning, compression,
       sizeBytes: stat?.size ?? 0, sha256, saveMs, timeline: job.timelineFile,
       ...(qemuVersion ? { qemuVersion } : {}), ...(encryption ? { encryption } : {}), ...(ram?.transferred !== undefined ? { streamBytes: ram.transferred } : {}),
+      ...(mapped ? { layout: 'mapped-ram' as const, multifdChannels: MAPPED_RAM_CHANNELS } : {}),
     };
     const mv = await t.exec(['mv', '-f', '--', written, file]);
     if (mv.code !== 0) throw new FerryException('IO_ERROR', `cannot rename ${written} to ${file}: ${mv.stderr.trim()}`);
@@ -298,6 +330,7 @@ export async function saveState(host: HostConfig, t: HostTransport, req: SaveReq
     return {
       id: job.id, op: 'save', hostId: host.id, vm: req.vm, file, timeline: job.timelineFile, tookMs: saveMs, sizeBytes: meta.sizeBytes,
       compression, runState, ...(meta.streamBytes !== undefined ? { streamBytes: meta.streamBytes } : {}), ...(encryption ? { encryption: encryption.kind } : {}),
+      layout,
     };
   } catch (e) {
     // The VM stays as it was: resumed if it ran; no partial file under any name.
@@ -362,14 +395,20 @@ export async function restoreState(host: HostConfig, t: HostTransport, req: Rest
   const file = resolveStatePath(host, req.file);
   const meta = await checkState(t, host.id, file);
   const name = req.name ?? meta.vm;
-  const uri = `exec:${restorePipeline(file, meta.compression, meta.encryption, req.identityFile)}`;
+  const mapped = meta.layout === 'mapped-ram';
+  const uri = mapped ? `file:${file}` : `exec:${restorePipeline(file, meta.compression, meta.encryption, req.identityFile)}`;
   await requireTools(t, host.id, encodeStages(meta.compression, meta.encryption));
   const files = vmFiles(runtimeDirOf(host), name);
   const runningPid = await readPid(t, files.pidFile);
   if (runningPid && (await processAlive(t, runningPid))) {
     throw new FerryException('ALREADY_EXISTS', `VM "${name}" is already running on ${host.id} (pid ${runningPid}): stop it or restore under another name`, { vm: name });
   }
-  const spec = meta.spec as unknown as VmSpec;
+  const spec = { ...(meta.spec as unknown as VmSpec) };
+  // A state saved before Ferry recorded concrete machine types names an alias: it meant the
+  // machine that alias stood for in the QEMU that saved it.
+  const alias = machineTypeOfOption(spec.machine) ?? 'pc';
+  const v = /^(\d+\.\d+)\./.exec(meta.qemuVersion ?? '')?.[1];
+  if (v && (alias === 'pc' || alias === 'q35')) spec.machine = alias === 'pc' ? `pc-i440fx-${v}` : `pc-q35-${v}`;
   const job = new StateJob('restore', host.id, name, options);
   job.open(t.label, file, meta.argv, meta.qemuVersion, { compression: meta.compression, ...(meta.encryption ? { encryption: meta.encryption.kind } : {}) });
   job.setPhase('reservation');
@@ -377,10 +416,15 @@ export async function restoreState(host: HostConfig, t: HostTransport, req: Rest
   let q: QmpClient | undefined;
   let started = false;
   try {
-    await launchVm(t, runtimeDirOf(host), { ...spec, name, accel: meta.accel, paused: false, extraArgs: withIncomingDefer(spec.extraArgs) });
+    await launchVm(t, runtimeDirOf(host), { ...spec, name, accel: meta.accel, paused: false, extraArgs: withIncomingDefer(spec.extraArgs) }, host.qemu);
     started = true;
     q = await openVmQmp(t, files);
-    await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+    if (mapped) {
+      const f = await featuresOf(q);
+      if (!f.capabilities.includes('mapped-ram')) throw new FerryException('UNSUPPORTED', `${file} is a mapped-ram state file; ${host.id}'s QEMU${f.version ? ` ${f.version}` : ''} cannot read one (QEMU 9.0+)`, { file });
+    }
+    await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }, ...(mapped ? [{ capability: 'mapped-ram', state: true }, { capability: 'multifd', state: true }] : [])] });
+    if (mapped) await q.execute('migrate-set-parameters', { 'multifd-channels': meta.multifdChannels ?? MAPPED_RAM_CHANNELS });
     job.setPhase('setup');
     job.stopped = true; // the guest does not run while its state loads
     const qemuPid = await readPid(t, files.pidFile);
@@ -409,7 +453,7 @@ export async function restoreState(host: HostConfig, t: HostTransport, req: Rest
     job.setPhase('activation', `VM ${runState}`);
     job.end('completed', undefined, { totalTimeMs: tookMs });
     return {
-      id: job.id, op: 'restore', hostId: host.id, vm: name, file, timeline: job.timelineFile, tookMs, sizeBytes: meta.sizeBytes, compression: meta.compression, runState,
+      id: job.id, op: 'restore', hostId: host.id, vm: name, file, timeline: job.timelineFile, tookMs, sizeBytes: meta.sizeBytes, compression: meta.compression, runState, layout: meta.layout ?? 'stream',
       ...(meta.streamBytes !== undefined ? { streamBytes: meta.streamBytes } : {}), ...(meta.encryption ? { encryption: meta.encryption.kind } : {}),
     };
   } catch (e) {

@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { measureClock, offsetBetween } from './clock-offset';
+import { LocalTransport } from '../transport/local-transport';
+
+describe('measureClock', () => {
+  it('reads this machine as itself: offset within its own uncertainty, well under 50 ms', async () => {
+    const r = await measureClock(new LocalTransport(), { samples: 6 });
+    expect(r.samples).toBe(6);
+    expect(r.rttMs).toBeGreaterThan(0);
+    expect(Math.abs(r.offsetMs)).toBeLessThanOrEqual(r.uncertaintyMs + 1);
+    expect(Math.abs(r.offsetMs)).toBeLessThan(50);
+  });
+
+  it('sees a clock that runs ahead, and adds the uncertainties of two readings', async () => {
+    // This machine's clock read 1.5 s behind: the host appears 1.5 s ahead.
+    const r = await measureClock(new LocalTransport(), { samples: 4, now: () => Date.now() - 1500 });
+    expect(r.offsetMs).toBeGreaterThan(1400);
+    expect(r.offsetMs).toBeLessThan(1600);
+    expect(offsetBetween({ offsetMs: 10, uncertaintyMs: 1, rttMs: 2, samples: 1 }, { offsetMs: 25, uncertaintyMs: 2, rttMs: 4, samples: 1 })).toEqual({ offsetMs: 15, uncertaintyMs: 3 });
+  });
+});
