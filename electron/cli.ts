@@ -9,7 +9,7 @@ import type { HostInfo } from '../shared/contract';
 import type { VmInfo } from '../shared/model/vm';
 import { labDown, labHosts, labStatus, labUp, demoVmSpec } from './core/lab/local-lab';
 import type { LabStatus } from './core/lab/local-lab';
-import { launchVm, stopVm, vmFiles } from './core/hosts/vm-launcher';
+import { launchVm, stopVm } from './core/hosts/vm-launcher';
 import { runtimeDirOf } from './core/hosts/vm-discovery';
 import { GuestConsole } from './core/lab/demo-guest';
 import { formatBytes, formatMs, formatRate, parseByteSize } from '../shared/analysis/units';
@@ -307,7 +307,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       allowOnly(p, ['json']);
       want(1);
       const vms = unwrap(await service.invoke('vms:list', { hostId: args[0] })) as VmInfo[];
-      out.write(json ? `${JSON.stringify(vms, null, 2)}\n` : vms.map((v) => `${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\t${v.qmpSocket}\n`).join(''));
+      out.write(json ? `${JSON.stringify(vms, null, 2)}\n` : vms.map((v) => `${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\t${v.libvirt ? `libvirt ${v.libvirt.uuid} ${v.libvirt.persistent ? 'persistent' : 'transient'}` : v.qmpSocket}\n`).join(''));
       return 0;
     }
     if (cmd === 'vm' && (sub === 'start' || sub === 'stop')) {
@@ -348,9 +348,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       allowOnly(p, []);
       want(3);
       const [hostId, name, command] = args as [string, string, string];
-      const host = await service.registry.get(hostId);
       const transport = await service.transportOf(hostId);
-      const con = await GuestConsole.open(transport, vmFiles(runtimeDirOf(host), name).serialSocket).catch((e: unknown) => {
+      const con = await GuestConsole.open(transport, await service.guestSerialSocket(hostId, name)).catch((e: unknown) => {
         throw e instanceof FerryException && e.code === 'NOT_FOUND' ? new FerryException('NOT_FOUND', `no VM "${name}" on ${hostId} (or its serial console is not there)`) : e;
       });
       try {

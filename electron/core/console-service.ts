@@ -301,9 +301,8 @@ export class ConsoleService {
     },
     'lab:down': async () => this.changingVms(() => labDown({ root: this.labRoot })),
     'guest:command': async (req: { hostId: string; vm: string; command: string }) => {
-      const host = await this.registry.get(req.hostId);
       const transport = await this.transportOf(req.hostId);
-      const con = await GuestConsole.open(transport, host.libvirt ? await this.libvirtSerial(host, transport, req.vm) : vmFiles(runtimeDirOf(host), req.vm).serialSocket);
+      const con = await GuestConsole.open(transport, await this.guestSerialSocket(req.hostId, req.vm));
       try {
         const reply = await con.command(req.command, 20_000);
         return { reply: JSON.stringify(reply) };
@@ -374,6 +373,13 @@ export class ConsoleService {
     } finally {
       this.vmStates.clear();
     }
+  }
+
+  /** Where a VM's serial console is on its host: Ferry's runtime dir, or a libvirt domain's XML. */
+  async guestSerialSocket(hostId: string, vm: string): Promise<string> {
+    const host = await this.registry.get(hostId);
+    if (!host.libvirt) return vmFiles(runtimeDirOf(host), vm).serialSocket;
+    return this.libvirtSerial(host, await this.transportOf(hostId), vm);
   }
 
   /** A libvirt domain's serial console (the demo guest's), from its XML. */
