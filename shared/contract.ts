@@ -35,6 +35,8 @@ export const HostInfoSchema = z.object({
     qemuFeatures: z.array(z.string()).optional(),
     memAvailableMiB: z.number().optional(),
     kvm: z.boolean().optional(),
+    /** A libvirt host: its daemon's version. */
+    libvirtVersion: z.string().optional(),
     /** Why some facts could not be read just now (e.g. "host busy"): shown instead of a guess. */
     unavailable: z.string().optional(),
   }).optional(),

@@ -18,13 +18,14 @@ import { CleanupLedger } from './hosts/cleanup-ledger';
 import { startControlServer } from './control-server';
 import type { ControlServer } from './control-server';
 import type { HostTransport } from './transport/host-transport';
-import { LocalTransport, NetnsTransport } from './transport/local-transport';
+import { localTransportFor } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { FERRY_VERSION, MigrationEngine } from './migration/migration-engine';
 import type { Migration } from './migration/migration-engine';
 import { QmpDriver } from './migration/drivers/qmp-driver';
+import { LibvirtDriver } from './migration/drivers/libvirt-driver';
 import type { MigrationPlan } from '../../shared/model/migration';
 import { startEvacuation } from './migration/evacuation';
 import type { Evacuation, EvacuationRequest } from './migration/evacuation';
@@ -44,6 +45,9 @@ import { probeQemu, qemuOf, qemuVersionOf } from './hosts/qemu-install';
 import { optionalFeatures } from './qmp/qmp-schema';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
+import { LibvirtPool } from './libvirt/libvirt-connection';
+import { requireDomain, serialSocketOf } from './libvirt/libvirt-domains';
+import { parseVersion } from './libvirt/virsh-text';
 import type { RestoreRequest, SaveRequest } from '../../shared/model/saved-state';
 
 export interface ConsoleServiceOptions {
@@ -100,6 +104,8 @@ export class ConsoleService {
   private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
   private disposed = false;
   readonly engine: MigrationEngine;
+  /** One libvirt connection (relay + virsh shell) per libvirt host. */
+  readonly libvirt = new LibvirtPool();
   /** Destination QEMUs of failed migrations still to be stopped (when their host is reachable). */
   readonly cleanups: CleanupLedger;
   readonly labRoot: string;
@@ -126,7 +132,7 @@ export class ConsoleService {
     // The hypervisor drivers this console uses; the QMP driver (last) takes every host no other claims.
     this.engine = new MigrationEngine(this.engineHosts, {
       timelineDir: this.timelineDir,
-      drivers: [new QmpDriver({ cleanups: this.cleanups, vmStates: this.vmStates })],
+      drivers: [new LibvirtDriver(this.libvirt), new QmpDriver({ cleanups: this.cleanups, vmStates: this.vmStates })],
     });
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
@@ -297,9 +303,8 @@ export class ConsoleService {
     },
     'lab:down': async () => this.changingVms(() => labDown({ root: this.labRoot })),
     'guest:command': async (req: { hostId: string; vm: string; command: string }) => {
-      const host = await this.registry.get(req.hostId);
       const transport = await this.transportOf(req.hostId);
-      const con = await GuestConsole.open(transport, vmFiles(runtimeDirOf(host), req.vm).serialSocket);
+      const con = await GuestConsole.open(transport, await this.guestSerialSocket(req.hostId, req.vm));
       try {
         const reply = await con.command(req.command, 20_000);
         return { reply: JSON.stringify(reply) };
@@ -373,6 +378,22 @@ export class ConsoleService {
     }
   }
 
+  /** Where a VM's serial console is on its host: Ferry's runtime dir, or a libvirt domain's XML. */
+  async guestSerialSocket(hostId: string, vm: string): Promise<string> {
+    const host = await this.registry.get(hostId);
+    if (!host.libvirt) return vmFiles(runtimeDirOf(host), vm).serialSocket;
+    return this.libvirtSerial(host, await this.transportOf(hostId), vm);
+  }
+
+  /** A libvirt domain's serial console (the demo guest's), from its XML. */
+  private async libvirtSerial(host: HostConfig, transport: HostTransport, name: string): Promise<string> {
+    const conn = await this.libvirt.get(host, transport);
+    const d = await requireDomain(conn, name);
+    const sock = await serialSocketOf(conn, d.uuid);
+    if (!sock) throw new FerryException('NOT_FOUND', `libvirt domain ${JSON.stringify(name)} on ${host.id} has no unix-socket serial console`);
+    return sock;
+  }
+
   /** The transport of a host (connected on demand by the callers that need it). */
   async transportOf(id: string): Promise<HostTransport> {
     const host = await this.registry.get(id);
@@ -386,7 +407,7 @@ export class ConsoleService {
     if (rt) return rt;
     const ssh = this.options.ssh ?? {};
     const transport: HostTransport = host.transport.kind === 'local'
-      ? (host.transport.netns ? new NetnsTransport(host.transport.netns) : new LocalTransport())
+      ? localTransportFor(host.transport, host.transport.mountNsPidFile ? `${host.id} (mount namespace)` : undefined)
       : new SshTransport(host.transport.ssh, {
           ...ssh,
           extraKnownHostsFiles: [...(ssh.extraKnownHostsFiles ?? []), this.knownHostsFile],
@@ -560,6 +581,11 @@ export class ConsoleService {
       if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
       if (known?.qemuFeatures) facts.qemuFeatures = known.qemuFeatures;
     }
+    if (host.libvirt) {
+      const lv = await this.libvirt.get(host, t).then((c) => c.run(['version', '--daemon'])).then(parseVersion).catch(hostLog.dropped(`libvirt's version on ${host.id}`, 'debug'));
+      const version = lv?.daemon ?? lv?.library;
+      if (version) facts.libvirtVersion = version;
+    }
     const avail = mem.status === 'fulfilled' ? /MemAvailable:\s+(\d+)/.exec(mem.value.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
     else if (mem.status === 'rejected') {
@@ -581,6 +607,7 @@ export class ConsoleService {
   }
 
   private async drop(id: string): Promise<void> {
+    await this.libvirt.drop(id);
     const rt = this.runtimes.get(id);
     if (!rt) return;
     rt.wanted = false;
@@ -603,6 +630,7 @@ export class ConsoleService {
     await this.control?.close().catch(hostLog.dropped('closing the control socket'));
     await this.engine.dispose();
     await Promise.all([...this.runtimes.keys()].map((id) => this.drop(id)));
+    await this.libvirt.closeAll();
     this.listeners.clear();
   }
 }
