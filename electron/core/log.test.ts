@@ -27,6 +27,15 @@ describe('log', () => {
     expect(recentLogLines(1)[0]).toContain('channel refused');
   });
 
+  it('a log directory removed while Ferry runs is made again by the next line', () => {
+    const dir = path.join(tempDir(), 'logs');
+    configureLog({ dir });
+    rootLog.info('first');
+    rmSync(dir, { recursive: true, force: true });
+    rootLog.info('after the directory went');
+    expect(readFileSync(path.join(dir, 'ferry.log'), 'utf8')).toMatch(/INFO  after the directory went\n$/);
+  });
+
   it('never writes a secret: keys that name one, and URL tokens, are replaced', () => {
     const dir = tempDir();
     configureLog({ dir });

@@ -67,11 +67,23 @@ class Sink {
     if (!this.file || this.failed) return;
     try {
       if (this.bytes + line.length + 1 > this.maxBytes) this.rotate();
-      appendFileSync(this.file, `${line}\n`, { mode: 0o600 });
-      this.bytes += Buffer.byteLength(line) + 1;
+      this.append(line);
     } catch (e) {
       this.fail(e);
     }
+  }
+
+  /** Appends one line; a log directory removed while Ferry runs is made again, once per line. */
+  private append(line: string): void {
+    try {
+      appendFileSync(this.file!, `${line}\n`, { mode: 0o600 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      mkdirSync(this.dir!, { recursive: true, mode: 0o700 });
+      this.bytes = 0;
+      appendFileSync(this.file!, `${line}\n`, { mode: 0o600 });
+    }
+    this.bytes += Buffer.byteLength(line) + 1;
   }
 
   private rotate(): void {

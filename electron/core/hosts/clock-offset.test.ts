@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { measureClock, offsetBetween } from './clock-offset';
 import { LocalTransport } from '../transport/local-transport';
+import type { HostTransport } from '../transport/host-transport';
 
 describe('measureClock', () => {
   it('reads this machine as itself: offset within its own uncertainty, well under 50 ms', async () => {
@@ -17,5 +18,18 @@ describe('measureClock', () => {
     expect(r.offsetMs).toBeGreaterThan(1400);
     expect(r.offsetMs).toBeLessThan(1600);
     expect(offsetBetween({ offsetMs: 10, uncertaintyMs: 1, rttMs: 2, samples: 1 }, { offsetMs: 25, uncertaintyMs: 2, rttMs: 4, samples: 1 })).toEqual({ offsetMs: 15, uncertaintyMs: 3 });
+  });
+
+  it('a host that stops answering after a few readings gives the best of those, with how many; one that never answers is an error', async () => {
+    const local = new LocalTransport();
+    const stalling = (answers: number): HostTransport => ({
+      ...local,
+      label: 'stalling',
+      spawn: () => local.spawn(['sh', '-c', `i=0; while [ $i -lt ${answers} ]; do read -r _; date +%s.%N; i=$((i+1)); done; exec sleep 30`]),
+    } as unknown as HostTransport);
+    const r = await measureClock(stalling(3), { samples: 8, timeoutMs: 1500 });
+    expect(r.samples).toBe(2); // the first answer pays for the shell starting and is not used
+    expect(Math.abs(r.offsetMs)).toBeLessThanOrEqual(r.uncertaintyMs + 1);
+    await expect(measureClock(stalling(1), { samples: 8, timeoutMs: 800 })).rejects.toThrow(/stalling: no clock reading within 800 ms/);
   });
 });

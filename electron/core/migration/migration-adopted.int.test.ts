@@ -226,7 +226,7 @@ describe('QEMUs Ferry did not start (real QEMU, local lab)', () => {
     try {
       const bad = await cli('attach', 'lab-a', 'bad name!');
       expect(bad.code).toBe(1);
-      expect(bad.err).toMatch(/^ferry: attach: vm: VM name: .* \[INVALID_REQUEST\]\n$/);
+      expect(bad.err).toMatch(/^ferry: invalid VM name "bad name!": VM name: .* \[INVALID_REQUEST\]\n$/);
       const relative = await cli('attach', 'lab-a', 'demo', '--qmp-socket', 'qmp.sock');
       expect(relative.code).toBe(2);
       expect(relative.err).toMatch(/--qmp-socket needs an absolute path/);
