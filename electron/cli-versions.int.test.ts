@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { main } from './cli';
-import { labDown } from './core/lab/local-lab';
+import { DIRTY_LIMIT_RING, labDown } from './core/lab/local-lab';
 import { processesMentioning } from '../test/support/lab';
 import { killPid } from '../test/support/processes';
 import { needQemu10, qemu10 } from '../test/support/qemu-versions';
@@ -60,7 +60,7 @@ describe.skipIf(skip !== undefined)('ferry CLI across QEMU versions (real QEMU 7
 
   it('lab up --qemu-b, hosts list shows both QEMUs, 7.2 → 10.0 migrates with memory verified, 10.0 → 7.2 is refused', async () => {
     if (!q.ok) return;
-    const up = await ferry('lab', 'up', '--qemu-b', q.install.binary, ...(kvmUsable() ? ['--dirty-ring', '4096'] : []));
+    const up = await ferry('lab', 'up', '--qemu-b', q.install.binary, ...(kvmUsable() ? ['--dirty-ring', String(DIRTY_LIMIT_RING)] : []));
     expect(up.code).toBe(0);
     expect(up.out).toMatch(/started demo on lab-a \((kvm|tcg), QEMU 7\.2\.\d+, machine pc-i440fx-7\.2,/);
     expect(up.out).toContain(`QEMU ${q.install.binary}`);
@@ -101,7 +101,7 @@ describe.skipIf(skip !== undefined)('ferry CLI across QEMU versions (real QEMU 7
     if (!q.ok) return;
     // The VM is on lab-b (10.0) after the test above; bring it back to a fresh lab on 7.2 for the whole story.
     await ferry('lab', 'down');
-    expect((await ferry('lab', 'up', '--qemu-b', q.install.binary, '--dirty-ring', '4096')).code).toBe(0);
+    expect((await ferry('lab', 'up', '--qemu-b', q.install.binary, '--dirty-ring', String(DIRTY_LIMIT_RING))).code).toBe(0);
     const out = path.join(root, 'converge.html');
     const demo = await ferry('lab', 'demo', '--compare', 'converge', '-o', out);
     expect(demo.err).toBe('');

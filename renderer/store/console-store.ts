@@ -362,6 +362,8 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
       order: s.order.includes(r.value.id) ? s.order : [...s.order, r.value.id],
       selected: r.value.id,
       plan: undefined,
+      // the migration just started is what the user looks at, even from an open timeline
+      view: { kind: 'live' },
     }));
     // Its migration:started event comes first; if it was missed, the history covers what it brought.
     if (!seen) void get().hydrate(r.value.id);

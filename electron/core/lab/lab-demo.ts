@@ -23,7 +23,7 @@ import type { Migration, MigrationEngine } from '../migration/migration-engine';
 import { stopVm, vmFiles } from '../hosts/vm-launcher';
 import { QmpClient } from '../qmp/qmp-client';
 import { GuestConsole } from './demo-guest';
-import { LAB_HOST_IDS, LAB_VM_NAME, labHosts, labStatus, labUp, readLabState, transportFor, waitGuestReady, writeLabQemu } from './local-lab';
+import { DIRTY_LIMIT_RING, LAB_HOST_IDS, LAB_VM_NAME, labHosts, labStatus, labUp, readLabState, transportFor, waitGuestReady, writeLabQemu } from './local-lab';
 
 export interface LabDemoOptions {
   root: string;
@@ -138,7 +138,7 @@ async function runConvergeDemo(o: LabDemoOptions): Promise<LabDemoRun[]> {
   const d = CONVERGE_DEFAULTS;
   const bw = o.bandwidthMBps ?? d.bandwidthMBps;
   const note = (t: string) => o.onNote?.(t);
-  await labUp({ root: o.root, dirtyRingSize: 4096, ...(o.qemuB !== undefined ? { qemuB: o.qemuB } : {}) });
+  await labUp({ root: o.root, dirtyRingSize: DIRTY_LIMIT_RING, ...(o.qemuB !== undefined ? { qemuB: o.qemuB } : {}) });
   const status = await labStatus(o.root);
   const at = status.hosts.find((h) => h.vms.some((v) => v.name === LAB_VM_NAME && v.runState === 'running'));
   if (!at) throw new FerryException('NOT_FOUND', `the lab's ${LAB_VM_NAME} VM is not running on ${LAB_HOST_IDS.join(' or ')}; start the lab first`);

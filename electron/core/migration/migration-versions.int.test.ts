@@ -11,6 +11,7 @@ import { kvmUsable } from '../../../test/support/qemu';
 import { readTimeline } from '../recorder/timeline-reader';
 import { readArgvRecord, vmFiles } from '../hosts/vm-launcher';
 import { LocalTransport } from '../transport/local-transport';
+import { DIRTY_LIMIT_RING } from '../lab/local-lab';
 
 const figures: string[] = [];
 
@@ -101,7 +102,7 @@ describe('newer QEMU features, offered where the schema has them', () => {
     const q = qemu10();
     if (!q.ok) return;
     lab = await makeTestLab();
-    await lab.up({ qemuA: q.install, qemuB: q.install, dirtyRingSize: 4096, workload: { wsMiB: 64, rateMiBs: 150 } });
+    await lab.up({ qemuA: q.install, qemuB: q.install, dirtyRingSize: DIRTY_LIMIT_RING, workload: { wsMiB: 64, rateMiBs: 150 } });
     const plan = { vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 50_000_000, downtimeLimitMs: 1000, dirtyLimitMBps: 5 };
     const pf = await lab.service.invoke('migrations:preflight', plan);
     expect(pf).toMatchObject({ ok: true, value: { ok: true } });
