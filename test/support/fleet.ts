@@ -15,7 +15,7 @@
  * Everything is stopped by pid and the namespaces are deleted in `stop()`.
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { HostConfig } from '../../shared/model/host';
@@ -89,14 +89,40 @@ export function fleetAvailable(): { ok: boolean; reason?: string } {
 
 let fleetCounter = 0;
 
+/**
+ * Removes fleets a killed test run left behind: a fleet's namespaces with no process in any
+ * of them, created more than 5 minutes ago (a live fleet always has its sshds in them).
+ */
+function sweepStaleFleets(): void {
+  const names = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+  for (const jump of names.filter((x) => /^ff[a-z0-9]*-jump$/.test(x))) {
+    const tag = jump.slice(0, -'-jump'.length);
+    const all = [jump, `${tag}-hv1`, `${tag}-hv2`].filter((x) => names.includes(x));
+    const made = statSync(`/run/netns/${jump}`, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
+    if (Date.now() - made < 5 * 60_000) continue;
+    if (all.some((x) => execFileSync('ip', ['netns', 'pids', x], { encoding: 'utf8' }).trim() !== '')) continue;
+    console.log(`[fleet] removing fleet ${tag} left by a killed run (namespaces ${all.join(', ')})`);
+    for (const x of all) ip(['netns', 'del', x]);
+    try {
+      ip(['link', 'del', `${tag}r`]);
+    } catch {
+      // went with its jump namespace
+    }
+  }
+}
+
 export async function startFleet(options: { prefix?: string } = {}): Promise<Fleet> {
   const tag = options.prefix ?? `ff${process.pid % 10000}${fleetCounter++}`;
   if (!/^[a-z0-9]{2,9}$/.test(tag)) throw new Error(`fleet prefix must be 2-9 of a-z0-9: ${tag}`);
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const root = mkdtempSync(path.join(tmpdir(), `ferry-fleet-${tag}-`));
   const ns = { jump: `${tag}-jump`, hv1: `${tag}-hv1`, hv2: `${tag}-hv2` };
-  // A /30 in the root namespace unique to this fleet: the other subnets live inside namespaces only.
-  const n = (process.pid * 7 + fleetCounter * 13) % 250;
+  sweepStaleFleets();
+  // A /30 in the root namespace unique to this fleet (the other subnets live inside namespaces
+  // only): one no interface holds, so two fleets (or one a killed run left) never share a route.
+  const inUse = execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' });
+  let n = (process.pid * 7 + fleetCounter * 13) % 250;
+  for (let tries = 0; tries < 250 && inUse.includes(` 10.${150 + (n % 50)}.${n}.`); tries++) n = (n + 1) % 250;
   const rootNet = `10.${150 + (n % 50)}.${n}.`;
   const addr = { root: `${rootNet}1`, jump: `${rootNet}2`, jumpBr: '10.77.1.1', hv1: '10.77.1.11', hv2: '10.77.1.12', mig1: '10.77.2.1', mig2: '10.77.2.2' };
   const dev = { r: `${tag}r`, jr: `${tag}jr`, j1: `${tag}j1`, h1: `${tag}h1`, j2: `${tag}j2`, h2: `${tag}h2`, m1: `${tag}m1`, m2: `${tag}m2` };
