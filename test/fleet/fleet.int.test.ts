@@ -139,8 +139,11 @@ describe.skipIf(!avail.ok)('a console session on the fleet stays inside sshd\'s 
       const byId = Object.fromEntries(pre.value.checks.map((c) => [c.id, c]));
       expect(byId['source-vm']?.status).toBe('pass');
       expect(byId['destination-qemu']?.status).toBe('pass');
-      expect(byId.clock, `clock check: ${JSON.stringify(byId.clock)}`).toMatchObject({ status: 'pass' });
-      expect(Number(/^(\d+) ±/.exec(byId.clock?.reason ?? '')?.[1])).toBeLessThan(50);
+      // Two hosts on one clock: a pass well under 50 ms, or (when the load keeps a host from
+      // answering in time) an honest "could not compare", never an offset that is not there.
+      const clock = byId.clock!;
+      if (clock.status === 'pass') expect(Number(/^(\d+) ±/.exec(clock.reason ?? '')?.[1])).toBeLessThan(50);
+      else expect(clock, `clock check: ${JSON.stringify(clock)}`).toMatchObject({ status: 'warn', reason: expect.stringMatching(/^could not compare clocks: /) });
     }
     const m = await service.engine.start({ vm: 'demo', from: 'hv1', to: 'hv2', maxBandwidth: 60_000_000 });
     const pre2 = service.call('migrations:preflight', { vm: 'demo', from: 'hv1', to: 'hv2' });
