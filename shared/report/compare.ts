@@ -76,8 +76,10 @@ export function compareData(items: readonly CompareItem[]): CompareData {
     { id: 'xfer', title: 'Transfer rate', unit: 'MB/s', series: series('xfer') },
     { id: 'dirty', title: 'Guest dirty rate', unit: 'MB/s', series: series('dirty') },
   ];
-  // auto-converge vs dirty-limit: what each did to the guest's vCPUs
-  if (items.some((it) => findLast(it.entry.samples, (s) => Boolean(s.cpuThrottlePct)) !== undefined)) specs.push({ id: 'throttle', title: 'CPU throttle (auto-converge)', unit: '%', series: series('throttle') });
+  // auto-converge vs dirty-limit: what each did to the guest's vCPUs (an auto-converge run
+  // that converged before QEMU throttled shows its throttle at 0, not no chart)
+  const autoConverge = (it: CompareItem) => (it.entry.summary.plan as { autoConverge?: boolean }).autoConverge === true;
+  if (items.some((it) => autoConverge(it) || findLast(it.entry.samples, (s) => Boolean(s.cpuThrottlePct)) !== undefined)) specs.push({ id: 'throttle', title: 'CPU throttle (auto-converge)', unit: '%', series: series('throttle') });
   if (items.some((it) => findLast(it.entry.samples, (s) => s.dirtyLimitThrottleUs !== undefined) !== undefined)) specs.push({ id: 'dirty-limit', title: 'dirty-limit: vCPU throttle time per round', unit: 'ms', series: series('dirtyLimit') });
   if (items.some((it) => findLast(it.entry.samples, (s) => Boolean(s.guest)) !== undefined)) specs.push({ id: 'stall', title: 'Guest: longest stall per heartbeat', unit: 'ms', series: series('stall') });
   const fig = (it: CompareItem, id: string) => (it.entry.final ? figuresOf(it.entry.final).find((f) => f.id === id)?.value : undefined) ?? '—';

@@ -138,6 +138,14 @@ describe('comparison', () => {
     const sw = b.phases.find((p) => p.phase === 'postcopy')!;
     expect(c.switchovers[1]!.x).toBeCloseTo((sw.t - migrationStart(b)) / 1000, 6);
   });
+
+  it('an auto-converge run QEMU never throttled still gets the throttle chart (at 0); a comparison without auto-converge does not', () => {
+    const a = entryFromTimeline(converging);
+    const b = entryFromTimeline(postcopy);
+    expect(compareData([{ name: 'pre', entry: a }, { name: 'post', entry: b }]).specs.map((s) => s.id)).not.toContain('throttle');
+    const ac = { ...a, samples: a.samples.map((s) => ({ ...s, cpuThrottlePct: undefined })), summary: { ...a.summary, plan: { ...a.summary.plan, autoConverge: true } } };
+    expect(compareData([{ name: 'ac', entry: ac }, { name: 'post', entry: b }]).specs.map((s) => s.id)).toContain('throttle');
+  });
 });
 
 describe('HTML reports', () => {
