@@ -78,6 +78,15 @@ describe('ferry usage errors, from the command table, before anything is touched
     ]));
   });
 
+  it('documents every option of every command in its usage', () => {
+    for (const c of COMMANDS) {
+      const text = c.usage.join('\n');
+      for (const [opt, o] of Object.entries(c.options)) {
+        expect(text, `${c.name} --${opt}`).toMatch(o.short ? new RegExp(`-${o.short} `) : new RegExp(`--${opt}(?![a-z-])`));
+      }
+    }
+  });
+
   describe.each(COMMANDS.map((c) => [c.name, c] as const))('%s', (_name, c) => {
     // What the table refuses is refused before a console service is even created.
     let services = 0;
