@@ -2,10 +2,8 @@
  * `ferry recover`, `ferry migrations`, `ferry control`, `ferry hosts trust`: what virsh does
  * for a running migration, from any shell. Controls act through the Ferry process that runs
  * the migration (its control socket, see core/control-server.ts), and its timeline records
- * who acted. Options are parsed with node:util's parseArgs.
+ * who acted. Their command lines are parsed beforehand, from the command table (cli-commands.ts).
  */
-import { parseArgs } from 'node:util';
-import type { ParseArgsConfig } from 'node:util';
 import { createInterface } from 'node:readline/promises';
 import type { ConsoleService } from './core/console-service';
 import type { Migration } from './core/migration/migration-engine';
@@ -13,28 +11,13 @@ import { askPeer, controlPeers } from './core/control-server';
 import { FerryException } from '../shared/errors';
 import type { MigrationSummaryPayload } from '../shared/contract';
 import { parseByteSize } from '../shared/analysis/units';
-
-export class CliUsageError extends Error {}
+import { CliUsageError } from './cli-commands';
 
 export interface CliIo {
   out: NodeJS.WritableStream;
   errOut: NodeJS.WritableStream;
   /** Prints a migration's progress until it ends; returns the exit code. */
   follow(m: Migration, cancelOnInterrupt: boolean): Promise<number>;
-}
-
-function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O, positionals: { min: number; max: number; usage: string }) {
-  let r;
-  try {
-    r = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    // parseArgs says e.g. "Unknown option '--x'": one line, then the usage.
-    throw new CliUsageError(`${(e as Error).message.split('\n')[0]} (usage: ${positionals.usage})`);
-  }
-  if (r.positionals.length < positionals.min || r.positionals.length > positionals.max) {
-    throw new CliUsageError(`expected ${positionals.min === positionals.max ? positionals.min : `${positionals.min} to ${positionals.max}`} argument(s), got ${r.positionals.length} (usage: ${positionals.usage})`);
-  }
-  return r;
 }
 
 const who = () => `ferry control (pid ${process.pid}, user ${process.env.USER ?? process.getuid?.() ?? '?'})`;
@@ -51,8 +34,8 @@ async function peerMigrations(configDir: string): Promise<{ pid: number; m: Migr
 
 const TERMINAL = ['completed', 'failed', 'cancelled'];
 
-export async function migrationsCommand(argv: string[], service: ConsoleService, io: CliIo): Promise<number> {
-  const { values } = parse(argv, { json: { type: 'boolean' }, all: { type: 'boolean' } }, { min: 0, max: 0, usage: 'ferry migrations [--all] [--json]' });
+export async function migrationsCommand(flags: ReadonlyMap<string, string | true>, service: ConsoleService, io: CliIo): Promise<number> {
+  const values = { all: flags.get('all') === true, json: flags.get('json') === true };
   const list = (await peerMigrations(service.configDir)).filter((x) => values.all || !TERMINAL.includes(x.m.phase));
   if (values.json) io.out.write(`${JSON.stringify(list.map((x) => ({ pid: x.pid, ...x.m })), null, 2)}\n`);
   else if (list.length === 0) io.out.write(`no ${values.all ? '' : 'running '}migration in any Ferry process\n`);
@@ -62,7 +45,7 @@ export async function migrationsCommand(argv: string[], service: ConsoleService,
 
 type Control = { action: 'cancel' } | { action: 'set-bandwidth'; bytesPerSecond: number } | { action: 'set-downtime'; ms: number } | { action: 'postcopy' } | { action: 'stop-vm' } | { action: 'pause-postcopy' } | { action: 'recover' } | { action: 'continue' };
 
-export const CONTROL_USAGE = 'ferry control MIGRATION|VM cancel|postcopy|stop-vm|pause-postcopy|recover|continue|bandwidth MB/s|downtime ms';
+const CONTROLS = 'cancel, postcopy, stop-vm, pause-postcopy, recover, continue, bandwidth MB/s, downtime ms';
 
 function controlOf(action: string, value: string | undefined): Control {
   const needs = (what: string) => {
@@ -84,12 +67,12 @@ function controlOf(action: string, value: string | undefined): Control {
       return { action: 'set-downtime', ms };
     }
     default:
-      throw new CliUsageError(`unknown control "${action}" (usage: ${CONTROL_USAGE})`);
+      throw new CliUsageError(`unknown control "${action}" (one of: ${CONTROLS})`);
   }
 }
 
-export async function controlCommand(argv: string[], service: ConsoleService, io: CliIo): Promise<number> {
-  const { positionals } = parse(argv, {}, { min: 2, max: 3, usage: CONTROL_USAGE });
+/** `ferry control TARGET ACTION [VALUE]` (the command table checked there are two or three). */
+export async function controlCommand(positionals: string[], service: ConsoleService, io: CliIo): Promise<number> {
   const [target, action, value] = positionals as [string, string, string | undefined];
   const control = controlOf(action, value);
   const running = (await peerMigrations(service.configDir)).filter((x) => !TERMINAL.includes(x.m.phase));
@@ -109,8 +92,7 @@ export async function controlCommand(argv: string[], service: ConsoleService, io
  * Connects every configured host and picks up the migrations a previous Ferry started on
  * them (state files beside the source VMs); follows each to its end, recording it.
  */
-export async function recoverCommand(argv: string[], service: ConsoleService, io: CliIo): Promise<number> {
-  parse(argv, {}, { min: 0, max: 0, usage: 'ferry recover' });
+export async function recoverCommand(service: ConsoleService, io: CliIo): Promise<number> {
   await service.listenForControl('ferry recover');
   const hosts = await service.registry.list();
   await service.connectAll();
@@ -128,9 +110,7 @@ export async function recoverCommand(argv: string[], service: ConsoleService, io
 }
 
 /** `ferry hosts trust HOST [--fingerprint SHA256:…]`: shows the key a host presents; trusts it once confirmed. */
-export async function trustCommand(argv: string[], service: ConsoleService, io: CliIo, stdin: NodeJS.ReadableStream & { isTTY?: boolean } = process.stdin): Promise<number> {
-  const { values, positionals } = parse(argv, { fingerprint: { type: 'string' } }, { min: 1, max: 1, usage: 'ferry hosts trust HOST [--fingerprint SHA256:...]' });
-  const id = positionals[0]!;
+export async function trustCommand(id: string, fingerprint: string | true | undefined, service: ConsoleService, io: CliIo, stdin: NodeJS.ReadableStream & { isTTY?: boolean } = process.stdin): Promise<number> {
   const r = await service.call('hosts:connect', { id });
   if (r.ok) {
     io.out.write(`${id}: its host key is already trusted (${r.value.label})\n`);
@@ -140,7 +120,7 @@ export async function trustCommand(argv: string[], service: ConsoleService, io: 
   const d = r.error.details ?? {};
   const fp = String(d.fingerprint ?? '');
   io.out.write(`${id} (${String(d.host ?? '')}:${String(d.port ?? '')}) presents ${String(d.keyType ?? '')} ${fp}\n`);
-  let confirmed = values.fingerprint;
+  let confirmed = typeof fingerprint === 'string' ? fingerprint : undefined;
   if (confirmed === undefined) {
     if (!stdin.isTTY) throw new CliUsageError(`not trusted: compare the fingerprint with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub there), then run ferry hosts trust ${id} --fingerprint ${fp}`);
     const rl = createInterface({ input: stdin, output: io.out });

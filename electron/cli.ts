@@ -24,137 +24,51 @@ import { runLabDemo } from './core/lab/lab-demo';
 import type { WrittenReport } from './core/recorder/report';
 import { configureLog, rootLog } from './core/log';
 import { defaultConfigDir } from './core/hosts/host-registry';
-import { CliUsageError, controlCommand, migrationsCommand, recoverCommand, trustCommand } from './cli-ops';
+import { controlCommand, migrationsCommand, recoverCommand, trustCommand } from './cli-ops';
+import { CliUsageError, USAGE, commandOf, helpFor, parseCommand, serveOptionsOf, usageErrorText } from './cli-commands';
+import type { CommandSpec, ParsedCommand, ServeOptions } from './cli-commands';
 
 const cliLog = rootLog.child('cli');
 
-const USAGE = `usage: ferry <command> [options]
-
-  ferry lab up [--netns | --libvirt] [--accel kvm|tcg|auto] [--memory MiB] [--qemu-a PATH] [--qemu-b PATH] [--dirty-ring N]
-                                   start the local lab (lab-a, lab-b) with the demo VM on lab-a;
-                                   --qemu-b: lab-b runs VMs with another QEMU (its firmware found beside it);
-                                   --libvirt: two libvirt daemons, the demo guest a domain on lab-a
-  ferry lab demo [--bandwidth MB/s] [--compare postcopy|converge] [--qemu-b PATH] [-o compare.html]
-                                   precopy then postcopy of the same workload (converge: auto-converge
-                                   vs dirty-limit, QEMU 8.1+ and KVM); writes their comparison
-  ferry lab down                   stop everything the lab started
-  ferry lab status [--json]
-  ferry hosts list [--json]        the hosts Ferry knows, their state and QEMU version
-  ferry vm list HOST [--json]      the VMs on a host (name, state, memory, QMP socket)
-  ferry vm start HOST VM [--memory MiB] [--accel A] [--ws MiB] [--rate MiB/s|max] [--kernel PATH]
-                                   start a VM (the demo guest unless --kernel says otherwise)
-  ferry vm stop HOST VM            QMP quit, then SIGTERM/SIGKILL by pid
-  ferry guest HOST VM 'COMMAND'    send a command to the demo guest and print its reply
-                                   (r 200 = dirty 200 MiB/s, r max, w 128 = working set, v = verify, s = status)
-  ferry migrate VM --from HOST --to HOST [--postcopy] [--postcopy-after N] [--bandwidth MB/s]
-        [--downtime ms] [--auto-converge] [--xbzrle MiB] [--multifd N] [--keep-source] [--record FILE]
-        [--capabilities NAME[=off],...]   any other QEMU migration capability (preflight checks QEMU has it)
-                                   live-migrate a VM, with a live progress line
-        [--policy postcopy-when-never|downtime-steps|dynamic-rate|deadline] [--deadline 90s] [--downtime-ceiling ms]
-  ferry preflight VM --from HOST --to HOST [--postcopy] [--capabilities NAME,...]
-                                   the checks a migration would run first (exit 1 when one fails)
-  ferry evacuate HOST --to HOST[,HOST] [--parallel K] [--deadline 5m] [--bandwidth MB/s]
-                                   move every VM off a host
-  ferry attach HOST VM [--qmp-socket PATH] [--record FILE]
-                                   watch and record a migration someone else runs (no control issued);
-                                   VM: Ferry's, or a QEMU found through the host's qmpSocketGlobs;
-                                   --qmp-socket: a VM Ferry did not start, by its QMP socket on HOST
-  ferry migrations [--all] [--json]
-                                   the migrations the Ferry processes of this user run now
-  ferry control MIGRATION|VM cancel|postcopy|stop-vm|pause-postcopy|recover|continue
-  ferry control MIGRATION|VM bandwidth MB/s | downtime ms
-                                   act on a running migration from another shell, through the Ferry
-                                   process that runs it (its timeline records who acted)
-  ferry recover                    connect every host; pick up and follow the migrations a Ferry that
-                                   was stopped or killed had started (e.g. after kill -9)
-  ferry hosts trust HOST [--fingerprint SHA256:...]
-                                   show the host key an SSH host presents; trust it once confirmed
-  ferry save HOST VM FILE [--compress zstd|gzip] [--encrypt-to RECIPIENT] [--keep-running]
-                                   save a VM's state to FILE on its host (relative: the host's states dir)
-                                   and stop it (--keep-running: resume it, a checkpoint)
-  ferry restore HOST FILE [--name VM] [--identity FILE]
-                                   start the saved VM again from FILE (checked against its sidecar first)
-  ferry states HOST [--json]       the saved states in a host's states dir
-  ferry migrate|preflight … --copy-storage [--storage-bandwidth MB/s]
-                                   copy the VM's disk images to the destination first (no shared storage)
-  ferry migrate|preflight … --tunnel ssh
-                                   carry the migration stream inside SSH (unix sockets relayed by Ferry)
-  ferry timeline FILE --csv|--json|--openmetrics
-                                   export a recorded timeline (OpenMetrics: for promtool tsdb create-blocks-from)
-  ferry report FILE [-o report.html] [--with-log]
-                                   a self-contained HTML report (charts, plan, preflight, events;
-                                   --with-log: Ferry's log lines from while it ran, for support)
-  ferry diagnostics                what to paste into a ticket: hosts, sessions, migrations, last log lines
-  ferry compare A B [...] -o compare.html
-                                   overlay two or more timelines, final figures side by side
-                                   (timeline, report, compare: FILE may also be a Proxmox VE migration
-                                   task log or a QEMU guestperf JSON report)
-  ferry serve [--port N] [--metrics]
-                                   the console in a browser; --metrics adds Prometheus /metrics (see README)
-`;
-
-class UsageError extends Error {}
-
+/** A command's parsed arguments, as the handlers below read them: an option given as a string
+ * in the table is a string here, a switch given is `true`. */
 interface Parsed {
   positional: string[];
   flags: Map<string, string | true>;
 }
 
-function parseArgs(argv: string[], valued: string[]): Parsed {
-  const positional: string[] = [];
+function parsedOf(c: ParsedCommand): Parsed {
   const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '-o') {
-      const val = argv[++i];
-      if (val === undefined) throw new UsageError('-o needs a file name');
-      flags.set('output', val);
-    } else if (a.startsWith('--')) {
-      const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
-      if (valued.includes(k)) {
-        const val = v ?? argv[++i];
-        if (val === undefined) throw new UsageError(`--${k} needs a value`);
-        flags.set(k, val);
-      } else {
-        if (v !== undefined) throw new UsageError(`--${k} takes no value`);
-        flags.set(k, true);
-      }
-    } else positional.push(a);
-  }
-  return { positional, flags };
+  for (const [k, v] of Object.entries(c.values)) if (v !== undefined && v !== false) flags.set(k, v);
+  return { positional: c.positionals, flags };
 }
 
 function num(p: Parsed, flag: string, min: number, max: number): number | undefined {
   const v = p.flags.get(flag);
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v === true || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`--${flag} must be a number from ${min} to ${max}`);
+  if (v === true || !Number.isFinite(n) || n < min || n > max) throw new CliUsageError(`--${flag} must be a number from ${min} to ${max}`);
   return n;
 }
 
 function accelOf(p: Parsed): 'auto' | 'kvm' | 'tcg' | undefined {
   const a = p.flags.get('accel');
   if (a === undefined) return undefined;
-  if (a !== 'auto' && a !== 'kvm' && a !== 'tcg') throw new UsageError('--accel must be kvm, tcg or auto');
+  if (a !== 'auto' && a !== 'kvm' && a !== 'tcg') throw new CliUsageError('--accel must be kvm, tcg or auto');
   return a;
 }
 
 /** `--capabilities zero-copy-send,validate-uuid=off`: QAPI capability names, on unless `=off`. */
 function capabilitiesOf(p: Parsed): Record<string, boolean> | undefined {
   const v = p.flags.get('capabilities');
-  if (v === undefined) return undefined;
-  if (v === true) throw new UsageError('--capabilities needs a list, e.g. zero-copy-send,validate-uuid=off');
+  if (typeof v !== 'string') return undefined;
   const out: Record<string, boolean> = {};
   for (const item of v.split(',').filter(Boolean)) {
     const m = /^([a-z][a-z0-9-]*)(?:=(on|off|true|false))?$/.exec(item);
-    if (!m) throw new UsageError(`--capabilities: "${item}" is not NAME or NAME=on|off`);
+    if (!m) throw new CliUsageError(`--capabilities: "${item}" is not NAME or NAME=on|off`);
     out[m[1]!] = m[2] === undefined || m[2] === 'on' || m[2] === 'true';
   }
   return out;
-}
-
-function allowOnly(p: Parsed, allowed: string[]): void {
-  for (const k of p.flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}`);
 }
 
 function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
@@ -165,22 +79,18 @@ function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
   }
 }
 
-async function reportCommand(cmd: 'report' | 'compare', argv: string[], out: NodeJS.WritableStream, errOut: NodeJS.WritableStream): Promise<number> {
+async function reportCommand(cmd: 'report' | 'compare', p: Parsed, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream): Promise<number> {
   try {
-    const p = parseArgs(argv, ['output']);
-    allowOnly(p, cmd === 'report' ? ['output', 'with-log'] : ['output']);
     const o = p.flags.get('output');
     const output = typeof o === 'string' ? path.resolve(o) : undefined;
     let r: WrittenReport;
     if (cmd === 'report') {
-      if (p.positional.length !== 1) throw new UsageError(`report: expected one timeline file, got ${p.positional.length}`);
       const withLog = p.flags.get('with-log') === true;
       // The log is this user's Ferry log (`<configDir>/logs`), as the console writes it.
       if (withLog) configureLog({ dir: path.join(defaultConfigDir(), 'logs') });
       r = await writeReport(path.resolve(p.positional[0]!), output, { withLog });
     } else {
-      if (p.positional.length < 2) throw new UsageError(`compare: expected at least two timeline files, got ${p.positional.length}`);
-      if (!output) throw new UsageError('compare needs -o FILE.html');
+      if (!output) throw new CliUsageError('compare needs -o FILE.html');
       r = await writeCompare(p.positional.map((f) => path.resolve(f)), output);
     }
     for (const f of r.truncated) errOut.write(`ferry: ${f} is truncated (recording cut short); the report shows its complete records and says so\n`);
@@ -188,8 +98,8 @@ async function reportCommand(cmd: 'report' | 'compare', argv: string[], out: Nod
     out.write(`wrote ${r.output} (${(r.bytes / 1024).toFixed(0)} kB)\n`);
     return 0;
   } catch (e) {
-    if (e instanceof UsageError) {
-      errOut.write(`ferry: ${e.message}\n${USAGE}`);
+    if (e instanceof CliUsageError) {
+      errOut.write(usageErrorText(e.message, e.command ?? cmd));
       return 2;
     }
     errOut.write(`ferry: ${toFerryError(e).message}\n`);
@@ -197,61 +107,78 @@ async function reportCommand(cmd: 'report' | 'compare', argv: string[], out: Nod
   }
 }
 
+/**
+ * Runs one command line; returns the exit code (0 ok, 1 failed, 2 bad usage). The whole
+ * command line is parsed (and `help` answered) before any service is created, so bad usage
+ * never touches a host.
+ */
 export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout, errOut: NodeJS.WritableStream = process.stderr): Promise<number> {
-  const [cmd, sub] = argv;
-  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') {
     out.write(USAGE);
-    return cmd ? 0 : 2;
+    return argv.length === 0 ? 2 : 0;
   }
-  if (cmd === 'serve') {
+  let spec: CommandSpec | undefined;
+  let p: Parsed;
+  let serveOptions: ServeOptions | undefined;
+  try {
+    const c = commandOf(argv);
+    spec = c.spec;
+    const parsed = parseCommand(spec, c.rest);
+    if (parsed.help) {
+      out.write(helpFor(spec.name.split(' ')));
+      return 0;
+    }
+    if (spec.name === 'help') {
+      out.write(parsed.positionals.length > 0 ? helpFor(parsed.positionals) : USAGE);
+      return 0;
+    }
+    if (spec.name === 'serve') serveOptions = serveOptionsOf(parsed);
+    p = parsedOf(parsed);
+  } catch (e) {
+    if (e instanceof CliUsageError) {
+      errOut.write(usageErrorText(e.message, e.command ?? spec?.name));
+      return 2;
+    }
+    throw e;
+  }
+  const command = spec.name;
+  if (serveOptions) {
     const { serve } = await import('./serve');
-    await serve(argv.slice(1));
+    await serve(serveOptions);
     return await new Promise<number>(() => undefined); // runs until Ctrl-C
   }
-  if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
+  if (command === 'report' || command === 'compare') return await reportCommand(command, p, out, errOut);
+  const [cmd, sub] = command.split(' ') as [string, string | undefined];
   const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: cmd === 'recover' });
   const io = { out, errOut, follow: (m: MigrationRun, cancel: boolean) => follow(m, out, errOut, cancel) };
   try {
     if (cmd === 'diagnostics') {
-      if (argv.length > 1) throw new UsageError('diagnostics takes no arguments');
       out.write(unwrap(await service.call('diagnostics:get', {})).text);
       return 0;
     }
-    if (cmd === 'recover') return await recoverCommand(argv.slice(1), service, io);
-    if (cmd === 'migrations') return await migrationsCommand(argv.slice(1), service, io);
-    if (cmd === 'control') return await controlCommand(argv.slice(1), service, io);
-    if (cmd === 'hosts' && sub === 'trust') return await trustCommand(argv.slice(2), service, io);
-    // Saved states parse on their own; the storage and transport options of migrate and
-    // preflight are taken out first and become plan fields.
-    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, parseArgs(argv.slice(1), ['compress', 'encrypt-to', 'name', 'identity', 'layout']), service, out);
-    const own = takeFlags(argv, ['tunnel', 'storage-bandwidth'], ['copy-storage']);
-    argv = own.rest;
-    const beyond = beyondPlanOf(cmd, own.flags);
-
-    const oneWord = ['guest', 'migrate', 'timeline', 'attach', 'preflight', 'evacuate'].includes(cmd);
-    const p = parseArgs(argv.slice(oneWord ? 1 : 2), ['qemu-a', 'qemu-b', 'dirty-ring', 'compare', 'output', 'accel', 'memory', 'ws', 'rate', 'kernel', 'append', 'from', 'to', 'postcopy-after', 'bandwidth', 'downtime', 'xbzrle', 'multifd', 'record', 'policy', 'deadline', 'downtime-ceiling', 'parallel', 'capabilities', 'qmp-socket']);
+    if (cmd === 'recover') return await recoverCommand(service, io);
+    if (cmd === 'migrations') return await migrationsCommand(p.flags, service, io);
+    if (cmd === 'control') return await controlCommand(p.positional, service, io);
+    if (command === 'hosts trust') return await trustCommand(p.positional[0]!, p.flags.get('fingerprint'), service, io);
+    if (cmd === 'save' || cmd === 'restore' || cmd === 'states') return await stateCommand(cmd, p, service, out);
+    // The storage and transport options of migrate and preflight become plan fields.
+    const beyond = beyondPlanOf(p.flags);
     const json = p.flags.get('json') === true;
     const args = p.positional;
-    const want = (n: number) => {
-      if (args.length !== n) throw new UsageError(`${cmd} ${sub ?? ''}: expected ${n} argument(s), got ${args.length}`);
-    };
     if (cmd === 'lab') {
       if (sub === 'up') {
-        allowOnly(p, ['netns', 'libvirt', 'accel', 'memory', 'qemu-a', 'qemu-b', 'dirty-ring']);
-        want(0);
         const mem = num(p, 'memory', 64, 65536);
         const ring = num(p, 'dirty-ring', 1024, 65536);
         const accel = accelOf(p);
         const qemuFlag = (k: 'qemu-a' | 'qemu-b') => {
           const v = p.flags.get(k);
-          if (v === true) throw new UsageError(`--${k} needs the path of a qemu-system-x86_64 binary`);
-          return v;
+          return typeof v === 'string' ? v : undefined;
         };
         const qa = qemuFlag('qemu-a');
         const qb = qemuFlag('qemu-b');
         const libvirt = p.flags.get('libvirt') === true;
-        if (libvirt && p.flags.get('netns') === true) throw new UsageError('--libvirt and --netns do not go together');
-        if (libvirt && (qa || qb || ring)) throw new UsageError('--libvirt runs Debian\'s libvirt and QEMU: --qemu-a, --qemu-b and --dirty-ring do not apply');
+        if (libvirt && p.flags.get('netns') === true) throw new CliUsageError('--libvirt and --netns do not go together');
+        if (libvirt && (qa || qb || ring)) throw new CliUsageError('--libvirt runs Debian\'s libvirt and QEMU: --qemu-a, --qemu-b and --dirty-ring do not apply');
         const r = await labUp({
           netns: p.flags.get('netns') === true, ...(libvirt ? { libvirt } : {}), ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}),
           ...(qa ? { qemuA: qa } : {}), ...(qb ? { qemuB: qb } : {}), ...(ring ? { dirtyRingSize: ring } : {}),
@@ -263,15 +190,12 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         return 0;
       }
       if (sub === 'demo') {
-        allowOnly(p, ['bandwidth', 'output', 'compare', 'qemu-b']);
-        want(0);
         const bw = num(p, 'bandwidth', 5, 10_000);
         const compare = p.flags.get('compare');
-        if (compare !== undefined && compare !== 'postcopy' && compare !== 'converge') throw new UsageError('--compare must be postcopy (precopy vs postcopy) or converge (auto-converge vs dirty-limit)');
+        if (compare !== undefined && compare !== 'postcopy' && compare !== 'converge') throw new CliUsageError('--compare must be postcopy (precopy vs postcopy) or converge (auto-converge vs dirty-limit)');
         const qb = p.flags.get('qemu-b');
-        if (qb === true) throw new UsageError('--qemu-b needs the path of a qemu-system-x86_64 binary');
         const runs = await runLabDemo({
-          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}), ...(compare ? { compare } : {}), ...(qb ? { qemuB: qb } : {}),
+          root: service.labRoot, engine: service.engine, ...(bw ? { bandwidthMBps: bw } : {}), ...(compare ? { compare } : {}), ...(typeof qb === 'string' ? { qemuB: qb } : {}),
           onRun: (label, m) => out.write(`${label}: ${m.plan.vm} ${m.plan.from} → ${m.plan.to} (timeline ${m.timelineFile})\n`),
           onNote: (t) => out.write(`${t}\n`),
         });
@@ -282,15 +206,11 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         return 0;
       }
       if (sub === 'down') {
-        allowOnly(p, []);
-        want(0);
         const r = await labDown();
         out.write(r.stopped.length ? `stopped ${r.stopped.join(', ')}\n` : 'nothing was running\n');
         return 0;
       }
       if (sub === 'status') {
-        allowOnly(p, ['json']);
-        want(0);
         const s = await labStatus();
         if (json) out.write(`${JSON.stringify(s, null, 2)}\n`);
         else printLab(s, out);
@@ -298,27 +218,19 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
     }
     if (cmd === 'hosts' && sub === 'list') {
-      allowOnly(p, ['json']);
-      want(0);
       const hosts = unwrap(await service.invoke('hosts:list', {})) as HostInfo[];
       out.write(json ? `${JSON.stringify(hosts, null, 2)}\n` : hosts.map((h) => `${h.config.id}\t${h.state}\t${h.label}\t${h.facts?.qemuVersion ? `QEMU ${h.facts.qemuVersion}` : 'QEMU ?'}${h.config.qemu ? ` (${h.config.qemu.binary})` : ''}\n`).join(''));
       return 0;
     }
     if (cmd === 'vm' && sub === 'list') {
-      allowOnly(p, ['json']);
-      want(1);
       const vms = unwrap(await service.invoke('vms:list', { hostId: args[0] })) as VmInfo[];
       out.write(json ? `${JSON.stringify(vms, null, 2)}\n` : vms.map((v) => `${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\t${v.libvirt ? `libvirt ${v.libvirt.uuid} ${v.libvirt.persistent ? 'persistent' : 'transient'}` : v.qmpSocket}\n`).join(''));
       return 0;
     }
     if (cmd === 'vm' && (sub === 'start' || sub === 'stop')) {
-      allowOnly(p, sub === 'start' ? ['memory', 'accel', 'ws', 'rate', 'kernel', 'append'] : []);
-      want(2);
       const [hostId, name] = args as [string, string];
-      const host = await service.registry.get(hostId);
-      const transport = await service.transportOf(hostId);
       if (sub === 'stop') {
-        const r = await stopVm(transport, runtimeDirOf(host), name);
+        const r = await stopVm(await service.transportOf(hostId), runtimeDirOf(await service.registry.get(hostId)), name);
         out.write(r.wasRunning ? `stopped ${name} on ${hostId}\n` : `${name} was not running on ${hostId}\n`);
         return 0;
       }
@@ -341,20 +253,20 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (typeof append === 'string') spec.append = append;
         else delete spec.append;
       }
-      const vm = await launchVm(transport, runtimeDirOf(host), spec, host.qemu);
+      // The options are checked (above) before the host is touched.
+      const host = await service.registry.get(hostId);
+      const vm = await launchVm(await service.transportOf(hostId), runtimeDirOf(host), spec, host.qemu);
       out.write(`started ${vm.name} on ${hostId} (${vm.accel}, QEMU ${vm.qemuVersion}, machine ${vm.machine}, pid ${vm.pid}); QMP ${vm.qmpSocket}\n`);
       return 0;
     }
     if (cmd === 'guest') {
-      allowOnly(p, []);
-      want(3);
-      const [hostId, name, command] = args as [string, string, string];
+      const [hostId, name, guestCommand] = args as [string, string, string];
       const transport = await service.transportOf(hostId);
       const con = await GuestConsole.open(transport, await service.guestSerialSocket(hostId, name)).catch((e: unknown) => {
         throw e instanceof FerryException && e.code === 'NOT_FOUND' ? new FerryException('NOT_FOUND', `no VM "${name}" on ${hostId} (or its serial console is not there)`) : e;
       });
       try {
-        const reply = con.command(command, 60_000);
+        const reply = con.command(guestCommand, 60_000);
         const raw = await con.waitFor((l) => l.parsed !== undefined && l.parsed.kind !== 'heartbeat', 60_000, 'the reply');
         await reply;
         out.write(`${raw.raw}\n`);
@@ -364,11 +276,9 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
     }
     if (cmd === 'migrate') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'postcopy-after', 'bandwidth', 'downtime', 'auto-converge', 'xbzrle', 'multifd', 'keep-source', 'record', 'policy', 'deadline', 'downtime-ceiling', 'capabilities']);
-      want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
-      if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('migrate needs --from HOST and --to HOST');
+      if (typeof from !== 'string' || typeof to !== 'string') throw new CliUsageError('migrate needs --from HOST and --to HOST');
       const plan: MigrationPlanInput = { vm: args[0]!, from, to };
       Object.assign(plan, beyond);
       const after = num(p, 'postcopy-after', 1, 1000);
@@ -379,7 +289,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       const bw = p.flags.get('bandwidth');
       if (bw !== undefined) {
         const bytes = typeof bw === 'string' ? parseByteSize(bw, 'M') : undefined;
-        if (!bytes) throw new UsageError('--bandwidth must be a positive size per second, e.g. 100 (MB/s) or 1.5G');
+        if (!bytes) throw new CliUsageError('--bandwidth must be a positive size per second, e.g. 100 (MB/s) or 1.5G');
         plan.maxBandwidth = bytes;
       }
       const dt = num(p, 'downtime', 1, 2_000_000);
@@ -402,9 +312,9 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         else if (policy === 'dynamic-rate') plan.policy = { name: 'dynamic-rate', minBandwidth: 10_000_000, maxBandwidth: plan.maxBandwidth ?? 1_000_000_000, marginBandwidth: 6_250_000 };
         else if (policy === 'deadline') {
           const d = typeof p.flags.get('deadline') === 'string' ? parseDuration(p.flags.get('deadline') as string) : undefined;
-          if (!d) throw new UsageError('--policy deadline needs --deadline, e.g. 90s or 5m');
+          if (!d) throw new CliUsageError('--policy deadline needs --deadline, e.g. 90s or 5m');
           plan.policy = { name: 'deadline', deadlineMs: d, ceilingDowntimeMs: ceiling, allowPostcopy: plan.mode !== undefined && plan.mode !== 'precopy' };
-        } else throw new UsageError('--policy must be manual, postcopy-when-never, downtime-steps, dynamic-rate or deadline');
+        } else throw new CliUsageError('--policy must be manual, postcopy-when-never, downtime-steps, dynamic-rate or deadline');
       }
       await service.listenForControl(`ferry migrate ${plan.vm}`);
       const m = await service.engine.start(plan);
@@ -412,11 +322,9 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return await follow(m, out, errOut, true);
     }
     if (cmd === 'preflight') {
-      allowOnly(p, ['from', 'to', 'postcopy', 'json', 'capabilities']);
-      want(1);
       const from = p.flags.get('from');
       const to = p.flags.get('to');
-      if (typeof from !== 'string' || typeof to !== 'string') throw new UsageError('preflight needs --from HOST and --to HOST');
+      if (typeof from !== 'string' || typeof to !== 'string') throw new CliUsageError('preflight needs --from HOST and --to HOST');
       const caps = capabilitiesOf(p);
       const r = unwrap(await service.invoke('migrations:preflight', { vm: args[0], from, to, ...beyond, ...(p.flags.get('postcopy') === true ? { mode: 'postcopy' } : {}), ...(caps ? { capabilities: caps } : {}) })) as PreflightResult;
       if (json) out.write(`${JSON.stringify(r, null, 2)}\n`);
@@ -424,14 +332,12 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return r.ok ? 0 : 1;
     }
     if (cmd === 'evacuate') {
-      allowOnly(p, ['to', 'parallel', 'deadline', 'bandwidth']);
-      want(1);
       const to = p.flags.get('to');
-      if (typeof to !== 'string') throw new UsageError('evacuate needs --to HOST[,HOST]');
+      if (typeof to !== 'string') throw new CliUsageError('evacuate needs --to HOST[,HOST]');
       const parallel = num(p, 'parallel', 1, 16);
       const dl = p.flags.get('deadline');
       const deadlineMs = typeof dl === 'string' ? parseDuration(dl) : undefined;
-      if (dl !== undefined && !deadlineMs) throw new UsageError('--deadline must be a duration like 90s or 5m');
+      if (dl !== undefined && !deadlineMs) throw new CliUsageError('--deadline must be a duration like 90s or 5m');
       const bw = typeof p.flags.get('bandwidth') === 'string' ? parseByteSize(p.flags.get('bandwidth') as string, 'M') : undefined;
       await service.listenForControl(`ferry evacuate ${args[0]!}`);
       const evac = await startEvacuation(service.engine, { host: (id) => service.registry.get(id), transport: (id) => service.transportOf(id) }, {
@@ -449,35 +355,27 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       return sum.items.every((i) => i.state === 'completed') ? 0 : 1;
     }
     if (cmd === 'attach') {
-      allowOnly(p, ['record', 'qmp-socket']);
-      want(2);
       const record = p.flags.get('record');
       const qmpSocket = p.flags.get('qmp-socket');
-      if (qmpSocket !== undefined && (typeof qmpSocket !== 'string' || !qmpSocket.startsWith('/'))) throw new UsageError('--qmp-socket needs an absolute path on the host');
+      if (qmpSocket !== undefined && (typeof qmpSocket !== 'string' || !qmpSocket.startsWith('/'))) throw new CliUsageError('--qmp-socket needs an absolute path on the host');
       await service.listenForControl(`ferry attach ${args[1]!}`);
       const m = await service.engine.attach({ hostId: args[0]!, vm: args[1]!, ...(typeof qmpSocket === 'string' ? { qmpSocket } : {}), ...(typeof record === 'string' ? { recordPath: path.resolve(record) } : {}) });
       out.write(`watching ${args[1]} on ${args[0]} (no control is issued); timeline ${m.timelineFile}\n`);
       return await follow(m, out, errOut, false);
     }
     if (cmd === 'timeline') {
-      allowOnly(p, ['csv', 'json', 'openmetrics']);
-      want(1);
       const formats = (['csv', 'json', 'openmetrics'] as const).filter((f) => p.flags.get(f) === true);
-      if (formats.length !== 1) throw new UsageError('timeline needs exactly one of --csv, --json or --openmetrics');
+      if (formats.length !== 1) throw new CliUsageError('timeline needs exactly one of --csv, --json or --openmetrics');
       const t = readTimeline(args[0]!);
       if (t.truncated) errOut.write(`ferry: ${args[0]} is truncated (recording cut short); exporting its ${t.records.length} complete records\n`);
       for (const n of t.notices) errOut.write(`ferry: ${args[0]}: ${n}\n`);
       out.write(formats[0] === 'csv' ? timelineToCsv(t) : formats[0] === 'json' ? timelineToJson(t) : timelineToOpenMetrics(t));
       return 0;
     }
-    throw new UsageError(`unknown command: ${argv.join(' ')}`);
+    throw new Error(`${command} is in the command table but has no handler`);
   } catch (e) {
-    if (e instanceof UsageError) {
-      errOut.write(`ferry: ${e.message}\n${USAGE}`);
-      return 2;
-    }
     if (e instanceof CliUsageError) {
-      errOut.write(`ferry: ${e.message}\n`);
+      errOut.write(usageErrorText(e.message, e.command ?? command));
       return 2;
     }
     const fe = toFerryError(e);
@@ -492,16 +390,11 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
 async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, service: ConsoleService, out: NodeJS.WritableStream): Promise<number> {
   const json = p.flags.get('json') === true;
   const args = p.positional;
-  const want = (n: number) => {
-    if (args.length !== n) throw new UsageError(`${cmd}: expected ${n} argument(s), got ${args.length}`);
-  };
   if (cmd === 'save' || cmd === 'restore') {
-    allowOnly(p, cmd === 'save' ? ['compress', 'encrypt-to', 'keep-running', 'json', 'layout'] : ['name', 'identity', 'json']);
     const layout = p.flags.get('layout');
-    if (layout !== undefined && layout !== 'auto' && layout !== 'stream' && layout !== 'mapped-ram') throw new UsageError('--layout must be auto, stream or mapped-ram');
-    want(cmd === 'save' ? 3 : 2);
+    if (layout !== undefined && layout !== 'auto' && layout !== 'stream' && layout !== 'mapped-ram') throw new CliUsageError('--layout must be auto, stream or mapped-ram');
     const compress = p.flags.get('compress');
-    if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new UsageError('--compress must be zstd, gzip or none');
+    if (compress !== undefined && compress !== 'gzip' && compress !== 'zstd' && compress !== 'none') throw new CliUsageError('--compress must be zstd, gzip or none');
     const req = cmd === 'save'
       ? { hostId: args[0], vm: args[1], file: args[2], ...(compress ? { compress } : {}), ...(typeof p.flags.get('encrypt-to') === 'string' ? { encryptTo: p.flags.get('encrypt-to') } : {}), ...(p.flags.get('keep-running') === true ? { keepRunning: true } : {}), ...(layout ? { layout } : {}) }
       : { hostId: args[0], file: args[1], ...(typeof p.flags.get('name') === 'string' ? { name: p.flags.get('name') } : {}), ...(typeof p.flags.get('identity') === 'string' ? { identityFile: p.flags.get('identity') } : {}) };
@@ -519,47 +412,24 @@ async function stateCommand(cmd: 'save' | 'restore' | 'states', p: Parsed, servi
     else out.write(`restored ${r.vm} on ${r.hostId} from ${r.file} in ${formatMs(r.tookMs)}; VM ${r.runState}\n`);
     return 0;
   }
-  allowOnly(p, ['json']);
-  want(1);
   const list = unwrap(await service.invoke('states:list', { hostId: args[0] })) as SavedStateEntry[];
   if (json) out.write(`${JSON.stringify(list, null, 2)}\n`);
   else for (const e of list) out.write(`${e.file}\t${e.vm}\t${formatBytes(e.sizeBytes)}\t${new Date(e.createdAt).toISOString()}\t${e.compression}${e.encryption ? `+${e.encryption}` : ''}${e.complete ? '' : '\tINCOMPLETE'}\n`);
   return 0;
 }
 
-/** Takes the given flags (`--flag value`, `--flag=value`, or boolean `--flag`) out of argv. */
-function takeFlags(argv: string[], valued: string[], booleans: string[]): { rest: string[]; flags: Map<string, string | true> } {
-  const rest: string[] = [];
-  const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [k, v] = a.startsWith('--') ? (a.slice(2).split('=', 2) as [string, string | undefined]) : ['', undefined];
-    if (booleans.includes(k)) {
-      if (v !== undefined) throw new UsageError(`--${k} takes no value`);
-      flags.set(k, true);
-    } else if (valued.includes(k)) {
-      const val = v ?? argv[++i];
-      if (val === undefined) throw new UsageError(`--${k} needs a value`);
-      flags.set(k, val);
-    } else rest.push(a);
-  }
-  return { rest, flags };
-}
-
 /** --tunnel ssh, --copy-storage, --storage-bandwidth: plan fields, for migrate and preflight only. */
-function beyondPlanOf(cmd: string, flags: Map<string, string | true>): Partial<MigrationPlanInput> {
-  if (flags.size === 0) return {};
-  if (cmd !== 'migrate' && cmd !== 'preflight') throw new UsageError(`--${[...flags.keys()][0]} only applies to migrate and preflight`);
+function beyondPlanOf(flags: Map<string, string | true>): Partial<MigrationPlanInput> {
   const plan: Partial<MigrationPlanInput> = {};
   const tunnel = flags.get('tunnel');
-  if (tunnel !== undefined && tunnel !== 'ssh') throw new UsageError('--tunnel takes one value: ssh');
+  if (tunnel !== undefined && tunnel !== 'ssh') throw new CliUsageError('--tunnel takes one value: ssh');
   if (tunnel === 'ssh') plan.transport = 'ssh-tunnel';
   if (flags.get('copy-storage') === true) plan.copyStorage = true;
   const sbw = flags.get('storage-bandwidth');
   if (sbw !== undefined) {
     const bytes = typeof sbw === 'string' ? parseByteSize(sbw, 'M') : undefined;
-    if (!bytes) throw new UsageError('--storage-bandwidth must be a positive size per second, e.g. 50 (MB/s)');
-    if (!plan.copyStorage) throw new UsageError('--storage-bandwidth only applies with --copy-storage');
+    if (!bytes) throw new CliUsageError('--storage-bandwidth must be a positive size per second, e.g. 50 (MB/s)');
+    if (!plan.copyStorage) throw new CliUsageError('--storage-bandwidth only applies with --copy-storage');
     plan.storageBandwidth = bytes;
   }
   return plan;

@@ -10,6 +10,8 @@ import { labDown, labHosts } from './core/lab/local-lab';
 import { startBrowserServer } from './core/browser-server';
 import { MigrationMetrics } from './core/metrics/migration-metrics';
 import { loadOrCreateMetricsToken, metricsTokenPath } from './core/metrics/metrics-http';
+import { CliUsageError, commandSpec, helpFor, parseCommand, serveOptionsOf, usageErrorText } from './cli-commands';
+import type { ServeOptions } from './cli-commands';
 
 function staticDir(): string {
   const here = (() => {
@@ -25,9 +27,13 @@ function staticDir(): string {
   return path.resolve('dist', 'renderer');
 }
 
-export async function serve(argv: string[] = process.argv.slice(2)): Promise<void> {
-  const portArg = argv.indexOf('--port');
-  const port = portArg >= 0 ? Number(argv[portArg + 1]) : Number(process.env.FERRY_PORT ?? 0);
+/** `ferry serve`'s arguments, parsed from the command table (bad usage throws CliUsageError). */
+export function serveArgs(argv: string[]): ServeOptions | 'help' {
+  const parsed = parseCommand(commandSpec('serve'), argv);
+  return parsed.help ? 'help' : serveOptionsOf(parsed);
+}
+
+export async function serve({ port, metrics: withMetrics }: ServeOptions): Promise<void> {
   // FERRY_SSH_HOME: where ~/.ssh is looked up (tests and sandboxes use their own).
   const sshHome = process.env.FERRY_SSH_HOME;
   const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: true, ...(sshHome ? { ssh: { homeDir: sshHome, agent: false } } : {}) });
@@ -37,7 +43,7 @@ export async function serve(argv: string[] = process.argv.slice(2)): Promise<voi
     process.exit(1);
   }
   // --metrics: Prometheus /metrics on the same port, with its own token (README, "Metrics").
-  const metrics = argv.includes('--metrics') ? new MigrationMetrics(service) : undefined;
+  const metrics = withMetrics ? new MigrationMetrics(service) : undefined;
   const server = await startBrowserServer(service, {
     staticDir: dir, port,
     ...(metrics ? { metrics: { render: () => metrics.render(), token: loadOrCreateMetricsToken(service.configDir) } } : {}),
@@ -67,4 +73,15 @@ export async function serve(argv: string[] = process.argv.slice(2)): Promise<voi
 }
 
 const isEntry = process.argv[1] && /(?:^|[/\\])serve\.(?:ts|mjs)$/.test(process.argv[1]);
-if (isEntry) void serve();
+if (isEntry) {
+  let options: ServeOptions | 'help' | undefined;
+  try {
+    options = serveArgs(process.argv.slice(2));
+  } catch (e) {
+    if (!(e instanceof CliUsageError)) throw e;
+    process.stderr.write(usageErrorText(e.message, 'serve'));
+    process.exitCode = 2;
+  }
+  if (options === 'help') process.stdout.write(helpFor(['serve']));
+  else if (options) void serve(options);
+}

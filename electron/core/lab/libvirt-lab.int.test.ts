@@ -89,6 +89,6 @@ describe.skipIf(missing !== undefined)(`ferry lab up --libvirt${missing ? ` (ski
   it('refuses --libvirt with --netns, in one line', async () => {
     const err = capture();
     expect(await main(['lab', 'up', '--libvirt', '--netns'], capture().stream, err.stream)).toBe(2);
-    expect(err.text().split('\n')[0]).toBe('ferry: --libvirt and --netns do not go together');
+    expect(err.text().split('\n')[0]).toBe('ferry: lab up: --libvirt and --netns do not go together');
   });
 });
