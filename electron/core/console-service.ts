@@ -23,6 +23,7 @@ import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { FERRY_VERSION, MigrationEngine } from './migration/migration-engine';
+import { SwitchoverStore } from './migration/switchover-store';
 import type { Migration, MigrationControl } from './migration/migration-engine';
 import type { MigrationPlan } from '../../shared/model/migration';
 import { preflight } from './migration/preflight';
@@ -102,6 +103,8 @@ export class ConsoleService {
   readonly engine: MigrationEngine;
   /** Destination QEMUs of failed migrations still to be stopped (when their host is reachable). */
   readonly cleanups: CleanupLedger;
+  /** What switchovers taught about each host pair, shared with every Ferry process of this user. */
+  readonly switchovers: SwitchoverStore;
   readonly labRoot: string;
   /** Where the engine records timelines (and what `timelines:*` may read). */
   readonly timelineDir: string;
@@ -123,9 +126,10 @@ export class ConsoleService {
     this.timelineDir = path.join(this.configDir, 'timelines');
     this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
     this.cleanups = new CleanupLedger(path.join(this.configDir, 'pending-cleanups.json'));
+    this.switchovers = new SwitchoverStore(path.join(this.configDir, 'switchovers.json'));
     this.engine = new MigrationEngine(
       this.engineHosts,
-      { timelineDir: this.timelineDir, cleanups: this.cleanups },
+      { timelineDir: this.timelineDir, cleanups: this.cleanups, switchovers: this.switchovers },
     );
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
@@ -514,8 +518,10 @@ export class ConsoleService {
     const label = rt?.transport.label ?? (host.transport.kind === 'local' ? 'local' : host.transport.ssh.host);
     const info: HostInfo = rt?.lastError ? { config: host, state, label, lastError: rt.lastError } : { config: host, state, label };
     if (state === 'connected') {
-      const facts = await this.factsOf(host).catch((e: unknown) => ({ unavailable: toFerryError(e).message }));
-      info.facts = facts;
+      const facts: NonNullable<HostInfo['facts']> = await this.factsOf(host).catch((e: unknown) => ({ unavailable: toFerryError(e).message }));
+      // Learned here, not read from the host: always current, never cached with the host's facts.
+      const learned = this.switchovers.summaries().filter((x) => x.from === host.id).map(({ from: _from, ...rest }) => rest);
+      info.facts = learned.length ? { ...facts, switchovers: learned } : facts;
     }
     return info;
   }

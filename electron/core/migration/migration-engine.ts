@@ -31,8 +31,9 @@ import type { ArgvRecord, LaunchedVm, VmFiles } from '../hosts/vm-launcher';
 import { runtimeDirOf, memoryMiBFromArgv } from '../hosts/vm-discovery';
 import { GuestConsole } from '../lab/demo-guest';
 import { TimelineWriter } from '../recorder/timeline-writer';
-import { fitSwitchover, project } from '../../../shared/analysis/projection';
-import type { SwitchoverPoint } from '../../../shared/analysis/projection';
+import { project, switchoverModel } from '../../../shared/analysis/projection';
+import { LinkProbe } from './link-probe';
+import type { SwitchoverMemory } from './switchover-store';
 import { readTimeline } from '../recorder/timeline-reader';
 import type { PreflightResult } from '../../../shared/model/preflight';
 
@@ -49,7 +50,7 @@ export interface EngineOptions {
   /** Where timelines go when the plan names no file. */
   timelineDir: string;
   /** What finished switchovers taught about each pair of hosts (shared by the engine's migrations). */
-  switchovers?: Map<string, SwitchoverPoint[]>;
+  switchovers?: SwitchoverMemory;
   /** Destination QEMUs that could not be stopped when their migration failed, stopped later. */
   cleanups?: CleanupLedger;
 }
@@ -145,6 +146,8 @@ export class Migration {
   private sourceWasRunning = true;
   private destStarted = false;
   private downtimeLimitMs = 300;
+  /** The migration connection's speed, read on the source host while pre-copy runs (tcp transport). */
+  private link: LinkProbe | undefined;
   /** Guest memory the source QEMU has touched (its RSS less its own footprint), read at start. */
   private touchedBytes: number | undefined;
   private maxBandwidth: number | undefined;
@@ -195,14 +198,17 @@ export class Migration {
   }
 
   private projectionFor(samples: readonly MigrationSample[]) {
-    const fit = fitSwitchover(this.options.switchovers?.get(this.pairKey) ?? []);
+    // The link measured now, calibrated by what earlier switchovers on the same link cost.
+    const fit = switchoverModel(this.options.switchovers?.get(this.pairKey) ?? [], this.link?.rate);
+    const availBandwidth = this.newerCaps?.sourceParams['avail-switchover-bandwidth'];
     // Every estimator looks back seconds, not hours: keep the per-sample work bounded.
     return project(samples.slice(-PROJECTION_WINDOW), {
       downtimeLimitMs: this.downtimeLimitMs,
       ...(this.maxBandwidth !== undefined ? { maxBandwidth: this.maxBandwidth } : {}),
-      ...(fit.rate !== undefined ? { finalCopyRate: fit.rate } : {}),
+      ...(fit.finalCopyRate !== undefined ? { finalCopyRate: fit.finalCopyRate } : {}),
       ...(fit.overheadMs !== undefined ? { switchoverOverheadMs: fit.overheadMs } : {}),
       ...(this.touchedBytes !== undefined ? { touchedBytes: this.touchedBytes } : {}),
+      ...(typeof availBandwidth === 'number' && availBandwidth > 0 ? { switchoverBandwidth: availBandwidth } : {}),
     });
   }
 
@@ -371,6 +377,7 @@ export class Migration {
         const port = incoming['socket-address']?.find((a) => a.port)?.port ?? (plan.port ? String(plan.port) : undefined);
         if (!port) throw new FerryException('INTERNAL', 'the destination did not say which port it listens on');
         this.incomingUri = `tcp:${bracket(this.destAddress)}:${port}`;
+        this.link = new LinkProbe(srcT, { address: this.destAddress, port: Number(port) }, 500, (text) => this.rec({ type: 'note', t: Date.now(), text }));
         this.openWriter(this.header());
         this.rec({ type: 'note', t: Date.now(), text: `destination listening on ${this.incomingUri}` });
       }
@@ -709,6 +716,8 @@ export class Migration {
       }
       const phase = this.finishing ? this.phase : phaseForStatus(status, this.sourceStopped, this.phase);
       const sample = sampleFromQueryMigrate(raw, now, now - this.startedAt, phase);
+      if (phase === 'setup' || phase === 'precopy') this.link?.poll(now);
+      if (this.link?.rate !== undefined) sample.linkRate = this.link.rate;
       if (this.phase.startsWith('postcopy') && this.dest?.qmp && !this.dest.qmp.closed) {
         const d = await this.dest.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 2000 }).catch(() => undefined);
         const req = (d?.ram as Record<string, unknown> | undefined)?.['postcopy-requests'];
@@ -928,8 +937,8 @@ export class Migration {
       put(final, 'postcopyRequests', s.postcopyRequests || undefined);
       if (s.errorDesc) final.reason = s.errorDesc;
       if (status === 'completed' && this.mode === 'engine' && s.downtimeMs && s.downtimeBytes !== undefined) {
-        const list = this.options.switchovers?.get(this.pairKey) ?? [];
-        list.push({ bytes: s.downtimeBytes, downtimeMs: s.downtimeMs });
+        const list = [...(this.options.switchovers?.get(this.pairKey) ?? [])];
+        list.push({ bytes: s.downtimeBytes, downtimeMs: s.downtimeMs, at: Date.now(), ...(this.link?.rate !== undefined ? { linkRate: this.link.rate } : {}) });
         this.options.switchovers?.set(this.pairKey, list.slice(-20));
       }
     }
