@@ -33,6 +33,7 @@ import { GuestConsole } from '../lab/demo-guest';
 import { TimelineWriter } from '../recorder/timeline-writer';
 import { project, switchoverModel } from '../../../shared/analysis/projection';
 import { LinkProbe } from './link-probe';
+import { touchedGuestBytes } from './guest-memory';
 import type { SwitchoverMemory } from './switchover-store';
 import { readTimeline } from '../recorder/timeline-reader';
 import type { PreflightResult } from '../../../shared/model/preflight';
@@ -310,10 +311,7 @@ export class Migration {
       throw new FerryException('NOT_FOUND', `no running VM "${plan.vm}" started by Ferry on ${plan.from}`, { vm: plan.vm, host: plan.from });
     }
     this.record = record;
-    const status = await srcT.readFile(`/proc/${pid}/status`).then((b) => b.toString()).catch(() => '');
-    const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
-    // QEMU's own footprint (binary, heap, TCG or KVM structures) is a few tens of MiB.
-    if (Number.isFinite(rssKiB)) this.touchedBytes = Math.max(16 << 20, rssKiB * 1024 - (40 << 20));
+    this.touchedBytes = await touchedGuestBytes(srcT, pid, memoryMiBFromArgv(record.argv));
     // A destination left over by an earlier failed migration goes first.
     await this.options.cleanups?.runFor(plan.to, dstT);
     const dstPid = await readPid(dstT, dstFiles.pidFile);
