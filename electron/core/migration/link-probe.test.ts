@@ -34,7 +34,7 @@ describe('the migration connection speed from TCP_INFO', () => {
 
   it('asks ss on the source for its connection to the destination (IPv6 in brackets), at most once per interval', async () => {
     const seen: string[][] = [];
-    const probe = new LinkProbe(fake([{ stdout: SS }, { stdout: SS }], seen), { address: 'fd00::2', port: 4444 }, 500);
+    const probe = new LinkProbe(fake([{ stdout: SS }, { stdout: SS }], seen), { address: 'fd00::2', port: 4444 }, 500, undefined, 500);
     expect(await probe.read()).toBeCloseTo((74702849 * 1000) / 160, 0);
     expect(seen[0]).toEqual(['ss', '-tinH', 'state', 'established', 'dst', '[fd00::2]:4444']);
     probe.poll(1000);

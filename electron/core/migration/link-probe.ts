@@ -72,9 +72,10 @@ export class LinkProbe {
   /**
    * @param transport the source host, where the connection's sending end is
    * @param dest where the source QEMU sends the stream (the destination's migration address and port)
-   * @param everyMs least time between two reads (each is one `ss` run on the source host)
+   * @param everyMs least time between two reads until there is a figure (each is one `ss` run on the source host)
+   * @param thenEveryMs … and once there is one: the figure is over the whole connection, so it settles
    */
-  constructor(private readonly transport: HostTransport, private readonly dest: { address: string; port: number }, private readonly everyMs = 500, private readonly onNote?: (text: string) => void) {}
+  constructor(private readonly transport: HostTransport, private readonly dest: { address: string; port: number }, private readonly everyMs = 500, private readonly onNote?: (text: string) => void, private readonly thenEveryMs = 2000) {}
 
   /** The rate measured so far (bytes/s), once there is enough busy time to read one. */
   get rate(): number | undefined {
@@ -88,7 +89,7 @@ export class LinkProbe {
 
   /** Reads the figures again unless a read is under way or the last was under `everyMs` ago. Never throws. */
   poll(now = Date.now()): void {
-    if (this.disabled || this.inFlight || now - this.lastAt < this.everyMs) return;
+    if (this.disabled || this.inFlight || now - this.lastAt < (this.latest === undefined ? this.everyMs : this.thenEveryMs)) return;
     this.inFlight = true;
     this.lastAt = now;
     void this.read().finally(() => {
