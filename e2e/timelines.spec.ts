@@ -31,7 +31,7 @@ test('open a timeline with the file picker, scrub, read the values, export CSV, 
   await expect(view).toBeVisible();
   await expect(view.getByTestId('phase')).toHaveText('completed');
   await expect(view.getByTestId('downtime')).toHaveText('61 ms');
-  await expect(view.locator('path.series-line[data-series=transferred]')).toBeVisible();
+  await expect(view.locator('path.series-line[data-series=transferred]').first()).toBeVisible();
   await expect(view.getByTestId('truncated')).toHaveCount(0);
 
   // Scrub to 2.0 s: the panel shows the sample at or before that moment.
@@ -117,7 +117,7 @@ test('drop a timeline on the window; a truncated one opens with its complete rec
   const cutView = page.locator('section.timeline-view[aria-label="Timeline cut.ferry.jsonl"]');
   await expect(cutView).toBeVisible();
   await expect(cutView.getByTestId('truncated')).toContainText(`Showing its ${complete} complete records`);
-  await expect(cutView.locator('path.series-line[data-series=remaining]')).toBeVisible();
+  await expect(cutView.locator('path.series-line[data-series=remaining]').first()).toBeVisible();
   await expect(cutView.getByTestId('final-figures')).toHaveCount(0);
   await page.screenshot({ path: shot('timeline-truncated') });
 
