@@ -230,9 +230,8 @@ function SeriesPaths({ store, series }: { store: RowsStore; series: readonly Ser
   const [cache] = useState(() => new Map<string, Chunk>());
   const clipId = `clip-${useId().replace(/[^A-Za-z0-9_-]/g, '')}`;
   if (!geo) return null;
-  const { x0, x1, yTop, xa, xb, ya, yb, area } = geo;
+  const { x0, x1, xa, xb, area } = geo;
   const kx = (xb - xa) / (x1 - x0);
-  const ky = (yb - ya) / yTop;
   return (
     <g className="series-lines" clipPath={area ? `url(#${clipId})` : undefined}>
       {area && (
