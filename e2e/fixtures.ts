@@ -35,8 +35,9 @@ export function killPidsMentioning(text: string): void {
   }
 }
 
-export async function startServer(env: Record<string, string> = {}): Promise<FerryServer & { stop(): Promise<void> }> {
-  const labRoot = mkdtempSync(path.join(tmpdir(), 'ferry-e2e-lab-'));
+/** `options.labRoot`: a lab already brought up there (e.g. `lab up --libvirt`); the caller takes it down. */
+export async function startServer(env: Record<string, string> = {}, options: { labRoot?: string } = {}): Promise<FerryServer & { stop(): Promise<void> }> {
+  const labRoot = options.labRoot ?? mkdtempSync(path.join(tmpdir(), 'ferry-e2e-lab-'));
   const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-e2e-cfg-'));
   const child = spawn(process.execPath, ['--import', 'tsx', 'electron/serve.ts'], {
     env: { ...process.env, FERRY_LAB_DIR: labRoot, XDG_CONFIG_HOME: configDir, ...env },
@@ -66,8 +67,10 @@ export async function startServer(env: Record<string, string> = {}): Promise<Fer
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
       // Everything the lab started dies with the server; anything left is killed by pid.
-      killPidsMentioning(labRoot);
-      rmSync(labRoot, { recursive: true, force: true });
+      if (!options.labRoot) {
+        killPidsMentioning(labRoot);
+        rmSync(labRoot, { recursive: true, force: true });
+      }
       rmSync(configDir, { recursive: true, force: true });
     },
   };

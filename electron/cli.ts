@@ -9,12 +9,12 @@ import type { HostInfo } from '../shared/contract';
 import type { VmInfo } from '../shared/model/vm';
 import { labDown, labHosts, labStatus, labUp, demoVmSpec } from './core/lab/local-lab';
 import type { LabStatus } from './core/lab/local-lab';
-import { launchVm, stopVm, vmFiles } from './core/hosts/vm-launcher';
+import { launchVm, stopVm } from './core/hosts/vm-launcher';
 import { runtimeDirOf } from './core/hosts/vm-discovery';
 import { GuestConsole } from './core/lab/demo-guest';
 import { formatBytes, formatMs, formatRate, parseByteSize } from '../shared/analysis/units';
 import type { MigrationPlanInput, MigrationSample } from '../shared/model/migration';
-import type { Migration } from './core/migration/migration-engine';
+import type { MigrationRun } from './core/migration/migration-run';
 import { startEvacuation } from './core/migration/evacuation';
 import type { PreflightResult } from '../shared/model/preflight';
 import type { SavedStateEntry, StateResult } from '../shared/model/saved-state';
@@ -30,9 +30,10 @@ const cliLog = rootLog.child('cli');
 
 const USAGE = `usage: ferry <command> [options]
 
-  ferry lab up [--netns] [--accel kvm|tcg|auto] [--memory MiB] [--qemu-a PATH] [--qemu-b PATH] [--dirty-ring N]
+  ferry lab up [--netns | --libvirt] [--accel kvm|tcg|auto] [--memory MiB] [--qemu-a PATH] [--qemu-b PATH] [--dirty-ring N]
                                    start the local lab (lab-a, lab-b) with the demo VM on lab-a;
-                                   --qemu-b: lab-b runs VMs with another QEMU (its firmware found beside it)
+                                   --qemu-b: lab-b runs VMs with another QEMU (its firmware found beside it);
+                                   --libvirt: two libvirt daemons, the demo guest a domain on lab-a
   ferry lab demo [--bandwidth MB/s] [--compare postcopy|converge] [--qemu-b PATH] [-o compare.html]
                                    precopy then postcopy of the same workload (converge: auto-converge
                                    vs dirty-limit, QEMU 8.1+ and KVM); writes their comparison
@@ -56,6 +57,7 @@ const USAGE = `usage: ferry <command> [options]
                                    move every VM off a host
   ferry attach HOST VM [--qmp-socket PATH] [--record FILE]
                                    watch and record a migration someone else runs (no control issued);
+                                   VM: Ferry's, or a QEMU found through the host's qmpSocketGlobs;
                                    --qmp-socket: a VM Ferry did not start, by its QMP socket on HOST
   ferry migrations [--all] [--json]
                                    the migrations the Ferry processes of this user run now
@@ -156,7 +158,7 @@ function allowOnly(p: Parsed, allowed: string[]): void {
 }
 
 function printLab(s: LabStatus, out: NodeJS.WritableStream): void {
-  out.write(`lab ${s.root}${s.netns ? ` (netns ${s.netns.namespaces.join(', ')})` : ''}\n`);
+  out.write(`lab ${s.root}${s.netns ? ` (netns ${s.netns.namespaces.join(', ')})` : ''}${s.libvirt ? ` (libvirt: ${s.libvirt.daemons.map((d) => `${d.hostId} ${d.running ? 'up' : 'DOWN'}, host uuid ${d.hostUuid}`).join('; ')})` : ''}\n`);
   for (const h of s.hosts) {
     out.write(`${h.id}\tmigration address ${h.migrationAddress}\t${h.vms.length} VM(s)${h.qemu ? `\tQEMU ${h.qemu.binary}` : ''}\n`);
     for (const v of h.vms) out.write(`  ${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\tpid ${v.pid ?? '-'}\n`);
@@ -208,7 +210,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
   }
   if (cmd === 'report' || cmd === 'compare') return await reportCommand(cmd, argv.slice(1), out, errOut);
   const service = new ConsoleService({ builtinHosts: () => labHosts(), recoverOnConnect: cmd === 'recover' });
-  const io = { out, errOut, follow: (m: Migration, cancel: boolean) => follow(m, out, errOut, cancel) };
+  const io = { out, errOut, follow: (m: MigrationRun, cancel: boolean) => follow(m, out, errOut, cancel) };
   try {
     if (cmd === 'diagnostics') {
       if (argv.length > 1) throw new UsageError('diagnostics takes no arguments');
@@ -235,7 +237,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     };
     if (cmd === 'lab') {
       if (sub === 'up') {
-        allowOnly(p, ['netns', 'accel', 'memory', 'qemu-a', 'qemu-b', 'dirty-ring']);
+        allowOnly(p, ['netns', 'libvirt', 'accel', 'memory', 'qemu-a', 'qemu-b', 'dirty-ring']);
         want(0);
         const mem = num(p, 'memory', 64, 65536);
         const ring = num(p, 'dirty-ring', 1024, 65536);
@@ -247,11 +249,15 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         };
         const qa = qemuFlag('qemu-a');
         const qb = qemuFlag('qemu-b');
+        const libvirt = p.flags.get('libvirt') === true;
+        if (libvirt && p.flags.get('netns') === true) throw new UsageError('--libvirt and --netns do not go together');
+        if (libvirt && (qa || qb || ring)) throw new UsageError('--libvirt runs Debian\'s libvirt and QEMU: --qemu-a, --qemu-b and --dirty-ring do not apply');
         const r = await labUp({
-          netns: p.flags.get('netns') === true, ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}),
+          netns: p.flags.get('netns') === true, ...(libvirt ? { libvirt } : {}), ...(accel ? { accel } : {}), ...(mem ? { memoryKiB: Math.round(mem * 1024) } : {}),
           ...(qa ? { qemuA: qa } : {}), ...(qb ? { qemuB: qb } : {}), ...(ring ? { dirtyRingSize: ring } : {}),
         });
         if (r.vm) out.write(`started ${r.vm.name} on lab-a (${r.vm.accel}, QEMU ${r.vm.qemuVersion}, machine ${r.vm.machine}, pid ${r.vm.pid}) in ${r.bootMs} ms\n`);
+        else if (r.domain) out.write(`started two libvirt daemons and the domain ${r.domain.name} on lab-a (${r.domain.type}, uuid ${r.domain.uuid}) in ${r.bootMs} ms\n`);
         else out.write('the lab was already up\n');
         printLab(r.status, out);
         return 0;
@@ -302,7 +308,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       allowOnly(p, ['json']);
       want(1);
       const vms = unwrap(await service.invoke('vms:list', { hostId: args[0] })) as VmInfo[];
-      out.write(json ? `${JSON.stringify(vms, null, 2)}\n` : vms.map((v) => `${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\t${v.qmpSocket}\n`).join(''));
+      out.write(json ? `${JSON.stringify(vms, null, 2)}\n` : vms.map((v) => `${v.name}\t${v.runState}\t${v.memoryMiB ?? '?'} MiB\t${v.libvirt ? `libvirt ${v.libvirt.uuid} ${v.libvirt.persistent ? 'persistent' : 'transient'}` : v.qmpSocket}\n`).join(''));
       return 0;
     }
     if (cmd === 'vm' && (sub === 'start' || sub === 'stop')) {
@@ -343,9 +349,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       allowOnly(p, []);
       want(3);
       const [hostId, name, command] = args as [string, string, string];
-      const host = await service.registry.get(hostId);
       const transport = await service.transportOf(hostId);
-      const con = await GuestConsole.open(transport, vmFiles(runtimeDirOf(host), name).serialSocket).catch((e: unknown) => {
+      const con = await GuestConsole.open(transport, await service.guestSerialSocket(hostId, name)).catch((e: unknown) => {
         throw e instanceof FerryException && e.code === 'NOT_FOUND' ? new FerryException('NOT_FOUND', `no VM "${name}" on ${hostId} (or its serial console is not there)`) : e;
       });
       try {
@@ -561,7 +566,7 @@ function beyondPlanOf(cmd: string, flags: Map<string, string | true>): Partial<M
 }
 
 /** Prints a migration's progress until it ends; Ctrl-C cancels it when `cancelOnInterrupt`. */
-async function follow(m: Migration, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
+async function follow(m: MigrationRun, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
   const tty = (out as NodeJS.WriteStream).isTTY === true;
   let lastPrinted = 0;
   let lastLine = '';

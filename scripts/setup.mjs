@@ -43,6 +43,9 @@ export const PACKAGES = [
   { deb: 'procps', bin: 'ps', for: 'tests' },
   // promtool imports the OpenMetrics export in a test (the server itself is never started)
   { deb: 'prometheus', bin: 'promtool', for: 'tests' },
+  // the libvirt lab: two daemons in their own mount namespaces (never the system's own service)
+  { deb: 'libvirt-daemon-system', bin: 'libvirtd', for: 'tests' },
+  { deb: 'libvirt-clients', bin: 'virsh', for: 'tests' },
 ];
 
 /** What each mode needs: the `for` values it takes from PACKAGES. */

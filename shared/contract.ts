@@ -35,6 +35,8 @@ export const HostInfoSchema = z.object({
     qemuFeatures: z.array(z.string()).optional(),
     memAvailableMiB: z.number().optional(),
     kvm: z.boolean().optional(),
+    /** A libvirt host: its daemon's version. */
+    libvirtVersion: z.string().optional(),
     /** Why some facts could not be read just now (e.g. "host busy"): shown instead of a guess. */
     unavailable: z.string().optional(),
     /** What switchovers from this host taught Ferry, per destination (kept in Ferry's config dir, shared by console and CLI). */
@@ -60,30 +62,9 @@ const PhaseSchema = z.enum(MIGRATION_PHASES);
 /** Samples and final figures are produced by the core, not parsed from users: checked loosely. */
 export const MigrationSampleSchema = z.object({ t: z.number(), elapsedMs: z.number(), status: z.string(), phase: PhaseSchema }).catchall(z.unknown());
 export const MigrationFinalSchema = z.object({ outcome: z.enum(['completed', 'failed', 'cancelled']) }).catchall(z.unknown());
-export const MigrationSummarySchema = z.object({
-  id: z.string(),
-  plan: z.record(z.string(), z.unknown()),
-  transport: z.enum(['tcp', 'ssh-tunnel']).optional(),
-  phase: PhaseSchema,
-  startedAt: z.number(),
-  timeline: z.string(),
-  last: MigrationSampleSchema.optional(),
-  final: MigrationFinalSchema.optional(),
-});
-export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
 
 /** A timeline record other than a sample (phase, control, policy, event, gap, note, preflight, end): produced by the core, checked loosely. */
 export const MigrationRecordSchema = z.object({ type: z.string(), t: z.number() }).catchall(z.unknown());
-
-/** Everything a console that joins late needs to draw a migration as one that watched it from the start. */
-export const MigrationHistorySchema = z.object({
-  summary: MigrationSummarySchema,
-  samples: z.array(MigrationSampleSchema),
-  records: z.array(MigrationRecordSchema),
-  /** memory: the running engine's; timeline: read from its file (an earlier process's migration). */
-  source: z.enum(['memory', 'timeline']),
-});
-export type MigrationHistory = z.infer<typeof MigrationHistorySchema>;
 
 /** A bare file name in the timeline directory: no path, no dot-files. */
 export const TimelineNameSchema = z.string().min(1).max(255).regex(/^[A-Za-z0-9_][A-Za-z0-9_.+-]*\.jsonl$/, 'a timeline file name (letters, digits, . _ + -, ending in .jsonl), no directories');
@@ -114,6 +95,11 @@ export const EvacuationSummarySchema = z.object({
 });
 export type EvacuationSummary = z.infer<typeof EvacuationSummarySchema>;
 
+/**
+ * The controls a running migration takes: defined here once, for the engine, the policies,
+ * the CLI and the console. Which of them a migration offers is its driver's to say (the
+ * summary's `controls`); the console shows only those.
+ */
 export const MigrationControlSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('cancel') }),
   z.object({ action: z.literal('set-bandwidth'), bytesPerSecond: z.number().positive('bandwidth must be positive') }),
@@ -124,6 +110,37 @@ export const MigrationControlSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('recover') }),
   z.object({ action: z.literal('continue') }),
 ]);
+export type MigrationControl = z.output<typeof MigrationControlSchema>;
+export type MigrationControlAction = MigrationControl['action'];
+/** Every control's action name, in the schema's order. */
+export const MIGRATION_CONTROL_ACTIONS = MigrationControlSchema.options.map((o) => o.shape.action.value) as [MigrationControlAction, ...MigrationControlAction[]];
+
+export const MigrationSummarySchema = z.object({
+  id: z.string(),
+  plan: z.record(z.string(), z.unknown()),
+  transport: z.enum(['tcp', 'ssh-tunnel']).optional(),
+  phase: PhaseSchema,
+  startedAt: z.number(),
+  timeline: z.string(),
+  last: MigrationSampleSchema.optional(),
+  final: MigrationFinalSchema.optional(),
+  /** The hypervisor driver carrying it out (`qmp`, `libvirt`). */
+  driver: z.string().optional(),
+  /** The controls this migration's driver can apply: the console offers these and no others. */
+  controls: z.array(z.enum(MIGRATION_CONTROL_ACTIONS)).optional(),
+});
+export type MigrationSummaryPayload = z.infer<typeof MigrationSummarySchema>;
+
+/** Everything a console that joins late needs to draw a migration as one that watched it from the start. */
+export const MigrationHistorySchema = z.object({
+  summary: MigrationSummarySchema,
+  samples: z.array(MigrationSampleSchema),
+  records: z.array(MigrationRecordSchema),
+  /** memory: the running engine's; timeline: read from its file (an earlier process's migration). */
+  source: z.enum(['memory', 'timeline']),
+});
+export type MigrationHistory = z.infer<typeof MigrationHistorySchema>;
+
 const HostRef = z.object({ id: HostIdSchema }).strict();
 
 export const invoke = {

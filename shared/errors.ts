@@ -73,6 +73,11 @@ export function isFerryException(e: unknown): e is FerryException {
 /** Any thrown value as a FerryError; unknown errors become INTERNAL with their message only. */
 export function toFerryError(e: unknown): FerryError {
   if (e instanceof FerryException) return e.toFerryError();
+  // A schema refusal anywhere (zod's error carries its issues): bad input, said in one line.
+  const issues = (e as { issues?: unknown } | null)?.issues;
+  if (e instanceof Error && Array.isArray(issues) && issues.every((i) => typeof (i as { message?: unknown }).message === 'string')) {
+    return { code: 'INVALID_REQUEST', message: (issues as { path?: unknown[]; message: string }[]).map((i) => `${i.path?.length ? i.path.join('.') : 'input'}: ${i.message}`).join('; ') };
+  }
   if (e instanceof Error) return { code: 'INTERNAL', message: e.message || e.name };
   return { code: 'INTERNAL', message: String(e) };
 }

@@ -56,7 +56,7 @@ describe('ConsoleService: hosts and VMs over the contract', () => {
 
   it('lists the VMs of a local host with their QMP state', async () => {
     const r = await service.invoke('vms:list', { hostId: 'lab-a' });
-    expect(r).toEqual({ ok: true, value: [{ hostId: 'lab-a', name: 'demo', qmpSocket: vm.qmpSocket, runState: 'prelaunch', managed: true, pid: vm.pid, memoryMiB: 63.96, vcpus: 1 }] satisfies VmInfo[] });
+    expect(r).toEqual({ ok: true, value: [{ hostId: 'lab-a', name: 'demo', qmpSocket: vm.qmpSocket, runState: 'prelaunch', managed: true, manager: 'ferry', pid: vm.pid, memoryMiB: 63.96, vcpus: 1 }] satisfies VmInfo[] });
   });
 
   it('asks to confirm an unknown host key, trusts it only for the fingerprint shown, then connects', async () => {

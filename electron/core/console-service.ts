@@ -6,27 +6,28 @@
  */
 import path from 'node:path';
 import { invoke as contract, events as eventSchemas, describeIssues, isInvokeChannel } from '../../shared/contract';
-import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeRequest, InvokeResponse } from '../../shared/contract';
+import type { EventChannel, EventPayload, HostInfo, InvokeChannel, InvokeRequest, InvokeResponse, MigrationControl } from '../../shared/contract';
 import { FerryException, toFerryError } from '../../shared/errors';
 import type { FerryError } from '../../shared/errors';
 import { err, ok } from '../../shared/result';
 import type { Result } from '../../shared/result';
 import type { HostConfig, HostConnectionState } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
-import { VmStateCache, listVms } from './hosts/vm-discovery';
+import { VmStateCache } from './hosts/vm-discovery';
 import { CleanupLedger } from './hosts/cleanup-ledger';
 import { startControlServer } from './control-server';
 import type { ControlServer } from './control-server';
 import type { HostTransport } from './transport/host-transport';
-import { LocalTransport, NetnsTransport } from './transport/local-transport';
+import { localTransportFor } from './transport/local-transport';
 import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { FERRY_VERSION, MigrationEngine } from './migration/migration-engine';
 import { SwitchoverStore } from './migration/switchover-store';
-import type { Migration, MigrationControl } from './migration/migration-engine';
+import type { Migration } from './migration/migration-engine';
+import { QmpDriver } from './migration/drivers/qmp-driver';
+import { LibvirtDriver } from './migration/drivers/libvirt-driver';
 import type { MigrationPlan } from '../../shared/model/migration';
-import { preflight } from './migration/preflight';
 import { startEvacuation } from './migration/evacuation';
 import type { Evacuation, EvacuationRequest } from './migration/evacuation';
 import { labDown, labRoot, labStatus, labUp } from './lab/local-lab';
@@ -45,6 +46,9 @@ import { probeQemu, qemuOf, qemuVersionOf } from './hosts/qemu-install';
 import { optionalFeatures } from './qmp/qmp-schema';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
+import { LibvirtPool } from './libvirt/libvirt-connection';
+import { requireDomain, serialSocketOf } from './libvirt/libvirt-domains';
+import { parseVersion } from './libvirt/virsh-text';
 import type { RestoreRequest, SaveRequest } from '../../shared/model/saved-state';
 
 export interface ConsoleServiceOptions {
@@ -101,6 +105,8 @@ export class ConsoleService {
   private readonly listeners = new Map<EventChannel, Set<(payload: unknown) => void>>();
   private disposed = false;
   readonly engine: MigrationEngine;
+  /** One libvirt connection (relay + virsh shell) per libvirt host. */
+  readonly libvirt = new LibvirtPool();
   /** Destination QEMUs of failed migrations still to be stopped (when their host is reachable). */
   readonly cleanups: CleanupLedger;
   /** What switchovers taught about each host pair, shared with every Ferry process of this user. */
@@ -127,10 +133,12 @@ export class ConsoleService {
     this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
     this.cleanups = new CleanupLedger(path.join(this.configDir, 'pending-cleanups.json'));
     this.switchovers = new SwitchoverStore(path.join(this.configDir, 'switchovers.json'));
-    this.engine = new MigrationEngine(
-      this.engineHosts,
-      { timelineDir: this.timelineDir, cleanups: this.cleanups, switchovers: this.switchovers },
-    );
+    // The hypervisor drivers this console uses; the QMP driver (last) takes every host no other claims.
+    this.engine = new MigrationEngine(this.engineHosts, {
+      timelineDir: this.timelineDir,
+      switchovers: this.switchovers,
+      drivers: [new LibvirtDriver(this.libvirt), new QmpDriver({ cleanups: this.cleanups, vmStates: this.vmStates })],
+    });
     this.engine.onStarted((m) => {
       this.emit('migration:started', m.summary() as unknown as EventPayload<'migration:started'>);
       m.onSample((sample) => this.emit('migration:sample', { id: m.id, sample: sample as EventPayload<'migration:sample'>['sample'] }));
@@ -270,7 +278,7 @@ export class ConsoleService {
       // (Only over a live connection: a host being reconnected gets its cleanups when it is back.)
       const rtTo = this.runtimes.get(req.to);
       if (this.cleanups.list(req.to).length && rtTo?.transport.state === 'connected') await this.cleanups.runFor(req.to, rtTo.transport).catch(hostLog.dropped(`pending cleanups on ${req.to}`));
-      const result = await preflight(req, this.engineHosts);
+      const result = await this.engine.preflight(req);
       const now = Date.now();
       for (const [k, v] of this.preflights) if (now - v.at >= PREFLIGHT_KEPT_MS) this.preflights.delete(k);
       this.preflights.set(preflightKey(req), { at: now, result });
@@ -300,9 +308,8 @@ export class ConsoleService {
     },
     'lab:down': async () => this.changingVms(() => labDown({ root: this.labRoot })),
     'guest:command': async (req: { hostId: string; vm: string; command: string }) => {
-      const host = await this.registry.get(req.hostId);
       const transport = await this.transportOf(req.hostId);
-      const con = await GuestConsole.open(transport, vmFiles(runtimeDirOf(host), req.vm).serialSocket);
+      const con = await GuestConsole.open(transport, await this.guestSerialSocket(req.hostId, req.vm));
       try {
         const reply = await con.command(req.command, 20_000);
         return { reply: JSON.stringify(reply) };
@@ -326,15 +333,17 @@ export class ConsoleService {
     'states:restore': async (req: RestoreRequest) => this.changingVms(async () => restoreState(await this.registry.get(req.hostId), await this.transportOf(req.hostId), req, this.stateJobOptions)),
     'vms:list': async (req: { hostId: string }) => {
       // Several tabs refresh at once: one listing per host at a time serves them all.
-      const inflight = this.vmListings.get(req.hostId);
+      // (Only one started since the last change Ferry made to a VM: an older one may be stale.)
+      const key = `${req.hostId}\n${this.vmStates.generation}`;
+      const inflight = this.vmListings.get(key);
       if (inflight) return inflight;
       const p = (async () => {
         const host = await this.registry.get(req.hostId);
         const rt = this.runtime(host);
         if (rt.state !== 'connected') await this.connectHost(host);
-        return listVms(host, rt.transport, this.vmStates);
-      })().finally(() => this.vmListings.delete(req.hostId));
-      this.vmListings.set(req.hostId, p);
+        return this.engine.listVms(host.id);
+      })().finally(() => this.vmListings.delete(key));
+      this.vmListings.set(key, p);
       return p;
     },
   };
@@ -374,6 +383,22 @@ export class ConsoleService {
     }
   }
 
+  /** Where a VM's serial console is on its host: Ferry's runtime dir, or a libvirt domain's XML. */
+  async guestSerialSocket(hostId: string, vm: string): Promise<string> {
+    const host = await this.registry.get(hostId);
+    if (!host.libvirt) return vmFiles(runtimeDirOf(host), vm).serialSocket;
+    return this.libvirtSerial(host, await this.transportOf(hostId), vm);
+  }
+
+  /** A libvirt domain's serial console (the demo guest's), from its XML. */
+  private async libvirtSerial(host: HostConfig, transport: HostTransport, name: string): Promise<string> {
+    const conn = await this.libvirt.get(host, transport);
+    const d = await requireDomain(conn, name);
+    const sock = await serialSocketOf(conn, d.uuid);
+    if (!sock) throw new FerryException('NOT_FOUND', `libvirt domain ${JSON.stringify(name)} on ${host.id} has no unix-socket serial console`);
+    return sock;
+  }
+
   /** The transport of a host (connected on demand by the callers that need it). */
   async transportOf(id: string): Promise<HostTransport> {
     const host = await this.registry.get(id);
@@ -387,7 +412,7 @@ export class ConsoleService {
     if (rt) return rt;
     const ssh = this.options.ssh ?? {};
     const transport: HostTransport = host.transport.kind === 'local'
-      ? (host.transport.netns ? new NetnsTransport(host.transport.netns) : new LocalTransport())
+      ? localTransportFor(host.transport, host.transport.mountNsPidFile ? `${host.id} (mount namespace)` : undefined)
       : new SshTransport(host.transport.ssh, {
           ...ssh,
           extraKnownHostsFiles: [...(ssh.extraKnownHostsFiles ?? []), this.knownHostsFile],
@@ -563,6 +588,11 @@ export class ConsoleService {
       if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
       if (known?.qemuFeatures) facts.qemuFeatures = known.qemuFeatures;
     }
+    if (host.libvirt) {
+      const lv = await this.libvirt.get(host, t).then((c) => c.run(['version', '--daemon'])).then(parseVersion).catch(hostLog.dropped(`libvirt's version on ${host.id}`, 'debug'));
+      const version = lv?.daemon ?? lv?.library;
+      if (version) facts.libvirtVersion = version;
+    }
     const avail = mem.status === 'fulfilled' ? /MemAvailable:\s+(\d+)/.exec(mem.value.toString())?.[1] : undefined;
     if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
     else if (mem.status === 'rejected') {
@@ -584,6 +614,7 @@ export class ConsoleService {
   }
 
   private async drop(id: string): Promise<void> {
+    await this.libvirt.drop(id);
     const rt = this.runtimes.get(id);
     if (!rt) return;
     rt.wanted = false;
@@ -606,6 +637,7 @@ export class ConsoleService {
     await this.control?.close().catch(hostLog.dropped('closing the control socket'));
     await this.engine.dispose();
     await Promise.all([...this.runtimes.keys()].map((id) => this.drop(id)));
+    await this.libvirt.closeAll();
     this.listeners.clear();
   }
 }

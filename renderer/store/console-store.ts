@@ -5,7 +5,7 @@
  * selectors re-render only what changed.
  */
 import { create } from 'zustand';
-import type { HostInfo, MigrationSummaryPayload } from '../../shared/contract';
+import type { HostInfo, MigrationControl, MigrationSummaryPayload } from '../../shared/contract';
 import type { VmInfo } from '../../shared/model/vm';
 import type { MigrationFinal, MigrationPhase, MigrationPlanInput, MigrationSample } from '../../shared/model/migration';
 import type { PreflightResult } from '../../shared/model/preflight';
@@ -102,6 +102,8 @@ export interface ConsoleState {
   openPlan(vm: string, from: string, to: string): Promise<void>;
   closePlan(): void;
   start(plan: MigrationPlanInput): Promise<boolean>;
+  /** Watch-only: records a migration someone else runs on this VM (Ferry issues no control). */
+  watch(vm: VmInfo): Promise<boolean>;
   control(id: string, control: Parameters<ControlFn>[1]): Promise<FerryError | undefined>;
   select(id: string | undefined): void;
   addHost(input: HostFormInput, edit?: boolean): Promise<FerryError | undefined>;
@@ -130,7 +132,7 @@ export interface ConsoleState {
   applyEnded(id: string, final: MigrationFinal): void;
 }
 
-type ControlFn = (id: string, control: { action: 'cancel' } | { action: 'set-bandwidth'; bytesPerSecond: number } | { action: 'set-downtime'; ms: number } | { action: 'postcopy' } | { action: 'stop-vm' } | { action: 'pause-postcopy' } | { action: 'recover' } | { action: 'continue' }) => Promise<FerryError | undefined>;
+type ControlFn = (id: string, control: MigrationControl) => Promise<FerryError | undefined>;
 
 let toastId = 1;
 
@@ -363,6 +365,22 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     }));
     // Its migration:started event comes first; if it was missed, the history covers what it brought.
     if (!seen) void get().hydrate(r.value.id);
+    return true;
+  },
+
+  async watch(vm) {
+    // A QEMU Ferry did not start is reached by the socket the board found it through.
+    const r = await ferry().invoke('migrations:attach', { hostId: vm.hostId, vm: vm.name, ...(vm.manager === 'qemu' ? { qmpSocket: vm.qmpSocket } : {}) });
+    if (!r.ok) {
+      get().toast(`Cannot watch ${vm.name}: ${r.error.message}`, 'error');
+      return false;
+    }
+    set((s) => ({
+      migrations: s.migrations[r.value.id] ? s.migrations : { ...s.migrations, [r.value.id]: emptyEntry(r.value) },
+      order: s.order.includes(r.value.id) ? s.order : [...s.order, r.value.id],
+      selected: r.value.id,
+    }));
+    get().toast(`Watching ${vm.name} on ${vm.hostId}: its next migration is recorded`, 'info');
     return true;
   },
 

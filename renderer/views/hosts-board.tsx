@@ -44,9 +44,16 @@ function Sparkline({ vm }: { vm: VmInfo }) {
   );
 }
 
+/** Where a VM can go: a libvirt domain to another libvirt host, any other VM to a host that is not libvirt's. */
+export function migrationTargets(vm: VmInfo, hosts: HostInfo[]): HostInfo[] {
+  const libvirt = vm.libvirt !== undefined;
+  return hosts.filter((h) => h.config.id !== vm.hostId && (h.config.libvirt !== undefined) === libvirt);
+}
+
 function VmCard({ vm, hosts }: { vm: VmInfo; hosts: HostInfo[] }) {
   const openPlan = useConsole((s) => s.openPlan);
-  const targets = hosts.filter((h) => h.config.id !== vm.hostId);
+  const watch = useConsole((s) => s.watch);
+  const targets = migrationTargets(vm, hosts);
   const movable = vm.managed && vm.runState !== 'stopped';
   return (
     <article
@@ -60,14 +67,21 @@ function VmCard({ vm, hosts }: { vm: VmInfo; hosts: HostInfo[] }) {
       }}
     >
       <header>
-        <strong>{vm.name}</strong>
-        <span className={`run run-${vm.runState}`}>{vm.runState}</span>
+        <strong className="vm-name">{vm.name}</strong>
+        {vm.libvirt && <span className="badge badge-libvirt" title={`libvirt domain ${vm.libvirt.uuid}: migrated through libvirt`}>libvirt</span>}
+        <span className={`run run-${vm.runState}`} title={vm.libvirt ? `libvirt: ${vm.libvirt.state}` : undefined}>{vm.libvirt?.state ?? vm.runState}</span>
       </header>
       <p className="meta">
-        {vm.memoryMiB !== undefined ? `${Math.round(vm.memoryMiB)} MiB` : '? MiB'} · {vm.vcpus ?? '?'} vCPU{vm.managed ? '' : ' · read-only'}
+        {vm.memoryMiB !== undefined ? `${Math.round(vm.memoryMiB)} MiB` : '? MiB'} · {vm.vcpus ?? '?'} vCPU{vm.libvirt ? ` · ${vm.libvirt.persistent ? 'persistent' : 'transient'}` : ''}{vm.managed ? '' : ' · read-only'}
+        {vm.manager === 'qemu' && <span className="badge" title={`Started outside Ferry (QMP ${vm.qmpSocket}); Ferry adopts it to migrate it`}> · adopted</span>}
       </p>
       <Sparkline vm={vm} />
       {movable && vm.runState === 'running' && <Workload vm={vm} />}
+      {vm.runState !== 'stopped' && vm.runState !== 'busy' && (
+        <button type="button" className="small" onClick={() => void watch(vm)} aria-label={`watch ${vm.name}`} title="Record a migration someone else runs on this VM (Ferry issues no control)">
+          Watch
+        </button>
+      )}
       {movable && targets.length > 0 && (
         <label className="inline small">
           Move to
@@ -110,7 +124,13 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
         const raw = e.dataTransfer.getData('application/x-ferry-vm');
         if (!raw) return;
         const { vm, from } = JSON.parse(raw) as { vm: string; from: string };
-        if (from !== host.config.id) void openPlan(vm, from, host.config.id);
+        if (from === host.config.id) return;
+        const source = hosts.find((h) => h.config.id === from);
+        if (source && (source.config.libvirt !== undefined) !== (host.config.libvirt !== undefined)) {
+          window.alert(host.config.libvirt ? `${host.config.id} runs libvirt: only libvirt domains move there` : `${vm} is a libvirt domain: it moves to another libvirt host`);
+          return;
+        }
+        void openPlan(vm, from, host.config.id);
       }}
     >
       <header>
@@ -132,7 +152,7 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
       <p className="meta">{host.label}{host.config.migrationAddress ? ` · migrates via ${host.config.migrationAddress}` : ''}</p>
       {host.facts && (
         <p className="meta" data-testid={`facts-${host.config.id}`}>
-          {host.facts.qemuVersion ? `QEMU ${host.facts.qemuVersion}` : host.facts.unavailable ? 'QEMU ?' : 'no QEMU'} · {host.facts.memAvailableMiB !== undefined ? `${(host.facts.memAvailableMiB / 1024).toFixed(1)} GiB free` : '? free'} · {host.facts.kvm === undefined ? 'KVM ?' : host.facts.kvm ? 'KVM' : 'TCG only'}
+          {host.facts.libvirtVersion ? `libvirt ${host.facts.libvirtVersion} · ` : ''}{host.facts.qemuVersion ? `QEMU ${host.facts.qemuVersion}` : host.facts.unavailable ? 'QEMU ?' : 'no QEMU'} · {host.facts.memAvailableMiB !== undefined ? `${(host.facts.memAvailableMiB / 1024).toFixed(1)} GiB free` : '? free'} · {host.facts.kvm === undefined ? 'KVM ?' : host.facts.kvm ? 'KVM' : 'TCG only'}
           {host.facts.unavailable && <span className="warn small" title={host.facts.unavailable}> · {/HOST_BUSY|host busy/i.test(host.facts.unavailable) ? 'host busy' : 'facts unavailable'}</span>}
         </p>
       )}

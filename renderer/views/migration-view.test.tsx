@@ -7,6 +7,7 @@ import { passStarts, phaseSpans, rowsOf } from '../../shared/report/picture';
 import { RING, useConsole } from '../store/console-store';
 import type { MigrationEntry } from '../store/console-store';
 import type { MigrationSample } from '../../shared/model/migration';
+import type { MigrationControlAction } from '../../shared/contract';
 
 const t0 = 1_000_000;
 const sample = (i: number, extra: Partial<MigrationSample> = {}): MigrationSample => ({
@@ -14,9 +15,12 @@ const sample = (i: number, extra: Partial<MigrationSample> = {}): MigrationSampl
   remainingBytes: 1e8 - i * 1e6, totalBytes: 1e8, transferredBytes: i * 1e6, dirtyRate: 2e7, transferRate: 5e7, expectedDowntimeMs: 300, ...extra,
 });
 
-function entry(plan: Record<string, unknown>, phase: MigrationEntry['summary']['phase'], samples: MigrationSample[]): MigrationEntry {
+/** What the QMP driver offers for a Ferry VM on a QEMU with out-of-band QMP. */
+const QMP_CONTROLS = ['cancel', 'set-bandwidth', 'set-downtime', 'postcopy', 'stop-vm', 'pause-postcopy', 'recover', 'continue'] satisfies MigrationControlAction[];
+
+function entry(plan: Record<string, unknown>, phase: MigrationEntry['summary']['phase'], samples: MigrationSample[], controls: MigrationControlAction[] = QMP_CONTROLS): MigrationEntry {
   return {
-    summary: { id: 'm1', plan: { vm: 'demo', from: 'lab-a', to: 'lab-b', ...plan }, phase, startedAt: t0, timeline: '/tmp/x' },
+    summary: { id: 'm1', plan: { vm: 'demo', from: 'lab-a', to: 'lab-b', ...plan }, phase, startedAt: t0, timeline: '/tmp/x', driver: 'qmp', controls },
     samples,
     phases: [{ phase: 'setup', t: t0 }, { phase: 'precopy', t: t0 + 50 }],
     log: [],
@@ -93,5 +97,28 @@ describe('MigrationView', () => {
     expect(html).toContain('data-testid="downtime">42 ms');
     expect(html).toContain('verified');
     expect(html.match(/title="Not now: the migration has ended"/g)).toHaveLength(5);
+  });
+
+  it('offers exactly the controls the migration\'s driver lists', () => {
+    // A driver without postcopy recovery: no Pause or Recover buttons at all (not merely disabled).
+    useConsole.setState({ migrations: { m1: entry({ mode: 'postcopy' }, 'postcopy', [sample(0)], ['cancel', 'set-bandwidth', 'postcopy', 'stop-vm']) }, order: ['m1'] });
+    const html = render('m1');
+    expect(html).toContain('>Cancel</button>');
+    expect(html).toContain('>Switch to postcopy</button>');
+    expect(html).not.toContain('Pause postcopy');
+    expect(html).not.toContain('>Recover<');
+    expect(html).toContain('aria-label="bandwidth in MB/s"');
+    expect(html).not.toContain('aria-label="downtime limit in ms"');
+    // Continue only where the plan pauses before switchover
+    expect(html).not.toContain('>Continue<');
+    useConsole.setState({ migrations: { m1: entry({ pauseBeforeSwitchover: true }, 'stop-and-copy', [sample(0)]) }, order: ['m1'] });
+    expect(render('m1')).toMatch(/<button[^>]*title="Continue"[^>]*>Continue<\/button>/);
+  });
+
+  it('shows a watched migration (attach) with no controls', () => {
+    useConsole.setState({ migrations: { m1: entry({}, 'precopy', [sample(0)], []) }, order: ['m1'] });
+    const html = render('m1');
+    expect(html).not.toContain('aria-label="migration controls"');
+    expect(html).toContain('data-testid="watch-only"');
   });
 });

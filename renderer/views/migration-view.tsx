@@ -6,22 +6,27 @@ import { formatBytes, formatMs, formatRate } from '../../shared/analysis/units';
 import { BeyondPanel } from './beyond-views';
 import { TERMINAL_PHASES } from '../../shared/model/migration';
 import type { MigrationPhase } from '../../shared/model/migration';
+import type { MigrationControlAction } from '../../shared/contract';
 import { findLast } from '../../shared/model/ring';
 
 const VERDICT_WORDS = { converging: 'Converging', slow: 'Converging slowly', never: 'Not converging: dirtying outpaces the transfer', unknown: 'Measuring…' } as const;
 
 interface ControlDef {
   label: string;
-  key: string;
+  key: Exclude<MigrationControlAction, 'set-bandwidth' | 'set-downtime'>;
   enabled: (phase: MigrationPhase, postcopyPlanned: boolean) => string | true;
+  /** Shown only for plans it means something to. */
+  planned?: (plan: { pauseBeforeSwitchover?: boolean }) => boolean;
 }
 
+/** The buttons; a migration shows those its driver lists in `summary.controls` (and no others). */
 const CONTROLS: ControlDef[] = [
-  { label: 'Cancel', key: 'cancel', enabled: (p) => (['setup', 'precopy', 'stop-and-copy'].includes(p) ? true : p.startsWith('postcopy') ? 'the guest already runs on the destination' : 'nothing to cancel') },
+  { label: 'Cancel', key: 'cancel', enabled: (p) => (['storage-copy', 'setup', 'precopy', 'stop-and-copy'].includes(p) ? true : p.startsWith('postcopy') ? 'the guest already runs on the destination' : 'nothing to cancel') },
   { label: 'Stop VM', key: 'stop-vm', enabled: (p) => (['setup', 'precopy'].includes(p) ? true : 'only during precopy') },
   { label: 'Switch to postcopy', key: 'postcopy', enabled: (p, pc) => (!pc ? 'postcopy was not enabled in the plan' : ['setup', 'precopy'].includes(p) ? true : 'only during precopy') },
   { label: 'Pause postcopy', key: 'pause-postcopy', enabled: (p) => (p === 'postcopy' ? true : 'only during postcopy') },
   { label: 'Recover', key: 'recover', enabled: (p) => (p === 'postcopy-paused' ? true : 'only when postcopy is paused') },
+  { label: 'Continue', key: 'continue', enabled: (p) => (p === 'stop-and-copy' ? true : 'only once paused before switchover'), planned: (plan) => plan.pauseBeforeSwitchover === true },
 ];
 
 export function MigrationView({ id }: { id: string }) {
@@ -33,7 +38,9 @@ export function MigrationView({ id }: { id: string }) {
   const openRecorded = useConsole((s) => s.openRecorded);
   const last = entry?.samples.at(-1);
   if (!entry) return null;
-  const plan = entry.summary.plan as { vm: string; from: string; to: string; mode?: string; downtimeLimitMs?: number; maxBandwidth?: number };
+  const plan = entry.summary.plan as { vm: string; from: string; to: string; mode?: string; downtimeLimitMs?: number; maxBandwidth?: number; pauseBeforeSwitchover?: boolean };
+  const offered = new Set(entry.summary.controls ?? []);
+  const buttons = CONTROLS.filter((c) => offered.has(c.key) && (c.planned?.(plan) ?? true));
   const phase = entry.summary.phase;
   const ended = TERMINAL_PHASES.includes(phase);
   const pct = last?.totalBytes && last.remainingBytes !== undefined ? Math.max(0, Math.min(100, (1 - last.remainingBytes / last.totalBytes) * 100)) : 0;
@@ -48,7 +55,7 @@ export function MigrationView({ id }: { id: string }) {
       return;
     }
     setConfirm(undefined);
-    void control(id, { action: key as 'cancel' });
+    void control(id, { action: key as ControlDef['key'] });
   };
   return (
     <section className="migration" aria-label={`Migration of ${plan.vm}`} data-phase={phase}>
@@ -87,8 +94,9 @@ export function MigrationView({ id }: { id: string }) {
         </dl>
       )}
       <BeyondPanel entry={entry} />
-      <div className="controls" role="group" aria-label="migration controls">
-        {CONTROLS.map((c) => {
+      {offered.size === 0 && !ended && <p className="muted small" data-testid="watch-only">Watching: Ferry issues no control to this migration.</p>}
+      {offered.size > 0 && <div className="controls" role="group" aria-label="migration controls">
+        {buttons.map((c) => {
           const ok = ended ? 'the migration has ended' : c.enabled(phase, postcopyPlanned);
           return (
             <button key={c.key} type="button" disabled={ok !== true} title={ok === true ? c.label : `Not now: ${ok}`} onClick={() => run(c.key)} className={c.key === 'cancel' ? 'danger' : ''}>
@@ -96,17 +104,17 @@ export function MigrationView({ id }: { id: string }) {
             </button>
           );
         })}
-        <label className="inline">
+        {offered.has('set-bandwidth') && <label className="inline">
           Bandwidth MB/s
           <input type="number" min={1} value={bw} placeholder={plan.maxBandwidth ? String(plan.maxBandwidth / 1e6) : 'max'} onChange={(e) => setBw(e.target.value)} disabled={ended} aria-label="bandwidth in MB/s" />
           <button type="button" disabled={ended || !(Number(bw) > 0)} onClick={() => void control(id, { action: 'set-bandwidth', bytesPerSecond: Number(bw) * 1e6 })}>Set</button>
-        </label>
-        <label className="inline">
+        </label>}
+        {offered.has('set-downtime') && <label className="inline">
           Downtime limit ms
           <input type="number" min={1} value={dt} placeholder={String(limit)} onChange={(e) => setDt(e.target.value)} disabled={ended || !['setup', 'precopy'].includes(phase)} aria-label="downtime limit in ms" />
           <button type="button" disabled={ended || !['setup', 'precopy'].includes(phase) || !(Number(dt) >= 1)} onClick={() => void control(id, { action: 'set-downtime', ms: Math.round(Number(dt)) })}>Set</button>
-        </label>
-      </div>
+        </label>}
+      </div>}
       <MigrationCharts entry={entry} />
       <EventLog log={entry.log} />
     </section>

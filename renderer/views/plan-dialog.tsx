@@ -20,6 +20,8 @@ export function PlanDialog() {
   const [policy, setPolicy] = useState<'manual' | 'postcopy-when-never' | 'downtime-steps' | 'dynamic-rate' | 'deadline'>('manual');
   const [deadline, setDeadline] = useState('60');
   const [beyond, setBeyond] = useState(NO_BEYOND);
+  const [temporary, setTemporary] = useState(false);
+  const hosts = useConsole((s) => s.hosts);
   const beyondFields = beyondPlanFields(beyond);
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => e.key === 'Escape' && close();
@@ -27,6 +29,7 @@ export function PlanDialog() {
     return () => window.removeEventListener('keydown', onKey);
   }, [close]);
   if (!plan) return null;
+  const libvirt = hosts.find((h) => h.config.id === plan.from)?.config.libvirt !== undefined;
   const failed = plan.preflight && !plan.preflight.ok;
   const bwNum = bw.trim() === '' ? undefined : Number(bw);
   const bad = (bwNum !== undefined && !(bwNum > 0) && 'bandwidth must be a positive number of MB/s') || (!(Number(dt) >= 1) && 'the downtime limit must be at least 1 ms') || (mode === 'postcopy-after' && !(Number(after) >= 1) && 'postcopy after N passes needs N >= 1') || (policy === 'deadline' && !(Number(deadline) >= 1) && 'the deadline must be at least 1 s') || (typeof beyondFields === 'string' && beyondFields);
@@ -39,6 +42,10 @@ export function PlanDialog() {
     if (autoConverge) p.autoConverge = true;
     if (xbzrle) p.xbzrleCacheBytes = 64 * 1024 * 1024;
     if (multifd) p.multifdChannels = Math.round(Number(multifd));
+    if (libvirt && temporary) {
+      p.persistent = false;
+      p.undefineSource = false;
+    }
     if (policy === 'postcopy-when-never') p.policy = { name: policy };
     if (policy === 'downtime-steps') p.policy = { name: policy, stepMs: 100, ceilingMs: Math.max(2000, Math.round(Number(dt))), everyPasses: 1 };
     if (policy === 'dynamic-rate') p.policy = { name: policy, minBandwidth: 10_000_000, maxBandwidth: bwNum !== undefined ? Math.round(bwNum * 1e6) : 1_000_000_000, marginBandwidth: 6_250_000 };
@@ -115,6 +122,11 @@ export function PlanDialog() {
             Multifd channels
             <input type="number" min={1} max={64} value={multifd} placeholder="off" onChange={(e) => setMultifd(e.target.value)} aria-label="multifd channels" />
           </label>
+          {libvirt && (
+            <label className="check-label" title="virt-manager's 'Temporary move': the domain stays defined on the source and runs transient on the destination">
+              <input type="checkbox" checked={temporary} onChange={(e) => setTemporary(e.target.checked)} /> Temporary move (keep the definition on {plan.from})
+            </label>
+          )}
         </div>
         <PlanBeyondOptions value={beyond} onChange={setBeyond} />
         <footer>

@@ -42,6 +42,11 @@ export const HostConfigSchema = z.object({
       kind: z.literal('local'),
       /** Run the host's commands inside this network namespace (the netns lab). */
       netns: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,30}$/, 'netns: a-z, 0-9, "_", "-"').optional(),
+      /**
+       * Run the host's commands in the mount namespace of the process whose pid this file
+       * holds, and open its unix sockets there (the libvirt lab: one daemon per namespace).
+       */
+      mountNsPidFile: z.string().startsWith('/', 'mountNsPidFile must be an absolute path').optional(),
     }),
     z.object({ kind: z.literal('ssh'), ssh: SshHostSettingsSchema }),
   ]),
@@ -60,6 +65,12 @@ export const HostConfigSchema = z.object({
   qemu: QemuInstallSchema.optional(),
   /** Extra globs of QMP sockets of VMs Ferry did not start. */
   qmpSocketGlobs: z.array(z.string().startsWith('/')).optional(),
+  /**
+   * The host's VMs are libvirt's: Ferry lists its domains and migrates them through libvirt
+   * (managed migration), reaching the daemon's unix socket through the same transport.
+   * `socket` defaults to virtqemud's (/run/libvirt/virtqemud-sock), then libvirtd's.
+   */
+  libvirt: z.object({ socket: z.string().startsWith('/', 'libvirt socket must be an absolute path').optional() }).strict().optional(),
 });
 export type HostConfig = z.infer<typeof HostConfigSchema>;
 

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { HostIdSchema } from './host';
-import { VmNameSchema } from './vm';
+import { VmRefSchema } from './vm';
 import type { Projection } from '../analysis/projection';
 
 export const MIGRATION_PHASES = [
@@ -50,7 +50,7 @@ export const PolicySchema = z.discriminatedUnion('name', [
 export type Policy = z.output<typeof PolicySchema>;
 
 export const MigrationPlanSchema = z.object({
-  vm: VmNameSchema,
+  vm: VmRefSchema,
   from: HostIdSchema,
   to: HostIdSchema,
   /** precopy only; postcopy allowed (switch by hand or policy); postcopy right after the first pass. */
@@ -100,6 +100,14 @@ export const MigrationPlanSchema = z.object({
   copyStorage: z.boolean().optional(),
   /** copyStorage: mirror speed cap, bytes/s (default unlimited). */
   storageBandwidth: z.number().int().positive('storage bandwidth must be positive').optional(),
+  /**
+   * libvirt domains: define the domain on the destination (`--persistent`) and drop its
+   * definition on the source (`--undefinesource`). Default: a move as libvirt users know it
+   * from virt-manager: a persistent domain stays persistent and leaves the source; a
+   * transient one stays transient.
+   */
+  persistent: z.boolean().optional(),
+  undefineSource: z.boolean().optional(),
   /** Fixed incoming port on the destination; default 0 = any free port. */
   port: z.number().int().min(0).max(65535).optional(),
   policy: PolicySchema.optional(),

@@ -47,6 +47,8 @@ export interface TimelineHeader {
   createdAt: number;
   /** 'engine' = Ferry ran it; 'attach' = Ferry watched a migration someone else started; 'import' = read from another tool's log or report. */
   mode: 'engine' | 'attach' | 'import';
+  /** The hypervisor driver that carried it out (`qmp`, `libvirt`); absent in older files. */
+  driver?: string;
   plan?: MigrationPlan;
   source: TimelineHost;
   destination?: TimelineHost;

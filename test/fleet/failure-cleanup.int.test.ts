@@ -4,14 +4,11 @@
  * failure. A preflight afterwards always ends.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fleetAvailable, startFleet } from '../support/fleet';
+import { fleetAvailable, startDemo, startFleet } from '../support/fleet';
 import type { Fleet } from '../support/fleet';
-import { ConsoleService } from '../../electron/core/console-service';
-import { launchVm, readPid, vmFiles } from '../../electron/core/hosts/vm-launcher';
-import { demoVmSpec, waitGuestReady } from '../../electron/core/lab/local-lab';
+import type { ConsoleService } from '../../electron/core/console-service';
+import { readPid, vmFiles } from '../../electron/core/hosts/vm-launcher';
 import { LocalTransport } from '../../electron/core/transport/local-transport';
 import { readTimeline } from '../../electron/core/recorder/timeline-reader';
 import { isAlive, waitFor } from '../support/processes';
@@ -23,24 +20,18 @@ if (!avail.ok) console.log(`[fleet] failure cleanup tests skipped: ${avail.reaso
 describe.skipIf(!avail.ok)('a failed migration on real hosts leaves nothing behind', () => {
   let fleet: Fleet;
   let service: ConsoleService;
-  let configDir: string;
 
   beforeEach(async () => {
     fleet = await startFleet();
     // A dead link shows in seconds instead of TCP's long retransmit timeout (LAB-NOTES).
     for (const h of [fleet.hv1, fleet.hv2]) fleet.run(h, ['sysctl', '-qw', 'net.ipv4.tcp_retries2=3']);
-    configDir = mkdtempSync(path.join(tmpdir(), 'ferry-failcfg-'));
-    service = new ConsoleService({ configDir, builtinHosts: fleet.hostConfigs(), ssh: { homeDir: fleet.home, agent: false, keepaliveIntervalMs: 1000, keepaliveCountMax: 3 }, reconnectDelayMs: 300 });
-    const h1 = await service.registry.get('hv1');
-    const t1 = await service.transportOf('hv1');
-    await launchVm(t1, h1.runtimeDir!, demoVmSpec({ wsMiB: 128, rateMiBs: 60 }));
-    await waitGuestReady(t1, vmFiles(h1.runtimeDir!, 'demo').serialSocket);
+    service = fleet.service({ ssh: { keepaliveIntervalMs: 1000, keepaliveCountMax: 3 }, reconnectDelayMs: 300 });
+    await startDemo(service, 'hv1', { wsMiB: 128, rateMiBs: 60 });
   });
 
   afterEach(async () => {
     await service?.dispose();
     await fleet?.stop();
-    rmSync(configDir, { recursive: true, force: true });
   });
 
   const destPid = async () => readPid(new LocalTransport(), vmFiles(path.join(fleet.hv2.root, 'run'), 'demo').pidFile);

@@ -5,16 +5,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fleetAvailable, startFleet } from '../support/fleet';
+import { fleetAvailable, startDemo, startFleet } from '../support/fleet';
 import type { Fleet } from '../support/fleet';
-import { ConsoleService } from '../../electron/core/console-service';
+import type { ConsoleService } from '../../electron/core/console-service';
 import { SshTransport } from '../../electron/core/transport/ssh-transport';
 import { measureClock, offsetBetween } from '../../electron/core/hosts/clock-offset';
-import { launchVm, vmFiles } from '../../electron/core/hosts/vm-launcher';
-import { demoVmSpec, waitGuestReady } from '../../electron/core/lab/local-lab';
 import { kvmUsable } from '../support/qemu';
 
 const avail = fleetAvailable();
@@ -38,18 +33,15 @@ function tcpReachable(host: string, port: number): Promise<boolean> {
 describe.skipIf(!avail.ok)('the SSH fleet (jump host + two hypervisors, default sshd)', () => {
   let fleet: Fleet;
   let service: ConsoleService;
-  let configDir: string;
 
   beforeAll(async () => {
     fleet = await startFleet();
-    configDir = mkdtempSync(path.join(tmpdir(), 'ferry-fleetcfg-'));
-    service = new ConsoleService({ configDir, builtinHosts: fleet.hostConfigs(), ssh: { homeDir: fleet.home, agent: false }, reconnectDelayMs: 200 });
+    service = fleet.service();
   });
 
   afterAll(async () => {
     await service?.dispose();
     await fleet?.stop();
-    if (configDir) rmSync(configDir, { recursive: true, force: true });
   });
 
   it('reaches the hypervisors only through the jump host', async () => {
@@ -103,11 +95,7 @@ describe.skipIf(!avail.ok)('the SSH fleet (jump host + two hypervisors, default 
   });
 
   it('migrates the demo guest from hv1 to hv2 over the migration network, memory verified', async () => {
-    const hv1 = service.registry;
-    const h1 = await hv1.get('hv1');
-    const t1 = await service.transportOf('hv1');
-    await launchVm(t1, h1.runtimeDir!, demoVmSpec({ wsMiB: 32, rateMiBs: 20 }));
-    await waitGuestReady(t1, vmFiles(h1.runtimeDir!, 'demo').serialSocket);
+    await startDemo(service, 'hv1', { wsMiB: 32, rateMiBs: 20 });
     const m = await service.engine.start({ vm: 'demo', from: 'hv1', to: 'hv2', maxBandwidth: 200_000_000 });
     const final = await m.whenDone();
     expect(final.outcome).toBe('completed');
@@ -121,25 +109,19 @@ describe.skipIf(!avail.ok)('the SSH fleet (jump host + two hypervisors, default 
 describe.skipIf(!avail.ok)('a console session on the fleet stays inside sshd\'s MaxSessions', () => {
   let fleet: Fleet;
   let service: ConsoleService;
-  let configDir: string;
 
   beforeAll(async () => {
     fleet = await startFleet();
-    configDir = mkdtempSync(path.join(tmpdir(), 'ferry-fleetcfg-'));
-    service = new ConsoleService({ configDir, builtinHosts: fleet.hostConfigs(), ssh: { homeDir: fleet.home, agent: false }, reconnectDelayMs: 200 });
+    service = fleet.service();
   });
 
   afterAll(async () => {
     await service?.dispose();
     await fleet?.stop();
-    if (configDir) rmSync(configDir, { recursive: true, force: true });
   });
 
   it('board refreshes, host facts, preflight and a live migration together: no channel refused, no wrong fact', async () => {
-    const h1 = await service.registry.get('hv1');
-    const t1 = await service.transportOf('hv1');
-    await launchVm(t1, h1.runtimeDir!, demoVmSpec({ wsMiB: 64, rateMiBs: 40 }));
-    await waitGuestReady(t1, vmFiles(h1.runtimeDir!, 'demo').serialSocket);
+    await startDemo(service, 'hv1', { wsMiB: 64, rateMiBs: 40 });
     // What two console tabs do: the board every 5 s (here: as fast as it can), facts, one plan dialog.
     let stop = false;
     const wrong: string[] = [];

@@ -10,11 +10,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fleetAvailable, startFleet } from '../support/fleet';
+import { fleetAvailable, startDemo, startFleet } from '../support/fleet';
 import type { Fleet } from '../support/fleet';
-import { ConsoleService } from '../../electron/core/console-service';
-import { launchVm, vmFiles } from '../../electron/core/hosts/vm-launcher';
-import { demoVmSpec, waitGuestReady } from '../../electron/core/lab/local-lab';
 import { readTimeline } from '../../electron/core/recorder/timeline-reader';
 import { kvmUsable } from '../support/qemu';
 import { killPid, waitFor } from '../support/processes';
@@ -46,13 +43,10 @@ describe.skipIf(!avail.ok)('kill -9 mid-migration between SSH hosts, then ferry 
     writeFileSync(path.join(cfg, 'ferry', 'hosts.json'), JSON.stringify({ version: 1, hosts: fleet.hostConfigs() }));
     env = { HOME: fleet.home, XDG_CONFIG_HOME: cfg, FERRY_LAB_DIR: path.join(cfg, 'lab') };
     // The guest is started the way a user would have: Ferry's launcher over SSH.
-    const service = new ConsoleService({ configDir: path.join(cfg, 'ferry'), builtinHosts: [], ssh: { homeDir: fleet.home, agent: false } });
+    const service = fleet.service();
     try {
-      const h1 = await service.registry.get('hv1');
-      const t1 = await service.transportOf('hv1');
       // 128 MiB dirtied at 60 MiB/s under a 20 MB/s cap: it cannot converge until told to.
-      await launchVm(t1, h1.runtimeDir!, demoVmSpec({ wsMiB: 128, rateMiBs: 60 }));
-      await waitGuestReady(t1, vmFiles(h1.runtimeDir!, 'demo').serialSocket);
+      await startDemo(service, 'hv1', { wsMiB: 128, rateMiBs: 60 });
     } finally {
       await service.dispose();
     }

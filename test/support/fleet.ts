@@ -22,6 +22,10 @@ import type { HostConfig } from '../../shared/model/host';
 import { isAlive, killPid, sleep, waitFor } from './processes';
 import { sshKeygen } from './sshd';
 import { processesMentioning } from './lab';
+import { ConsoleService } from '../../electron/core/console-service';
+import type { ConsoleServiceOptions } from '../../electron/core/console-service';
+import { launchVm, vmFiles } from '../../electron/core/hosts/vm-launcher';
+import { demoVmSpec, waitGuestReady } from '../../electron/core/lab/local-lab';
 
 export interface FleetHost {
   /** Host id and ssh_config alias. */
@@ -57,6 +61,11 @@ export interface Fleet {
   shapeMigrationLink(bitsPerSecond: number | null): void;
   /** Runs a command inside a host's namespace. */
   run(host: FleetHost, argv: string[]): string;
+  /**
+   * A console service on hv1 and hv2 as a user's would be: their ssh config and keys, its own
+   * config dir under the fleet's root (removed by stop()). The caller disposes it.
+   */
+  service(options?: Partial<ConsoleServiceOptions>): ConsoleService;
   /** Replaces a host's sshd host key (as a reinstalled host would), restarting its sshd. */
   rekey(host: FleetHost): Promise<void>;
   stop(): Promise<void>;
@@ -255,6 +264,10 @@ export async function startFleet(options: { prefix?: string } = {}): Promise<Fle
       ip(['-n', ns.hv1, 'link', 'set', dev.m1, up ? 'up' : 'down']);
       ip(['-n', ns.hv2, 'link', 'set', dev.m2, up ? 'up' : 'down']);
     },
+    service(options = {}) {
+      const configDir = mkdtempSync(path.join(root, 'cfg-'));
+      return new ConsoleService({ configDir, builtinHosts: this.hostConfigs(), reconnectDelayMs: 200, ...options, ssh: { homeDir: home, agent: false, ...options.ssh } });
+    },
     setManagementLink(host, up) {
       const d = host.id === 'hv1' ? dev.j1 : host.id === 'hv2' ? dev.j2 : undefined;
       if (!d) throw new Error('only hv1 and hv2 have a management link to cut');
@@ -295,6 +308,14 @@ export async function startFleet(options: { prefix?: string } = {}): Promise<Fle
     },
   };
   return fleet;
+}
+
+/** Starts the demo guest on a fleet host through Ferry's launcher over SSH, and waits until it answers. */
+export async function startDemo(service: ConsoleService, hostId: string, workload: { wsMiB: number; rateMiBs: number | null }): Promise<void> {
+  const host = await service.registry.get(hostId);
+  const t = await service.transportOf(hostId);
+  await launchVm(t, host.runtimeDir!, demoVmSpec(workload));
+  await waitGuestReady(t, vmFiles(host.runtimeDir!, 'demo').serialSocket);
 }
 
 /** Appends a line to a fleet client's known_hosts (e.g. a stale key, to provoke a refusal). */

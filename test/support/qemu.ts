@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, closeSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect } from 'node:net';
@@ -70,6 +70,52 @@ export async function startTestVm(options: { dir?: string; extraArgs?: string[] 
     async stop() {
       await killPid(pid);
       if (!options.dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface PlainQemu {
+  name: string;
+  pid: number;
+  dir: string;
+  /** Its QMP sockets, in the order given (`qmp.sock` first). */
+  qmpSockets: string[];
+  serialSocket: string;
+  pidFile: string;
+  argv: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The demo guest started the way a script or a systemd unit would, not by Ferry: plain
+ * `qemu-system-x86_64 ... -daemonize` with its own pid file, serial and QMP sockets in `dir`
+ * (default `<dir>/qmp.sock`; `extraQmp` names more sockets there, e.g. one for a watcher).
+ */
+export async function startPlainQemu(options: { dir: string; name: string; wsMiB?: number; rateMiBs?: number; extraQmp?: string[]; memoryKiB?: number }): Promise<PlainQemu> {
+  const { dir, name } = options;
+  const { guestImagePath, LAB_DEFAULT_MEMORY_KIB } = await import('../../electron/core/lab/local-lab');
+  mkdirSync(dir, { recursive: true });
+  const env = process.env.FERRY_TEST_ACCEL;
+  const accel = env === 'tcg' || env === 'kvm' ? env : kvmUsable() ? 'kvm' : 'tcg';
+  const qmpSockets = ['qmp.sock', ...(options.extraQmp ?? [])].map((f) => path.join(dir, f));
+  const serialSocket = path.join(dir, 'console.sock');
+  const pidFile = path.join(dir, `${name}.pid`);
+  const argv = [
+    QEMU, '-name', name, '-nodefaults', '-display', 'none', '-machine', 'pc', '-accel', accel, '-cpu', 'qemu64,-pni',
+    '-m', `${options.memoryKiB ?? LAB_DEFAULT_MEMORY_KIB}k`,
+    ...(existsSync('/usr/share/qemu/qboot.rom') ? ['-bios', '/usr/share/qemu/qboot.rom'] : []),
+    '-kernel', guestImagePath(), '-append', `ws=${options.wsMiB ?? 32} rate=${options.rateMiBs ?? 20} hb=100`,
+    '-chardev', `socket,id=console0,path=${serialSocket},server=on,wait=off`, '-serial', 'chardev:console0',
+    ...qmpSockets.flatMap((s) => ['-qmp', `unix:${s},server=on,wait=off`]),
+    '-pidfile', pidFile, '-daemonize',
+  ];
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${QEMU} did not start: ${r.stderr}`);
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  return {
+    name, pid, dir, qmpSockets, serialSocket, pidFile, argv,
+    async stop() {
+      await killPid(pid);
     },
   };
 }

@@ -92,7 +92,7 @@ export class HostRegistry {
   /** Runs mutations one after another so two quick adds cannot lose each other. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
+    this.queue = run.catch(() => undefined); // the caller of run gets its error; the queue only serialises writes
     return run;
   }
 

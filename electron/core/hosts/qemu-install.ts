@@ -119,7 +119,7 @@ async function runProbe(transport: HostTransport, q: QemuInstall): Promise<QemuP
     ]);
     const features = migrationFeatures(new QmpSchema(schema), version);
     rememberFeatures(version, v.package, features);
-    await qmp.execute('quit').catch(() => undefined); // it exits on its own as well when stdin closes
+    await qmp.execute('quit').catch(() => undefined); // a probe QEMU: it exits on its own as well when stdin closes
     log.info(`probed ${q.binary} on ${transport.label}: QEMU ${version} (${machines.length} machine types) in ${Date.now() - t0} ms`);
     const probe: QemuProbe = {
       binary: q.binary, version, versionTuple: [v.qemu.major, v.qemu.minor, v.qemu.micro], package: v.package, features,

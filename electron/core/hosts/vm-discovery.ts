@@ -1,20 +1,20 @@
 /**
- * Finds the VMs on a host: Ferry's runtime dirs (`<runtimeDir>/<name>/`) and, read-only,
- * QMP sockets matching the host's configured globs (VMs Ferry did not start).
+ * Finds the VMs on a host: Ferry's runtime dirs (`<runtimeDir>/<name>/`) and QMP sockets
+ * matching the host's configured globs (QEMUs Ferry did not start, adopted: adopted-qemu.ts).
  */
 import path from 'node:path';
-import { DEFAULT_RUNTIME_DIR } from '../../../shared/model/host';
 import type { HostConfig } from '../../../shared/model/host';
 import type { VmInfo } from '../../../shared/model/vm';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
-import { vmFiles } from './vm-launcher';
+import { runtimeDirOf, vmFiles } from './vm-launcher';
 import type { ArgvRecord } from './vm-launcher';
 import { FerryException } from '../../../shared/errors';
+import { adoptedName, globbedQmpSockets, inspectQmpSocket } from './adopted-qemu';
+import type { QmpSocketFacts } from './adopted-qemu';
+import { memoryKiBOfArgv } from './qemu-argv';
 
-export function runtimeDirOf(host: HostConfig): string {
-  return host.runtimeDir ?? DEFAULT_RUNTIME_DIR;
-}
+export { runtimeDirOf };
 
 /** query-status through the first monitor that answers; 'busy' when each has a client. */
 async function runStateVia(transport: HostTransport, sockets: string[]): Promise<{ state: string; name?: string }> {
@@ -41,14 +41,8 @@ function argValue(argv: readonly string[], flag: string): string | undefined {
 }
 
 export function memoryMiBFromArgv(argv: readonly string[]): number | undefined {
-  const m = argValue(argv, '-m');
-  if (!m) return undefined;
-  const size = /(?:^|,)(?:size=)?(\d+(?:\.\d+)?)([kKmMgGtT]?)(?:,|$)/.exec(m);
-  if (!size) return undefined;
-  const n = Number(size[1]);
-  const unit = (size[2] || 'M').toUpperCase();
-  const mib = unit === 'K' ? n / 1024 : unit === 'G' ? n * 1024 : unit === 'T' ? n * 1024 * 1024 : n;
-  return Math.round(mib * 100) / 100;
+  const kib = memoryKiBOfArgv(argv);
+  return kib === undefined ? undefined : Math.round((kib / 1024) * 100) / 100;
 }
 
 export function vcpusFromArgv(argv: readonly string[]): number | undefined {
@@ -92,14 +86,32 @@ export class VmStateCache {
     return st;
   }
 
+  private readonly sockets = new Map<string, { at: number; facts: QmpSocketFacts }>();
+
+  /** What a globbed QMP socket's QEMU is (an adopted QEMU: run state, name, process, argv), kept like the run states. */
+  async socketFacts(transport: HostTransport, socket: string): Promise<QmpSocketFacts> {
+    const key = `${transport.label}|${socket}`;
+    const hit = this.sockets.get(key);
+    if (hit && Date.now() - hit.at < this.ttlMs) return hit.facts;
+    const facts = await inspectQmpSocket(transport, socket);
+    if (facts.runState !== 'busy') this.sockets.set(key, { at: Date.now(), facts });
+    if (this.sockets.size > 2000) this.sockets.clear();
+    return facts;
+  }
+
+  /** Bumped by every clear(): a listing begun under an older generation may be stale. */
+  generation = 0;
+
   clear(): void {
     this.states.clear();
+    this.sockets.clear();
+    this.generation++;
   }
 }
 
-const noCache = { get: (t: HostTransport, sockets: string[]) => runStateVia(t, sockets) };
+const noCache = { get: (t: HostTransport, sockets: string[]) => runStateVia(t, sockets), socketFacts: inspectQmpSocket };
 
-export async function listVms(host: HostConfig, transport: HostTransport, cache: Pick<VmStateCache, 'get'> = noCache): Promise<VmInfo[]> {
+export async function listVms(host: HostConfig, transport: HostTransport, cache: Pick<VmStateCache, 'get' | 'socketFacts'> = noCache): Promise<VmInfo[]> {
   const runtimeDir = runtimeDirOf(host);
   const found = await transport.exec(['sh', '-c', LIST_SCRIPT, 'ferry-list', runtimeDir], { timeoutMs: 10_000 });
   if (found.code !== 0) throw new FerryException('EXEC_FAILED', `${transport.label}: cannot list ${runtimeDir}: ${found.stderr.trim() || `exit ${found.code}`}`);
@@ -121,7 +133,7 @@ export async function listVms(host: HostConfig, transport: HostTransport, cache:
     }
     const pid = /^\d+$/.test(pidText) ? Number(pidText) : undefined;
     const alive = pid !== undefined && stateLetter !== '-' && stateLetter !== 'Z' && stateLetter !== 'X';
-    const info: VmInfo = { hostId: host.id, name, qmpSocket: files.qmpSocket, runState: 'stopped', managed: record !== undefined };
+    const info: VmInfo = { hostId: host.id, name, qmpSocket: files.qmpSocket, runState: 'stopped', managed: record !== undefined, manager: 'ferry' };
     if (alive) {
       info.pid = pid;
       info.runState = (await cache.get(transport, [files.qmpSocket, files.auxQmpSocket], pid)).state;
@@ -136,16 +148,20 @@ export async function listVms(host: HostConfig, transport: HostTransport, cache:
   }));
   const result = managed.filter((v): v is VmInfo => v !== undefined);
   const known = new Set(result.flatMap((v) => [v.qmpSocket, `${path.posix.dirname(v.qmpSocket)}/qmp-aux.sock`]));
-  for (const glob of host.qmpSocketGlobs ?? []) {
-    // The pattern is an argument, expanded by the shell's globbing of "$1" unquoted in `for`:
-    // parameter expansion never runs command substitution.
-    const r = await transport.exec(['sh', '-c', 'for f in $1; do [ -S "$f" ] && printf "%s\\n" "$f"; done; true', 'ferry-glob', glob]);
-    for (const sock of r.stdout.split('\n').filter(Boolean).sort()) {
-      if (known.has(sock)) continue;
-      known.add(sock);
-      const st = await cache.get(transport, [sock], undefined);
-      result.push({ hostId: host.id, name: st.name ?? path.posix.basename(path.posix.dirname(sock)), qmpSocket: sock, runState: st.state, managed: false });
+  // QEMUs started by something else: adopted when their process's command line can be read.
+  for (const sock of await globbedQmpSockets(host, transport)) {
+    if (known.has(sock)) continue;
+    known.add(sock);
+    const f = await cache.socketFacts(transport, sock);
+    const info: VmInfo = { hostId: host.id, name: adoptedName(f), qmpSocket: sock, runState: f.runState, managed: f.argv !== undefined, manager: 'qemu' };
+    if (f.pid !== undefined) info.pid = f.pid;
+    if (f.argv) {
+      const mem = memoryMiBFromArgv(f.argv);
+      const cpus = vcpusFromArgv(f.argv);
+      if (mem !== undefined) info.memoryMiB = mem;
+      if (cpus !== undefined) info.vcpus = cpus;
     }
+    result.push(info);
   }
   return result;
 }

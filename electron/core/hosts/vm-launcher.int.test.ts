@@ -74,7 +74,7 @@ describe('VM launcher and discovery (real QEMU)', () => {
     const vm = await launchAndCheck(local, 'alpha');
     await expect(launchVm(local, runtimeDir, spec('alpha'))).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
     const vms = await listVms({ id: 'h', transport: { kind: 'local' }, runtimeDir }, local);
-    expect(vms).toEqual([{ hostId: 'h', name: 'alpha', qmpSocket: vm.qmpSocket, runState: 'prelaunch', managed: true, pid: vm.pid, memoryMiB: 63.96, vcpus: 1 }]);
+    expect(vms).toEqual([{ hostId: 'h', name: 'alpha', qmpSocket: vm.qmpSocket, runState: 'prelaunch', managed: true, manager: 'ferry', pid: vm.pid, memoryMiB: 63.96, vcpus: 1 }]);
     expect(await stopVm(local, runtimeDir, 'alpha')).toEqual({ wasRunning: true });
     expect(isAlive(vm.pid)).toBe(false);
     expect(existsSync(vm.dir)).toBe(false);
@@ -105,12 +105,12 @@ describe('VM launcher and discovery (real QEMU)', () => {
     expect(existsSync(vmFiles(runtimeDir, 'broken').argvFile)).toBe(false);
   });
 
-  it('finds foreign QMP sockets through globs, read-only', async () => {
+  it('finds foreign QMP sockets through globs and adopts their QEMU (pid and argv from /proc)', async () => {
     const other = await launchVm(local, path.join(runtimeDir, 'foreign-root'), spec('stranger'));
     pids.push(other.pid);
     const host = { id: 'h', transport: { kind: 'local' as const }, runtimeDir: path.join(runtimeDir, 'mine'), qmpSocketGlobs: [`${runtimeDir}/foreign-root/*/qmp-aux.sock`] };
     const vms = await listVms(host, local);
-    expect(vms).toEqual([{ hostId: 'h', name: 'stranger', qmpSocket: other.auxQmpSocket, runState: 'prelaunch', managed: false }]);
+    expect(vms).toEqual([{ hostId: 'h', name: 'stranger', qmpSocket: other.auxQmpSocket, runState: 'prelaunch', managed: true, manager: 'qemu', pid: other.pid, memoryMiB: 63.96, vcpus: 1 }]);
     await stopVm(local, path.join(runtimeDir, 'foreign-root'), 'stranger');
   });
 });

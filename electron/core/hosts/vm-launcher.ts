@@ -7,10 +7,16 @@
 import path from 'node:path';
 import { FerryException, isFerryException } from '../../../shared/errors';
 import { VmNameSchema } from '../../../shared/model/vm';
+import { DEFAULT_RUNTIME_DIR } from '../../../shared/model/host';
+import type { HostConfig } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
+import { accelOfArgv, machineOfArgv, rewriteArgvForRuntime, withMachineType, withOption } from './qemu-argv';
 import { DEFAULT_QEMU_BINARY, dataDirArgs, firmwareDirOf, probeQemu, qemuVersionOf, resolveMachine } from './qemu-install';
 import type { QemuInstall } from './qemu-install';
+import { rootLog } from '../log';
+
+const launcherLog = rootLog.child('launcher');
 
 export const QEMU_BINARY = DEFAULT_QEMU_BINARY;
 export { qemuVersionOf };
@@ -47,6 +53,12 @@ export interface VmSpec {
   extraArgs?: string[];
   /** Start paused (-S). */
   paused?: boolean;
+  /**
+   * A complete QEMU command line taken from a running process (a QEMU Ferry adopted, see
+   * qemu-argv.ts). When set it is the VM: the fields above other than name, memoryKiB,
+   * paused and extraArgs are ignored, and its host-local paths are moved into the runtime dir.
+   */
+  argv?: string[];
 }
 
 export interface VmFiles {
@@ -78,6 +90,11 @@ export interface ArgvRecord {
   /** The QEMU that runs it (absent: `qemu-system-x86_64` on the PATH) and its version. */
   qemu?: QemuInstall;
   qemuVersion?: string;
+}
+
+/** Where Ferry keeps its per-VM runtime dirs on a host. */
+export function runtimeDirOf(host: HostConfig): string {
+  return host.runtimeDir ?? DEFAULT_RUNTIME_DIR;
 }
 
 export function validateVmName(name: string): string {
@@ -114,6 +131,16 @@ async function fileExists(transport: HostTransport, p: string): Promise<boolean>
 export function buildArgv(spec: VmSpec, files: VmFiles, accel: 'kvm' | 'tcg', bios: string | undefined, qemu?: QemuInstall): string[] {
   if (!Number.isInteger(spec.memoryKiB) || spec.memoryKiB < 4096) {
     throw new FerryException('INVALID_REQUEST', `memory must be at least 4 MiB, got ${spec.memoryKiB} KiB`);
+  }
+  if (spec.argv) {
+    // An adopted QEMU's command line: its hardware as it was, its machine made concrete and its
+    // firmware found for this host's QEMU (spec.machine, spec.bios), its paths in the runtime dir.
+    let line = withOption(spec.argv, 'machine', (v) => withMachineType(v, spec.machine ?? 'pc'));
+    if (spec.bios) line = withOption(line, 'bios', () => spec.bios!);
+    const [binary, ...rest] = rewriteArgvForRuntime(withOption(line, 'L', () => undefined), files);
+    // This host's QEMU (a path of the source host may not exist here), with its own data dir.
+    const here = qemu?.binary ?? (/(^|\/)(qemu-system-x86_64|qemu-kvm)$/.test(binary ?? '') ? QEMU_BINARY : binary!);
+    return [here, ...dataDirArgs(qemu), ...rest, ...(spec.paused ? ['-S'] : []), ...(spec.extraArgs ?? [])];
   }
   const ring = accel === 'kvm' && spec.dirtyRingSize ? `,dirty-ring-size=${spec.dirtyRingSize}` : '';
   const argv = [
@@ -200,7 +227,7 @@ export async function launchVm(transport: HostTransport, runtimeDir: string, spe
   const probe = await probeQemu(transport, qemu).catch((e: unknown) => {
     throw new FerryException('EXEC_FAILED', `QEMU cannot start VM "${specIn.name}" on ${transport.label}: ${e instanceof Error ? e.message : String(e)}`, { name: specIn.name });
   });
-  const wanted = specIn.machine ?? 'pc';
+  const wanted = specIn.machine ?? (specIn.argv ? machineOfArgv(specIn.argv) : undefined) ?? 'pc';
   const machine = resolveMachine(probe, wanted);
   if (!machine) {
     throw new FerryException('UNSUPPORTED', `machine type ${wanted} is not available in QEMU ${probe.version} on ${transport.label}`, { machine: wanted, qemuVersion: probe.version });
@@ -214,12 +241,14 @@ export async function launchVm(transport: HostTransport, runtimeDir: string, spe
   if (mk.code !== 0) throw new FerryException('IO_ERROR', `cannot create ${files.dir} on ${transport.label}: ${mk.stderr.trim()}`);
   // Leftovers of a VM that died without cleaning up.
   await transport.exec(['rm', '-f', files.qmpSocket, files.auxQmpSocket, files.serialSocket, files.pidFile]);
-  const accel = !spec.accel || spec.accel === 'auto' ? await detectAccel(transport) : spec.accel;
-  if (accel === 'kvm' && spec.accel === 'kvm' && (await detectAccel(transport)) !== 'kvm') {
+  const wantedAccel = spec.argv ? accelOfArgv(spec.argv) : spec.accel;
+  const accel = !wantedAccel || wantedAccel === 'auto' ? await detectAccel(transport) : wantedAccel;
+  if (accel === 'kvm' && wantedAccel === 'kvm' && (await detectAccel(transport)) !== 'kvm') {
     throw new FerryException('UNSUPPORTED', `KVM is not usable on ${transport.label} (/dev/kvm missing or not accessible)`);
   }
   const qboot = `${firmwareDirOf(qemu)}/qboot.rom`;
-  const bios = spec.bios ?? ((await fileExists(transport, qboot)) ? qboot : undefined);
+  // An adopted command line keeps its own firmware (or none): no default added.
+  const bios = spec.argv ? spec.bios : spec.bios ?? ((await fileExists(transport, qboot)) ? qboot : undefined);
   if (bios) spec.bios = bios;
   const argv = buildArgv(spec, files, accel, bios, qemu);
   const record: ArgvRecord = { version: 1, name: spec.name, argv, spec, accel, qemuVersion: probe.version, ...(qemu && (qemu.binary !== QEMU_BINARY || qemu.dataDir) ? { qemu } : {}) };
@@ -245,7 +274,7 @@ export async function stopVm(transport: HostTransport, runtimeDir: string, name:
     for (const sock of [files.qmpSocket, files.auxQmpSocket]) {
       try {
         const qmp = await QmpClient.connect(await transport.openUnix(sock), { handshakeTimeoutMs: 1000 });
-        await qmp.execute('quit', undefined, { timeoutMs: 1000 }).catch(() => undefined);
+        await qmp.execute('quit', undefined, { timeoutMs: 1000 }).catch(launcherLog.dropped(`QMP quit of ${name} (signals follow)`, 'debug'));
         qmp.close();
         break;
       } catch {

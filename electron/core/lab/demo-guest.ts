@@ -126,7 +126,7 @@ export class GuestConsole {
       return got;
     };
     const p = this.queue.then(run, run);
-    this.queue = p.catch(() => undefined);
+    this.queue = p.catch(() => undefined); // the caller of p gets its error; the queue only orders commands
     return p;
   }
 

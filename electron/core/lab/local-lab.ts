@@ -4,18 +4,25 @@
  * with the demo guest running on lab-a. Optionally (root + `ip`), the two hosts are network
  * namespaces joined by a veth pair that can be shaped with tc, cut and restored.
  */
-import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FerryException } from '../../../shared/errors';
 import type { HostConfig, QemuInstall } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
-import { LocalTransport, NetnsTransport, writeFileAtomic } from '../transport/local-transport';
+import { LocalTransport, localTransportFor, writeFileAtomic } from '../transport/local-transport';
 import { launchVm, stopVm, processAlive, readPid, vmFiles } from '../hosts/vm-launcher';
 import type { LaunchedVm, VmDiskSpec, VmSpec } from '../hosts/vm-launcher';
 import { listVms } from '../hosts/vm-discovery';
 import { GuestConsole } from './demo-guest';
+import { rootLog } from '../log';
+
+const labLog = rootLog.child('lab');
+import { LAB_LIBVIRT_SOCKET, demoSerialPath, pidAlive, startLibvirtLab, stopLibvirtLab } from './libvirt-lab';
+import type { LibvirtLabState } from './libvirt-lab';
+import { LibvirtConnection } from '../libvirt/libvirt-connection';
+import { listLibvirtVms } from '../libvirt/libvirt-domains';
 
 /** 511.8 MiB: not a multiple of 256 KiB, so QEMU 7.2's TCG keeps every guest write (LAB-NOTES). */
 export const LAB_DEFAULT_MEMORY_KIB = 524_100;
@@ -34,6 +41,8 @@ export interface LabState {
   version: 1;
   root: string;
   netns?: NetnsState;
+  /** `ferry lab up --libvirt`: the two hosts are libvirt daemons (libvirt-lab.ts). */
+  libvirt?: LibvirtLabState;
   /** A lab host on another QEMU than the PATH's (`ferry lab up --qemu-b PATH`). */
   qemu?: Partial<Record<(typeof LAB_HOST_IDS)[number], QemuInstall>>;
 }
@@ -49,6 +58,8 @@ export interface LabUpOptions {
   dataDiskMiB?: number;
   /** Initial demo-guest workload. */
   workload?: { wsMiB?: number; rateMiBs?: number | null; hbMs?: number };
+  /** Two libvirt daemons instead of plain QEMU hosts, the demo guest a domain on lab-a. */
+  libvirt?: boolean;
   /** Run lab-a / lab-b on this QEMU (a binary path; its data dir is found beside it). `null` = back to the PATH's. */
   qemuA?: QemuInstall | string | null;
   qemuB?: QemuInstall | string | null;
@@ -87,21 +98,27 @@ export function readLabState(root: string): LabState | undefined {
 export function labHosts(root = labRoot()): HostConfig[] {
   const state = readLabState(root);
   const ns = state?.netns;
-  return LAB_HOST_IDS.map((id, i): HostConfig => ({
-    id,
-    name: i === 0 ? 'Lab A' : 'Lab B',
-    ...(state?.qemu?.[id] ? { qemu: state.qemu[id] } : {}),
-    transport: ns ? { kind: 'local', netns: ns.namespaces[i]! } : { kind: 'local' },
-    runtimeDir: path.join(root, id),
-    statesDir: path.join(root, `${id}-states`),
-    imagesDir: path.join(root, `${id}-images`),
-    migrationAddress: ns ? ns.addresses[i]! : `127.0.0.${i + 2}`,
-  }));
+  const lv = state?.libvirt?.daemons;
+  return LAB_HOST_IDS.map((id, i): HostConfig => {
+    const daemon = lv?.find((d) => d.hostId === id);
+    const h: HostConfig = {
+      id,
+      name: `Lab ${i === 0 ? 'A' : 'B'}${daemon ? ' (libvirt)' : ''}`,
+      ...(state?.qemu?.[id] ? { qemu: state.qemu[id] } : {}),
+      transport: ns ? { kind: 'local', netns: ns.namespaces[i]! } : daemon ? { kind: 'local', mountNsPidFile: daemon.pidFile } : { kind: 'local' },
+      runtimeDir: path.join(root, id),
+      statesDir: path.join(root, `${id}-states`),
+      imagesDir: path.join(root, `${id}-images`),
+      migrationAddress: ns ? ns.addresses[i]! : `127.0.0.${i + 2}`,
+    };
+    if (daemon) h.libvirt = { socket: LAB_LIBVIRT_SOCKET };
+    return h;
+  });
 }
 
 export function transportFor(host: HostConfig): HostTransport {
   if (host.transport.kind !== 'local') throw new FerryException('INVALID_REQUEST', `${host.id} is not a local host`);
-  return host.transport.netns ? new NetnsTransport(host.transport.netns) : new LocalTransport();
+  return localTransportFor(host.transport, host.transport.mountNsPidFile ? `${host.id} (libvirt lab)` : undefined);
 }
 
 /**
@@ -202,7 +219,7 @@ export async function createNetns(prefix = 'ferry-lab'): Promise<NetnsState> {
 
 export async function destroyNetns(ns: NetnsState): Promise<void> {
   const local = new LocalTransport();
-  for (const n of ns.namespaces) await local.exec(['ip', 'netns', 'del', n]).catch(() => undefined);
+  for (const n of ns.namespaces) await local.exec(['ip', 'netns', 'del', n]).catch(labLog.dropped(`deleting netns ${n}`));
 }
 
 /** Shapes the link in both directions with a token bucket (bit/s); `null` removes shaping. */
@@ -226,6 +243,8 @@ export async function setLink(ns: NetnsState, up: boolean): Promise<void> {
 export interface LabStatus {
   root: string;
   netns?: NetnsState;
+  /** The libvirt lab's daemons (their host UUIDs, whether each runs). */
+  libvirt?: { daemons: { hostId: string; hostUuid: string; running: boolean }[] };
   hosts: { id: string; runtimeDir: string; migrationAddress: string; qemu?: QemuInstall; vms: { name: string; runState: string; pid?: number; memoryMiB?: number }[] }[];
 }
 
@@ -238,10 +257,11 @@ export async function writeLabQemu(root: string, id: (typeof LAB_HOST_IDS)[numbe
   await writeFileAtomic(stateFile(root), `${JSON.stringify({ ...state, qemu: next }, null, 2)}\n`, 0o600);
 }
 
-export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabStatus; vm: LaunchedVm | undefined; bootMs: number }> {
+export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabStatus; vm: LaunchedVm | undefined; domain?: { name: string; uuid: string; type: 'kvm' | 'qemu' }; bootMs: number }> {
   const root = options.root ?? labRoot();
   await fs.mkdir(root, { recursive: true, mode: 0o700 });
   let state = readLabState(root) ?? { version: 1 as const, root };
+  if (options.libvirt || state.libvirt) return labUpLibvirt(root, state, options);
   if (options.netns && !state.netns) {
     state = { ...state, netns: await createNetns(options.netnsPrefix) };
   }
@@ -271,7 +291,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<{ status: LabSt
       vm = await launchVm(ta, a!.runtimeDir!, vmSpec, a!.qemu);
       await waitGuestReady(ta, files.serialSocket);
     } catch (e) {
-      await labDown({ root }).catch(() => undefined);
+      await labDown({ root }).catch(labLog.dropped('tearing the half-started lab down'));
       throw e;
     }
   }
@@ -300,10 +320,73 @@ async function createLabDisk(t: HostTransport, dir: string, mib: number): Promis
   return { path: file, format: 'qcow2' };
 }
 
+/** The libvirt lab: both daemons, the demo domain on lab-a, waited for until the guest answers. */
+async function labUpLibvirt(root: string, state: LabState, options: LabUpOptions) {
+  if (options.netns || state.netns) throw new FerryException('UNSUPPORTED', 'the libvirt lab runs in mount namespaces, not network namespaces: drop --netns');
+  if (state.libvirt) {
+    if (!options.libvirt) throw new FerryException('ALREADY_EXISTS', 'the lab is up with libvirt daemons: ferry lab down first, or ferry lab up --libvirt');
+    if (state.libvirt.daemons.every((d) => daemonRunning(d.pidFile))) {
+      return { status: await labStatus(root), vm: undefined, bootMs: 0 };
+    }
+    await stopLibvirtLab(state.libvirt);
+    delete state.libvirt;
+  }
+  if (readdirSafe(root).some((n) => (LAB_HOST_IDS as readonly string[]).includes(n) && readdirSafe(path.join(root, n)).length > 0)) {
+    throw new FerryException('ALREADY_EXISTS', 'the lab is up with plain QEMU hosts: ferry lab down first, then ferry lab up --libvirt');
+  }
+  const t0 = Date.now();
+  const spec: Parameters<typeof demoVmSpec>[0] = { memoryKiB: options.memoryKiB ?? LAB_DEFAULT_MEMORY_KIB };
+  if (options.workload?.wsMiB !== undefined) spec.wsMiB = options.workload.wsMiB;
+  if (options.workload?.rateMiBs !== undefined) spec.rateMiBs = options.workload.rateMiBs;
+  if (options.workload?.hbMs !== undefined) spec.hbMs = options.workload.hbMs;
+  const vmSpec = demoVmSpec(spec);
+  const lv = await startLibvirtLab(root, LAB_HOST_IDS, {
+    accel: options.accel ?? 'auto',
+    spec: { name: vmSpec.name, memoryKiB: vmSpec.memoryKiB, kernel: vmSpec.kernel!, cmdline: vmSpec.append ?? '' },
+    ...(options.dataDiskMiB !== undefined ? { dataDiskMiB: options.dataDiskMiB } : {}),
+  });
+  const next: LabState = { ...state, libvirt: lv };
+  await writeFileAtomic(stateFile(root), `${JSON.stringify(next, null, 2)}\n`, 0o600);
+  try {
+    const [a] = labHosts(root);
+    await waitGuestReady(transportFor(a!), demoSerialPath(lv.domain!.uuid));
+  } catch (e) {
+    await labDown({ root }).catch(() => undefined);
+    throw e;
+  }
+  return { status: await labStatus(root), vm: undefined, domain: lv.domain!, bootMs: Date.now() - t0 };
+}
+
+function daemonRunning(pidFile: string): boolean {
+  try {
+    return pidAlive(Number(readFileSync(pidFile, 'utf8').trim()));
+  } catch {
+    return false;
+  }
+}
+
+function readdirSafe(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** A libvirt lab host's domains, through a connection made for this one listing. */
+async function labDomains(h: HostConfig): Promise<Awaited<ReturnType<typeof listLibvirtVms>>> {
+  const conn = await LibvirtConnection.open(h, transportFor(h));
+  try {
+    return await listLibvirtVms(h.id, conn);
+  } finally {
+    await conn.close();
+  }
+}
+
 export async function labStatus(root = labRoot()): Promise<LabStatus> {
   const state = readLabState(root);
   const hosts = await Promise.all(labHosts(root).map(async (h) => {
-    const vms = existsSync(h.runtimeDir!) ? await listVms(h, transportFor(h)) : [];
+    const vms = h.libvirt ? await labDomains(h).catch(() => []) : existsSync(h.runtimeDir!) ? await listVms(h, transportFor(h)) : [];
     return {
       id: h.id,
       runtimeDir: h.runtimeDir!,
@@ -317,7 +400,9 @@ export async function labStatus(root = labRoot()): Promise<LabStatus> {
       }),
     };
   }));
-  return state?.netns ? { root, netns: state.netns, hosts } : { root, hosts };
+  const out: LabStatus = state?.netns ? { root, netns: state.netns, hosts } : { root, hosts };
+  if (state?.libvirt) out.libvirt = { daemons: state.libvirt.daemons.map((d) => ({ hostId: d.hostId, hostUuid: d.hostUuid, running: daemonRunning(d.pidFile) })) };
+  return out;
 }
 
 /** Stops every VM of both lab hosts (by pid when QMP does not answer), removes the netns. */
@@ -337,6 +422,7 @@ export async function labDown(options: { root?: string } = {}): Promise<{ stoppe
     }
   }
   const state = readLabState(root);
+  if (state?.libvirt) stopped.push(...(await stopLibvirtLab(state.libvirt)));
   if (state?.netns) await destroyNetns(state.netns);
   await fs.rm(root, { recursive: true, force: true });
   return { stopped };

@@ -6,7 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import { FerryException, toFerryError } from '../../../shared/errors';
 import type { MigrationFinal, MigrationPlanInput } from '../../../shared/model/migration';
-import { listVms } from '../hosts/vm-discovery';
 import type { EngineHosts, Migration, MigrationEngine } from './migration-engine';
 
 export interface EvacuationRequest {
@@ -120,8 +119,7 @@ export async function startEvacuation(engine: MigrationEngine, hosts: EngineHost
   const parallel = req.parallel ?? 1;
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 16) throw new FerryException('INVALID_REQUEST', `parallel must be 1..16, got ${req.parallel}`);
   await Promise.all(req.to.map((id) => hosts.host(id)));
-  const host = await hosts.host(req.from);
-  const vms = (await listVms(host, await hosts.transport(req.from))).filter((v) => v.managed && v.runState !== 'stopped');
+  const vms = (await engine.listVms(req.from)).filter((v) => v.managed && v.runState !== 'stopped');
   const evac = new Evacuation({ ...req, parallel }, engine);
   evac.start(vms.map((v) => v.name));
   return evac;

@@ -1,6 +1,7 @@
 /**
  * Real migrations of the demo guest between the two hosts of a throwaway local lab.
- * After each: guest memory verified where the guest should be alive, no stray QEMU.
+ * After each: guest memory verified where the guest should be alive, no stray QEMU, and no
+ * impossible transition met (QEMU's events and replies, raced as they come, fit the table).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
@@ -28,6 +29,7 @@ describe('migration engine on the local lab (real QEMU + demo guest)', () => {
     const srcPid = (await lab.pidOn('lab-a'))!;
     const m = await lab.service.engine.start({ vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 60_000_000, downtimeLimitMs: 50 });
     const final = await m.whenDone();
+    expect(m.refused).toEqual([]);
     expect(final).toMatchObject({ outcome: 'completed', verify: { ok: true, bad: 0, stale: 0 } });
     expect(final.downtimeMs).toBeGreaterThan(0);
     expect(final.totalTimeMs).toBeGreaterThan(0);
@@ -55,6 +57,7 @@ describe('migration engine on the local lab (real QEMU + demo guest)', () => {
     await lab.up({ workload: { wsMiB: 128, rateMiBs: null } });
     const m = await lab.service.engine.start({ vm: 'demo', from: 'lab-a', to: 'lab-b', mode: 'postcopy-after', postcopyAfterPasses: 2, maxBandwidth: 40_000_000 });
     const final = await m.whenDone();
+    expect(m.refused).toEqual([]);
     expect(final.outcome).toBe('completed');
     expect(m.samples.some((s) => s.phase === 'postcopy')).toBe(true);
     const t = readTimeline(m.timelineFile);
@@ -73,6 +76,7 @@ describe('migration engine on the local lab (real QEMU + demo guest)', () => {
     expect(destPid).toBeGreaterThan(0);
     await m.control({ action: 'cancel' });
     const final = await m.whenDone();
+    expect(m.refused).toEqual([]);
     expect(final.outcome).toBe('cancelled');
     expect(final.verify).toMatchObject({ ok: true });
     expect(isAlive(destPid)).toBe(false);
@@ -92,6 +96,7 @@ describe('migration engine on the local lab (real QEMU + demo guest)', () => {
     await waitFor(() => (m.samples.at(-1)?.pass ?? 0) >= 2, 'second pass', 30_000);
     await m.control({ action: 'stop-vm' });
     const final = await m.whenDone();
+    expect(m.refused).toEqual([]);
     expect(final.outcome).toBe('completed');
     expect(final.verify).toMatchObject({ ok: true });
     const t = readTimeline(m.timelineFile);
@@ -105,6 +110,7 @@ describe('migration engine on the local lab (real QEMU + demo guest)', () => {
     await waitPhase(m, (p) => p === 'precopy', 'precopy');
     process.kill((await lab.pidOn('lab-b'))!, 'SIGKILL');
     const final = await m.whenDone();
+    expect(m.refused).toEqual([]);
     expect(final.outcome).toBe('failed');
     expect(final.reason).toBeTruthy();
     expect(final.verify).toMatchObject({ ok: true });
@@ -146,6 +152,7 @@ describe('migration engine on the local lab (real QEMU + demo guest)', () => {
     await m.control({ action: 'set-downtime', ms: 500 });
     await m.control({ action: 'set-bandwidth', bytesPerSecond: 1_000_000_000 });
     const final = await m.whenDone();
+    expect(m.refused).toEqual([]);
     expect(final.outcome).toBe('completed');
     const controls = readTimeline(m.timelineFile).records.filter((r) => r.type === 'control') as { action: string; result: { ok: boolean } }[];
     expect(controls.map((c) => [c.action, c.result.ok])).toEqual([

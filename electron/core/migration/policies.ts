@@ -4,12 +4,10 @@
  */
 import type { MigrationPlan, MigrationSample, Policy } from '../../../shared/model/migration';
 import type { Projection } from '../../../shared/analysis/projection';
+import type { MigrationControl } from '../../../shared/contract';
 
-export type PolicyAction =
-  | { action: 'postcopy' }
-  | { action: 'stop-vm' }
-  | { action: 'set-bandwidth'; bytesPerSecond: number }
-  | { action: 'set-downtime'; ms: number };
+/** The controls a policy may decide (the contract's, a subset). */
+export type PolicyAction = Extract<MigrationControl, { action: 'postcopy' | 'stop-vm' | 'set-bandwidth' | 'set-downtime' }>;
 
 export interface PolicyContext {
   sample: MigrationSample;

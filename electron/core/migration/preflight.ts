@@ -8,21 +8,24 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { MigrationPlan } from '../../../shared/model/migration';
 import type { PreflightCheck, PreflightResult } from '../../../shared/model/preflight';
 import type { HostTransport } from '../transport/host-transport';
-import { processAlive, readArgvRecord, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
+import { processAlive, readPid, vmFiles, detectAccel } from '../hosts/vm-launcher';
 import { compareVersions, parseQemuVersion, probeQemu, qemuOf, qemuVersionOf } from '../hosts/qemu-install';
 import type { QemuProbe } from '../hosts/qemu-install';
 import { featuresOf, greetingVersion } from '../qmp/qmp-schema';
 import type { MigrationFeatures } from '../qmp/qmp-schema';
 import { destinationSpec, newerFeatureSettings, sourceIdentity } from './cross-version';
 import type { SourceIdentity } from './cross-version';
-import type { ArgvRecord } from '../hosts/vm-launcher';
 import { memoryMiBFromArgv, runtimeDirOf } from '../hosts/vm-discovery';
+import { findQemuVm, noSuchVm } from '../hosts/adopted-qemu';
 import { QmpClient } from '../qmp/qmp-client';
-import { migrationAddressOf } from './migration-engine';
-import type { EngineHosts } from './migration-engine';
+import { migrationAddressOf } from './drivers/hypervisor-driver';
+import type { EngineHosts } from './drivers/hypervisor-driver';
 import { tunnelCheck } from './stream-tunnel';
 import { measureClock, offsetBetween } from '../hosts/clock-offset';
+import { rootLog } from '../log';
 import { planDiskCopiesFromFiles, storageCheck } from './storage-copy';
+
+const pfLog = rootLog.child('preflight');
 
 type Check = Omit<PreflightCheck, 'id' | 'title'>;
 const pass = (reason: string): Check => ({ status: 'pass', reason });
@@ -108,27 +111,29 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
   const S = src;
   const D = dst;
 
-  const srcFiles = vmFiles(runtimeDirOf(S.host), plan.vm);
-  const record: ArgvRecord | undefined = await readArgvRecord(S.t, srcFiles.argvFile);
-  const srcPid = await readPid(S.t, srcFiles.pidFile);
-  const running = srcPid !== undefined && (await processAlive(S.t, srcPid));
-  if (!record || !running) {
-    add('source-vm', 'VM running on the source', fail(`no running VM "${plan.vm}" started by Ferry on ${plan.from}`, `start it with ferry vm start ${plan.from} ${plan.vm}`));
+  // Ferry's own VM, or a QEMU started by something else and found through the host's globs.
+  const vm = await findQemuVm(S.host, S.t, plan.vm);
+  if (!vm) {
+    add('source-vm', 'VM running on the source', fail(noSuchVm(plan.vm, plan.from).message, `start it with ferry vm start ${plan.from} ${plan.vm}, or add its QMP socket to the host's qmpSocketGlobs`));
     return { ok: false, checks, tookMs: Date.now() - t0 };
   }
-  add('source-vm', 'VM running on the source', pass(`${plan.vm} runs on ${plan.from} (pid ${srcPid})`));
+  add('source-vm', 'VM running on the source', pass(vm.manager === 'qemu'
+    ? `${plan.vm} runs on ${plan.from} (pid ${vm.pid}, started outside Ferry: adopted through ${vm.adoptedSocket})`
+    : `${plan.vm} runs on ${plan.from} (pid ${vm.pid})`));
+  const record = vm.record;
 
   // The running source, asked once through its spare monitor: its QEMU version and schema, its concrete machine type.
   let q: QmpClient | undefined;
   let srcQmpError: string | undefined;
   try {
-    q = await QmpClient.connect(await S.t.openUnix(srcFiles.auxQmpSocket), { handshakeTimeoutMs: 2000 });
+    // Ferry's VM: its aux monitor (the main one is the engine's); an adopted QEMU: the socket it was found by.
+    q = await QmpClient.connect(await S.t.openUnix(vm.manager === 'ferry' ? vm.files.auxQmpSocket : vm.qmpSockets[0]!), { handshakeTimeoutMs: 2000 });
   } catch (e) {
     srcQmpError = toFerryError(e).message;
   }
-  const srcFeatures: Promise<MigrationFeatures | undefined> = q ? featuresOf(q).catch(() => undefined) : Promise.resolve(undefined);
+  const srcFeatures: Promise<MigrationFeatures | undefined> = q ? featuresOf(q).catch(pfLog.dropped('source migration features (the check reports what is missing)', 'debug')) : Promise.resolve(undefined);
   const identity: Promise<SourceIdentity> = sourceIdentity(record, q);
-  const dstProbe: Promise<QemuProbe | undefined> = probeQemu(D.t, qemuOf(D.host)).catch(() => undefined);
+  const dstProbe: Promise<QemuProbe | undefined> = probeQemu(D.t, qemuOf(D.host)).catch(pfLog.dropped('probing the destination QEMU (the check reports what is missing)', 'debug'));
   const srcVersion = async () => (q ? greetingVersion(q) : undefined) ?? record.qemuVersion ?? (await qemuVersionOf(S.t, record.qemu ?? qemuOf(S.host)))?.join('.');
 
 
@@ -164,7 +169,7 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
       : pass(`${id.machine} available in QEMU ${probe.version} (the destination starts with it, not with an alias)`));
     const spec = destinationSpec(record, id, S.host, D.host);
     if (spec.bios) {
-      const r = await D.t.exec(['test', '-r', spec.bios]).catch(() => undefined);
+      const r = await D.t.exec(['test', '-r', spec.bios]).catch(pfLog.dropped('looking for the firmware on the destination (the check reports what is missing)', 'debug'));
       add('firmware', 'Firmware on the destination', r?.code === 0 ? pass(`${spec.bios}, CPU ${id.cpu}`) : fail(`firmware ${spec.bios} is missing on ${plan.to}`, 'install the same firmware there (qemu-system-data)'));
     }
   })());
@@ -180,7 +185,7 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
 
   tasks.push((async () => {
     const mem = memoryMiBFromArgv(record.argv) ?? 0;
-    const r = await D.t.readFile('/proc/meminfo').catch(() => undefined);
+    const r = await D.t.readFile('/proc/meminfo').catch(pfLog.dropped('/proc/meminfo on the destination (the check reports what is missing)', 'debug'));
     const avail = r ? Number(/MemAvailable:\s+(\d+)/.exec(r.toString())?.[1] ?? NaN) / 1024 : NaN;
     if (!Number.isFinite(avail)) {
       add('memory', 'Free memory on the destination', warn('could not read /proc/meminfo on the destination'));
@@ -196,6 +201,10 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
   const diskCopies = () => planDiskCopiesFromFiles(S.t, S.host, D.host, record.spec.disks);
   if (plan.copyStorage) {
     tasks.push((async () => {
+      if (vm.manager === 'qemu') {
+        add('storage-copy', 'Storage copy', fail('Ferry copies the disks of VMs it started; this QEMU was started outside Ferry', 'put its disks on shared storage at the same path, and migrate without --copy-storage'));
+        return;
+      }
       try {
         add('storage-copy', 'Storage copy', await storageCheck(plan, await diskCopies(), D.t));
       } catch (e) {
@@ -212,7 +221,7 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
       return;
     }
     const size = async (t: HostTransport, f: string) => {
-      const r = await t.exec(['stat', '-L', '-c', '%s', '--', f]).catch(() => undefined);
+      const r = await t.exec(['stat', '-L', '-c', '%s', '--', f]).catch(pfLog.dropped('stat of a VM file (the check reports what is missing)', 'debug'));
       return r?.code === 0 ? Number(r.stdout.trim()) : undefined;
     };
     const problems: string[] = [];
@@ -221,9 +230,9 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
       if (b === undefined) problems.push(`${f} missing`);
       else if (a !== b) problems.push(`${f} differs in size (${a} vs ${b} bytes)`);
     }
-    if (problems.length && !plan.copyStorage && record.spec.disks?.length) {
+    if (problems.length && !plan.copyStorage && record.spec.disks?.length && vm.manager === 'ferry') {
       // Local storage: offer the storage copy, with what it would take on the destination.
-      const offer = await diskCopies().then((d) => storageCheck({ ...plan, mode: 'precopy' }, d, D.t)).catch(() => undefined);
+      const offer = await diskCopies().then((d) => storageCheck({ ...plan, mode: 'precopy' }, d, D.t)).catch(pfLog.dropped('the storage-copy offer (the check reports what is missing)', 'debug'));
       add('storage', 'Disks and kernel on the destination', fail(`on ${plan.to}: ${problems.join('; ')}`,
         `migrate with copyStorage (--copy-storage)${offer ? `: ${offer.reason}` : ''}, or put the files on shared storage at the same path`));
       return;
@@ -260,8 +269,8 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
   } else tasks.push((async () => {
     const addr = migrationAddressOf(D.host, D.t);
     const port = 49152 + Math.floor(Math.random() * 10000);
-    const have = await D.t.exec(['sh', '-c', 'command -v socat']).catch(() => undefined);
-    const haveSrc = await S.t.exec(['sh', '-c', 'command -v socat']).catch(() => undefined);
+    const have = await D.t.exec(['sh', '-c', 'command -v socat']).catch(pfLog.dropped('socat on the destination (the check reports what is missing)', 'debug'));
+    const haveSrc = await S.t.exec(['sh', '-c', 'command -v socat']).catch(pfLog.dropped('socat on the source (the check reports what is missing)', 'debug'));
     if (have?.code !== 0 || haveSrc?.code !== 0) {
       add('migration-port', 'Migration address reachable', warn(`cannot test ${addr} without socat on both hosts`));
       return;
@@ -283,7 +292,7 @@ async function runChecks(plan: MigrationPlan, hosts: EngineHosts, checks: Prefli
   if (plan.mode !== 'precopy') {
     tasks.push((async () => {
       const uid = await D.t.exec(['id', '-u']);
-      const unpriv = await D.t.readFile('/proc/sys/vm/unprivileged_userfaultfd').then((b) => b.toString().trim()).catch(() => undefined);
+      const unpriv = await D.t.readFile('/proc/sys/vm/unprivileged_userfaultfd').then((b) => b.toString().trim()).catch(pfLog.dropped('unprivileged_userfaultfd on the destination (the check reports what is missing)', 'debug'));
       const ok = uid.stdout.trim() === '0' || unpriv === '1';
       add('postcopy', 'Postcopy possible (userfaultfd)', ok ? pass(uid.stdout.trim() === '0' ? 'QEMU runs as root: userfaultfd available' : 'unprivileged userfaultfd allowed')
         : fail('QEMU is not root and unprivileged userfaultfd is off', 'sysctl vm.unprivileged_userfaultfd=1, or plan precopy'));

@@ -28,6 +28,9 @@ import type { QmpClient, QmpEvent } from '../qmp/qmp-client';
 import type { VmDiskSpec } from '../hosts/vm-launcher';
 import { openStreamTunnel } from './stream-tunnel';
 import type { StreamTunnel } from './stream-tunnel';
+import { rootLog } from '../log';
+
+const storageLog = rootLog.child('storage-copy');
 
 export interface DiskCopy {
   /** The BlockBackend (-drive id) on both QEMUs, e.g. disk0. */
@@ -57,7 +60,7 @@ interface BlockInfo {
 /** Free bytes on the filesystem holding `dir` (or its nearest existing parent). */
 export async function freeBytes(t: HostTransport, dir: string): Promise<number | undefined> {
   for (let d = dir; ; d = path.posix.dirname(d)) {
-    const r = await t.exec(['df', '-B1', '--output=avail', '--', d]).catch(() => undefined);
+    const r = await t.exec(['df', '-B1', '--output=avail', '--', d]).catch(storageLog.dropped(`df ${d} (free space unknown)`, 'debug'));
     if (r?.code === 0) {
       const n = Number(r.stdout.trim().split('\n').at(-1));
       return Number.isFinite(n) ? n : undefined;
@@ -236,6 +239,11 @@ export class StorageCopy {
     }
   }
 
+  /** The figures last returned by figures() (final ones after the switchover). */
+  get lastReported(): StorageFigures | undefined {
+    return this.lastFigures;
+  }
+
   get isReady(): boolean {
     return this.ready.size === this.disks.length;
   }
@@ -271,7 +279,7 @@ export class StorageCopy {
    * block-job-cancel per job waits for its final synchronisation; the source keeps its images.
    */
   async finalize(sq: QmpClient): Promise<void> {
-    const last = await this.figures(sq).catch(() => undefined);
+    const last = await this.figures(sq).catch(storageLog.dropped('the last copy figures', 'debug'));
     this.finalized = true;
     if (last) this.lastFigures = { ...last, remainingBytes: 0, copiedBytes: last.totalBytes };
     const done = this.disks.map((d) => sq.waitForEvent('BLOCK_JOB_COMPLETED', { predicate: (e) => e.data.device === d.jobId, timeoutMs: 300_000 }));
@@ -284,7 +292,7 @@ export class StorageCopy {
 
   /** After the migration completed: the destination's NBD server (and its exports) stop. */
   async stopExports(dq: QmpClient | undefined): Promise<void> {
-    if (dq && !dq.closed && this.nbdStarted) await dq.execute('nbd-server-stop').catch(() => undefined);
+    if (dq && !dq.closed && this.nbdStarted) await dq.execute('nbd-server-stop').catch(storageLog.dropped('nbd-server-stop on the destination'));
     this.nbdStarted = false;
     await this.tunnel?.close();
   }
@@ -294,10 +302,10 @@ export class StorageCopy {
     this.finalized = true;
     this.off();
     if (sq && !sq.closed) {
-      for (const d of this.disks) await sq.execute('block-job-cancel', { device: d.jobId, force: true }).catch(() => undefined);
+      for (const d of this.disks) await sq.execute('block-job-cancel', { device: d.jobId, force: true }).catch(storageLog.dropped(`block-job-cancel ${d.jobId}`));
       const deadline = Date.now() + 10_000;
       while (Date.now() < deadline) {
-        const jobs = await sq.execute<{ device: string }[]>('query-block-jobs').catch(() => []);
+        const jobs = await sq.execute<{ device: string }[]>('query-block-jobs').catch((e: unknown) => (storageLog.dropped('query-block-jobs')(e), []));
         if (!jobs.some((j) => this.disks.some((d) => d.jobId === j.device))) break;
         await sleep(20);
       }
@@ -308,7 +316,7 @@ export class StorageCopy {
   /** Removes the targets this copy created (call once the destination QEMU is gone). */
   async removeTargets(): Promise<string[]> {
     const removed = [...this.created];
-    if (removed.length) await this.dst.exec(['rm', '-f', '--', ...removed]).catch(() => undefined);
+    if (removed.length) await this.dst.exec(['rm', '-f', '--', ...removed]).catch(storageLog.dropped(`removing ${removed.join(', ')}`));
     this.created = [];
     return removed;
   }

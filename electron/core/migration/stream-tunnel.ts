@@ -10,6 +10,9 @@
  */
 import type { Duplex } from 'node:stream';
 import type { HostTransport, UnixListener } from '../transport/host-transport';
+import { rootLog } from '../log';
+
+const tunnelLog = rootLog.child('tunnel');
 
 export interface StreamTunnel {
   /** What the source QEMU migrates to (`unix:` on the source host). */
@@ -71,7 +74,7 @@ export async function openStreamTunnel(src: HostTransport, sourceSocket: string,
       return connections;
     },
     async close() {
-      await listener.close().catch(() => undefined);
+      await listener.close().catch(tunnelLog.dropped('closing the tunnel listener'));
       for (const s of open) s.destroy();
       open.clear();
     },

@@ -194,7 +194,7 @@ export class QmpClient {
       }
     });
     // Mark handled so a waiter that fails before it is awaited does not crash the process.
-    p.catch(() => undefined);
+    p.catch(() => undefined); // an unhandled-rejection guard only: the caller awaits p and gets its error
     return p;
   }
 

@@ -54,7 +54,9 @@ export class TimelineWriter {
     this.flush();
     try {
       fsyncSync(this.fd);
-    } catch {}
+    } catch {
+      // fsync is refused on some filesystems (tmpfs, pipes); the data is written either way
+    }
     closeSync(this.fd);
     this.fd = undefined;
   }

@@ -49,6 +49,9 @@ export function chooseLayout(req: Pick<SaveRequest, 'layout' | 'compress' | 'enc
   return plain && can ? 'mapped-ram' : 'stream';
 }
 import { TimelineWriter } from '../recorder/timeline-writer';
+import { rootLog } from '../log';
+
+const stateLog = rootLog.child('states');
 
 export function statesDirOf(host: HostConfig): string {
   return host.statesDir ?? DEFAULT_STATES_DIR;
@@ -105,7 +108,7 @@ export function restorePipeline(file: string, compression: Compression, encrypti
 
 async function requireTools(t: HostTransport, hostId: string, stages: string[][]): Promise<void> {
   for (const prog of new Set(stages.map((s) => s[0]!))) {
-    const r = await t.exec([prog, '--version'], { timeoutMs: 10_000 }).catch(() => undefined);
+    const r = await t.exec([prog, '--version'], { timeoutMs: 10_000 }).catch(stateLog.dropped(`${prog} --version (treated as not installed)`, 'debug'));
     if (!r || r.code !== 0) throw new FerryException('UNSUPPORTED', `${prog} is not installed on ${hostId}`, { host: hostId, program: prog });
   }
 }
@@ -207,7 +210,7 @@ class StateJob {
     const offClose = q.onClose(() => ended?.());
     try {
       for (;;) {
-        const raw = await q.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 10_000 }).catch(() => undefined);
+        const raw = await q.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 10_000 }).catch(stateLog.dropped('a progress sample', 'debug'));
         if (!raw) return { status: 'failed', 'error-desc': 'QEMU went away while the state was being transferred' };
         const extra = probe && raw.status === 'active' ? await probe().catch(() => ({})) : {};
         const s = this.sample(raw, extra);
@@ -222,7 +225,7 @@ class StateJob {
 }
 
 function tryRm(t: HostTransport, ...paths: string[]): Promise<unknown> {
-  return t.exec(['rm', '-f', '--', ...paths]).catch(() => undefined);
+  return t.exec(['rm', '-f', '--', ...paths]).catch(stateLog.dropped(`removing ${paths.join(', ')}`));
 }
 
 /** Saves `req.vm`'s state to a file on its host. Throws (with the VM as it was) on failure. */
@@ -335,9 +338,9 @@ export async function saveState(host: HostConfig, t: HostTransport, req: SaveReq
   } catch (e) {
     // The VM stays as it was: resumed if it ran; no partial file under any name.
     if (!q.closed) {
-      await q.execute('migrate_cancel').catch(() => undefined);
-      const st = await q.execute<{ running: boolean }>('query-status').catch(() => undefined);
-      if (wasRunning && st && !st.running) await q.execute('cont').catch(() => undefined);
+      await q.execute('migrate_cancel').catch(stateLog.dropped('cancelling the save'));
+      const st = await q.execute<{ running: boolean }>('query-status').catch(stateLog.dropped('query-status after a failed save'));
+      if (wasRunning && st && !st.running) await q.execute('cont').catch(stateLog.dropped('resuming the VM after a failed save', 'error'));
       q.close();
     }
     await sleep(200); // the pipeline's last stage may still rename its file
@@ -458,7 +461,7 @@ export async function restoreState(host: HostConfig, t: HostTransport, req: Rest
     };
   } catch (e) {
     q?.close();
-    if (started) await stopVm(t, runtimeDirOf(host), name, { timeoutMs: 2000 }).catch(() => undefined);
+    if (started) await stopVm(t, runtimeDirOf(host), name, { timeoutMs: 2000 }).catch(stateLog.dropped(`stopping the QEMU of a failed restore (${name})`, 'error'));
     const fe = e instanceof FerryException && e.code !== 'QMP_DISCONNECTED' && e.code !== 'QMP_GREETING'
       ? e
       : new FerryException('STATE_LOAD_FAILED', `QEMU could not load ${file}: ${toFerryError(e).message}`, { file });

@@ -1,6 +1,6 @@
 import { spawn as spawnChild } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
@@ -60,7 +60,7 @@ export class LocalTransport implements HostTransport {
     checkArgv(argv);
     return new Promise((resolve, reject) => {
       const child = spawnChild(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-      child.stdin.on('error', () => {});
+      child.stdin.on('error', () => {}); // EPIPE when the program exits without reading its stdin
       const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
         child.on('close', (code, signal) => res({ code, signal }));
       });
@@ -94,7 +94,7 @@ export class LocalTransport implements HostTransport {
       path: socketPath,
       close: async () => {
         await new Promise<void>((r) => server.close(() => r()));
-        await fs.rm(socketPath, { force: true }).catch(() => {});
+        await fs.rm(socketPath, { force: true }).catch(() => undefined); // force: only a permission problem is left, and the next bind reports it
       },
     };
   }
@@ -132,7 +132,7 @@ export async function writeFileAtomic(filePath: string, data: string | Uint8Arra
     }
     await fs.rename(tmp, filePath);
   } catch (e) {
-    await fs.rm(tmp, { force: true }).catch(() => {});
+    await fs.rm(tmp, { force: true }).catch(() => undefined); // the write's own error is the one thrown below
     throw ioError('write', filePath, e);
   }
 }
@@ -189,4 +189,72 @@ export class NetnsTransport extends LocalTransport {
     const p = await this.spawn(['socat', '-', `TCP:${host}:${port}`]);
     return Duplex.from({ readable: p.stdout as Readable, writable: p.stdin as Writable });
   }
+}
+
+/**
+ * This machine, inside the mount namespace of a running process (the libvirt lab: each
+ * daemon sees its own /etc/libvirt, /run/libvirt, ...). Commands run through `nsenter
+ * --mount`; files and unix sockets are reached through `/proc/PID/root`, so a path means
+ * what it means to the daemon. The pid is read from `pidFile` on every use: the namespace
+ * lives as long as that process.
+ */
+export class MountNsTransport extends LocalTransport {
+  override readonly label: string;
+
+  constructor(readonly pidFile: string, label?: string) {
+    super();
+    this.label = label ?? `mntns:${path.basename(path.dirname(pidFile))}`;
+  }
+
+  /** The namespace's process, or a clear error when it is gone. */
+  pid(): number {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(this.pidFile, 'utf8').trim());
+    } catch {
+      throw new FerryException('TRANSPORT_CLOSED', `${this.label}: ${this.pidFile} is missing (is the lab up?)`);
+    }
+    if (!Number.isInteger(pid) || pid <= 0 || !existsSync(`/proc/${pid}/ns/mnt`)) {
+      throw new FerryException('TRANSPORT_CLOSED', `${this.label}: the process holding the namespace (${this.pidFile}) is gone`);
+    }
+    return pid;
+  }
+
+  private rooted(p: string): string {
+    if (!path.isAbsolute(p)) throw new FerryException('INVALID_REQUEST', `${this.label}: a path in a mount namespace must be absolute: ${p}`);
+    return `/proc/${this.pid()}/root${p}`;
+  }
+
+  override exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    checkArgv(argv);
+    return super.exec(['nsenter', `--target=${this.pid()}`, '--mount', '--', ...argv], options);
+  }
+
+  override spawn(argv: readonly string[]): Promise<SpawnedProcess> {
+    checkArgv(argv);
+    return super.spawn(['nsenter', `--target=${this.pid()}`, '--mount', '--', ...argv]);
+  }
+
+  override openUnix(socketPath: string): Promise<Duplex> {
+    return super.openUnix(this.rooted(socketPath));
+  }
+
+  override listenUnix(socketPath: string, onConnection: (stream: Duplex) => void): Promise<UnixListener> {
+    return super.listenUnix(this.rooted(socketPath), onConnection).then((l) => ({ path: socketPath, close: () => l.close() }));
+  }
+
+  override readFile(filePath: string): Promise<Buffer> {
+    return super.readFile(this.rooted(filePath));
+  }
+
+  override writeFile(filePath: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+    return super.writeFile(this.rooted(filePath), data, mode);
+  }
+}
+
+/** The transport a local host's config describes (plain, network namespace, or mount namespace). */
+export function localTransportFor(t: { netns?: string; mountNsPidFile?: string }, label?: string): LocalTransport {
+  if (t.netns && t.mountNsPidFile) throw new FerryException('INVALID_REQUEST', 'a local host takes netns or mountNsPidFile, not both');
+  if (t.mountNsPidFile) return new MountNsTransport(t.mountNsPidFile, label);
+  return t.netns ? new NetnsTransport(t.netns) : new LocalTransport();
 }

@@ -318,7 +318,7 @@ export class SshTransport implements HostTransport {
     if (connecting) {
       this.setState('disconnected', 'closed by Ferry');
       // Settles quickly: the connect sees it was abandoned at its next step and tears down.
-      await Promise.race([connecting.catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+      await Promise.race([connecting.catch(this.log.dropped('the connect abandoned by close()', 'debug')), new Promise((r) => setTimeout(r, 2000).unref())]);
     }
     if (this._state === 'disconnected' && this.hops.length === 0) return;
     const closed = this.hops.length ? new Promise<void>((r) => this.hops[this.hops.length - 1]!.client.once('close', () => r())) : Promise.resolve();
@@ -444,7 +444,7 @@ export class SshTransport implements HostTransport {
         signal = sig ?? null;
       });
       ch.on('close', () => resolve({ code, signal }));
-      ch.on('error', () => {});
+      ch.on('error', this.log.dropped(`spawned ${argv[0]}`, 'debug')); // its end arrives as 'close' all the same
     });
     return {
       stdin: ch,
@@ -454,7 +454,9 @@ export class SshTransport implements HostTransport {
       kill: (sig = 'SIGTERM') => {
         try {
           ch.signal(sig.replace(/^SIG/, ''));
-        } catch {}
+        } catch {
+          // the channel is already closed: there is nothing left to signal (closed below anyway)
+        }
         ch.close();
       },
     };
@@ -528,7 +530,7 @@ export class SshTransport implements HostTransport {
         client.off('unix connection', handler);
         if (this._state !== 'connected') return;
         await new Promise<void>((resolve) => client.openssh_unforwardInStreamLocal(socketPath, () => resolve()));
-        await this.exec(['rm', '-f', '--', socketPath]).catch(() => undefined);
+        await this.exec(['rm', '-f', '--', socketPath]).catch(this.log.dropped(`removing ${socketPath}`));
       },
     };
   }

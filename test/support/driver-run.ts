@@ -1,0 +1,106 @@
+/**
+ * Drives one DriverMigration the way the engine's run does (reserve → start → sample every
+ * 100 ms → activate/finalSample/complete or finalSample/rollback → close), recording what the
+ * driver reports. For a driver's own integration tests: the run itself is tested elsewhere.
+ */
+import type { DriverContext, DriverMigration, DriverReading, EngineHosts, HypervisorDriver, ReportedState } from '../../electron/core/migration/drivers/hypervisor-driver';
+import type { MigrationFinal, MigrationPhase, MigrationPlan } from '../../shared/model/migration';
+import { rootLog } from '../../electron/core/log';
+
+export interface DriverRun {
+  dm: DriverMigration;
+  phase(): MigrationPhase;
+  reports: { state: ReportedState; reason?: string; t: number }[];
+  events: { side: string; event: string; data?: Record<string, unknown>; t: number }[];
+  notes: string[];
+  samples: DriverReading['sample'][];
+  sampleMs: number[];
+  /** Resolves when the driver reported the end and the run's finishing steps are done. */
+  done: Promise<{ outcome: MigrationFinal['outcome']; reason?: string; final?: DriverReading['sample']; destinationRunning?: boolean; sourceRunning?: boolean }>;
+  waitFor(pred: () => boolean, what: string, ms?: number): Promise<void>;
+}
+
+const END: ReportedState[] = ['completed', 'failed', 'cancelled'];
+
+export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, hosts: EngineHosts, options: { intervalMs?: number; attach?: { hostId: string; vm: string } } = {}): Promise<DriverRun> {
+  let phase: MigrationPhase = 'preflight';
+  let ending: { state: ReportedState; reason?: string } | undefined;
+  let resolveEnd!: (v: { state: ReportedState; reason?: string }) => void;
+  const ended = new Promise<{ state: ReportedState; reason?: string }>((r) => (resolveEnd = r));
+  const run: Omit<DriverRun, 'dm' | 'done'> = {
+    phase: () => phase, reports: [], events: [], notes: [], samples: [], sampleMs: [],
+    async waitFor(pred, what, ms = 60_000) {
+      const deadline = Date.now() + ms;
+      while (!pred()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (phase ${phase}, reports ${run.reports.map((r) => r.state).join(',')})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+  const ctx: DriverContext = {
+    run: { id: `test-${Date.now()}`, plan, startedAt: Date.now(), timelineFile: '/dev/null', mode: options.attach ? 'attach' : 'engine' },
+    hosts, log: rootLog.child('driver-run'),
+    phase: () => phase,
+    ended: () => ending !== undefined,
+    report: (state, reason) => {
+      run.reports.push({ state, ...(reason ? { reason } : {}), t: Date.now() });
+      if (ending) return;
+      if (END.includes(state)) {
+        ending = { state, ...(reason ? { reason } : {}) };
+        resolveEnd(ending);
+      } else phase = state;
+    },
+    sourceStopped: () => undefined,
+    event: (side, event, data, t) => run.events.push({ side, event, ...(data ? { data } : {}), t }),
+    note: (text) => run.notes.push(text),
+    gap: () => undefined,
+    switchovers: () => [],
+  };
+  const dm = options.attach ? await driver.attach(options.attach, ctx) : await driver.open(plan, ctx);
+  if (!options.attach) phase = 'reservation';
+  try {
+    if (!options.attach) await dm.reserve();
+    await dm.start();
+  } catch (e) {
+    // As the run does: a failed reserve or start is rolled back, then closed.
+    await dm.rollback().catch(() => undefined);
+    await dm.close().catch(() => undefined);
+    throw e;
+  }
+  const timer = setInterval(() => {
+    if (ending) return;
+    const t0 = performance.now();
+    dm.sample().then((r) => {
+      run.sampleMs.push(performance.now() - t0);
+      if (!r || ending) return;
+      run.samples.push(r.sample);
+      if (r.state) ctx.report(r.state);
+    }, () => undefined); // a failed sample: the next tick tries again, as in the run
+  }, options.intervalMs ?? 100);
+  const done = ended.then(async (end) => {
+    clearInterval(timer);
+    const outcome = end.state as MigrationFinal['outcome'];
+    if (options.attach) {
+      const final = await dm.finalSample(outcome);
+      await dm.close();
+      phase = outcome;
+      return { outcome, ...(end.reason ? { reason: end.reason } : {}), ...(final ? { final } : {}) };
+    }
+    if (outcome === 'completed') {
+      phase = 'commitment';
+      const { destinationRunning } = await dm.activate();
+      phase = 'activation';
+      const final = await dm.finalSample(outcome);
+      await dm.complete();
+      await dm.close();
+      phase = 'completed';
+      return { outcome, ...(end.reason ? { reason: end.reason } : {}), ...(final ? { final } : {}), destinationRunning };
+    }
+    const final = await dm.finalSample(outcome);
+    const rb = await dm.rollback();
+    await dm.close();
+    phase = outcome;
+    return { outcome, ...(end.reason ? { reason: end.reason } : {}), ...(final ? { final } : {}), sourceRunning: rb.sourceRunning };
+  });
+  return { ...run, dm, done } as DriverRun;
+}
