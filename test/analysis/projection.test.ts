@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseTimeline } from '../../shared/model/timeline';
-import { DEFAULT_ZERO_SCAN_RATE, ewma, fitSwitchover, learnFinalCopyRate, project, simulateEndgame, switchoverModel, zeroScanRate } from '../../shared/analysis/projection';
+import { DEFAULT_ZERO_SCAN_RATE, ewma, transferRateOf, fitSwitchover, learnFinalCopyRate, project, simulateEndgame, switchoverModel, zeroScanRate } from '../../shared/analysis/projection';
 import type { MigrationSample } from '../../shared/model/migration';
 
 const fixture = (name: string) => parseTimeline(readFileSync(`test/fixtures/timelines/${name}.ferry.jsonl`, 'utf8'));
@@ -198,5 +198,20 @@ describe('the switchover model: link measured now, calibrated by earlier switcho
 
   it('old entries without a measurement: the plain fit, as before', () => {
     expect(switchoverModel([{ bytes: 0, downtimeMs: 60 }, { bytes: 20e6, downtimeMs: 80 }]).finalCopyRate).toBeCloseTo(1e9, -6);
+  });
+});
+
+describe('transfer rate', () => {
+  const at = (t: number, bytes: number): MigrationSample => ({ t, elapsedMs: t, phase: 'precopy', status: 'active', transferredBytes: bytes } as MigrationSample);
+  it('is bytes over time across the window: a late sample and the one after it do not inflate it', () => {
+    // 40 MB/s, sampled every 100 ms; one reply came back 90 ms late (stamped late, counted on
+    // time): one interval reads 21 MB/s, the next 400 MB/s; over the window it is still 40 MB/s.
+    const s: MigrationSample[] = [];
+    for (let i = 0; i <= 20; i++) s.push(at(1000 + i * 100 + (i === 19 ? 90 : 0), i * 4e6));
+    expect(transferRateOf(s)! / 40e6).toBeCloseTo(1, 1);
+  });
+  it('never takes setup bytes as a rate: the first moving sample is the base', () => {
+    const s = [{ ...at(900, 50e6), phase: 'setup' } as MigrationSample, at(1000, 60e6), at(1100, 64e6), at(1200, 68e6)];
+    expect(transferRateOf(s)).toBeCloseTo(40e6, -4);
   });
 });

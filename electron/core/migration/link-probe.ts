@@ -43,8 +43,8 @@ export function parseSsTcpInfo(text: string): TcpFigures[] {
 }
 
 /** Least busy time a rate is read from: ss rounds it to whole ms. */
-const MIN_BUSY_MS = 10;
-const MIN_ACKED = 4_000_000;
+const MIN_BUSY_MS = 5;
+const MIN_ACKED = 2_000_000;
 
 /**
  * Bytes acked ÷ busy time over the connections to one destination (several with multifd,
