@@ -365,10 +365,19 @@ class QmpMigration implements DriverMigration {
       const port = incoming['socket-address']?.find((a) => a.port)?.port ?? (plan.port ? String(plan.port) : undefined);
       if (!port) throw new FerryException('INTERNAL', 'the destination did not say which port it listens on');
       this.incomingUri = `tcp:${bracket(this.destAddress)}:${port}`;
-      // Through the SSH tunnel the source's connection ends at a local relay: nothing of the link to read there.
-      this.link = new LinkProbe(this.source.transport, { address: this.destAddress, port: Number(port) }, LINK_PROBE_EVERY_MS, (text) => this.ctx.note(text));
+      this.probeLink();
       this.ctx.note(`destination listening on ${this.incomingUri}`);
     }
+  }
+
+  /**
+   * Measures the migration connection from the source host (transport tcp). Through the SSH
+   * tunnel the source's connection ends at a local relay: nothing of the link to read there.
+   */
+  private probeLink(): void {
+    const port = /^tcp:.*:(\d+)$/.exec(this.incomingUri)?.[1];
+    if (this.plan.transport === 'ssh-tunnel' || !port || !this.destAddress) return;
+    this.link = new LinkProbe(this.source.transport, { address: this.destAddress, port: Number(port) }, LINK_PROBE_EVERY_MS, (text) => this.ctx.note(text));
   }
 
   private tunnelDestUri(name: string): string {
@@ -810,6 +819,7 @@ class QmpMigration implements DriverMigration {
     this.incomingUri = state.incomingUri;
     this.destLaunched = true;
     this.resumed = true;
+    this.probeLink();
     const dest = this.dest!;
     dest.qmp = await openVmQmp(dest.transport, dest.files).catch(log.dropped(`opening the destination's monitor on ${this.plan.to}`));
     if (this.plan.copyStorage && !['completed', 'failed', 'cancelled'].includes(phase)) {
