@@ -113,6 +113,9 @@ try {
   const pid = child.pid!;
 
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  // tsx compiles this file with esbuild's keepNames: the functions below, run in the page, call
+  // its `__name` helper, which the page lacks (without it the script threw before __bench was set).
+  await page.addInitScript({ content: 'globalThis.__name = (f) => f;' });
   // Instruments the page: samples as they arrive (WebSocket), frames, long tasks, and when the live view's lines change.
   await page.addInitScript(() => {
     const w = window as unknown as Record<string, unknown>;
