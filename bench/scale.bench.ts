@@ -47,7 +47,8 @@ const root = path.join(tmpdir(), `ferry-scale-${process.pid}`);
 const configDir = path.join(root, 'config');
 mkdirSync(configDir, { recursive: true });
 const hostId = (i: number) => `h${String(i + 1).padStart(2, '0')}`;
-const vmName = (j: number) => `v${String(j + 1).padStart(2, '0')}`;
+/** A VM's name, unique across hosts: a migration's destination has no VM of that name already. */
+const vmName = (host: string, j: number) => `${host}-v${String(j + 1).padStart(2, '0')}`;
 const hosts: HostConfig[] = Array.from({ length: HOSTS }, (_, i) => ({ id: hostId(i), transport: { kind: 'local' }, runtimeDir: path.join(root, hostId(i)), migrationAddress: '127.0.0.1' }));
 writeFileSync(path.join(root, 'hosts.json'), JSON.stringify(hosts));
 
@@ -76,9 +77,9 @@ try {
 
   // The VMs: paused (listed and monitored, no CPU) but for the migration sources.
   const local = new LocalTransport();
-  const sources = Array.from({ length: MIGRATIONS }, (_, k) => ({ from: hostId(k), to: hostId(HOSTS - 1 - k), vm: vmName(0) }));
+  const sources = Array.from({ length: MIGRATIONS }, (_, k) => ({ from: hostId(k), to: hostId(HOSTS - 1 - k), vm: vmName(hostId(k), 0) }));
   const launches: { host: HostConfig; vm: string; source: boolean }[] = [];
-  for (const h of hosts) for (let j = 0; j < VMS_PER_HOST; j++) launches.push({ host: h, vm: vmName(j), source: sources.some((s) => s.from === h.id && s.vm === vmName(j)) });
+  for (const h of hosts) for (let j = 0; j < VMS_PER_HOST; j++) launches.push({ host: h, vm: vmName(h.id, j), source: sources.some((s) => s.from === h.id && s.vm === vmName(h.id, j)) });
   for (let i = 0; i < launches.length; i += 4) {
     await Promise.all(launches.slice(i, i + 4).map(({ host, vm, source }) =>
       launchVm(local, host.runtimeDir!, { ...demoVmSpec({ name: vm, memoryKiB: 24_500, wsMiB: 4, rateMiBs: source && RUNNING ? 1 : 0 }), paused: !source })));
