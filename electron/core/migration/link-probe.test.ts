@@ -43,6 +43,18 @@ describe('the migration connection speed from TCP_INFO', () => {
     expect(seen).toHaveLength(2);
   });
 
+  it('backs off while the connection has sent too little for a figure (each read is a process on the source host)', async () => {
+    const seen: string[][] = [];
+    const probe = new LinkProbe(fake(Array.from({ length: 10 }, () => ({ stdout: '' })), seen), { address: '10.0.0.2', port: 1 }, 500, undefined, 2000);
+    const settle = () => new Promise((r) => setTimeout(r, 5));
+    // Reads at 0.5, 1.5 (+1 s), 3.5 (+2 s), 5.5 (+2 s: capped) — not every 500 ms.
+    for (let t = 500; t <= 6000; t += 100) {
+      probe.poll(t);
+      await settle();
+    }
+    expect(seen).toHaveLength(4);
+  });
+
   it('no ss on the host: says so once and stops asking; a failed read keeps the last figure', async () => {
     const notes: string[] = [];
     const probe = new LinkProbe(fake([{ stdout: SS }, { code: 1, stderr: 'boom' }, { code: 127, stderr: 'sh: 1: ss: not found' }]), { address: '10.0.0.2', port: 1 }, 0, (t) => notes.push(t));

@@ -67,13 +67,17 @@ export class LinkProbe {
   private latest: number | undefined;
   private inFlight = false;
   private lastAt = 0;
+  /** Reads so far that found too little to give a figure (each one doubles the wait before the next). */
+  private empty = 0;
   private disabled: string | undefined;
 
   /**
    * @param transport the source host, where the connection's sending end is
    * @param dest where the source QEMU sends the stream (the destination's migration address and port)
-   * @param everyMs least time between two reads until there is a figure (each is one `ss` run on the source host)
-   * @param thenEveryMs … and once there is one: the figure is over the whole connection, so it settles
+   * @param everyMs least time between two reads until there is a figure (each is one `ss` run on
+   *   the source host), doubled after each read that found too little (a slow, capped migration
+   *   takes a while to send enough: ss runs cost the console a process spawn each), up to…
+   * @param thenEveryMs … the time between reads once there is a figure: it is over the whole connection, so it settles
    */
   constructor(private readonly transport: HostTransport, private readonly dest: { address: string; port: number }, private readonly everyMs = 500, private readonly onNote?: (text: string) => void, private readonly thenEveryMs = 2000) {}
 
@@ -89,7 +93,8 @@ export class LinkProbe {
 
   /** Reads the figures again unless a read is under way or the last was under `everyMs` ago. Never throws. */
   poll(now = Date.now()): void {
-    if (this.disabled || this.inFlight || now - this.lastAt < (this.latest === undefined ? this.everyMs : this.thenEveryMs)) return;
+    const wait = this.latest === undefined ? Math.min(this.everyMs * 2 ** this.empty, Math.max(this.everyMs, this.thenEveryMs)) : this.thenEveryMs;
+    if (this.disabled || this.inFlight || now - this.lastAt < wait) return;
     this.inFlight = true;
     this.lastAt = now;
     void this.read().finally(() => {
@@ -112,6 +117,7 @@ export class LinkProbe {
       }
       const rate = linkRateOf(parseSsTcpInfo(r.stdout));
       if (rate !== undefined) this.latest = rate;
+      else this.empty++;
       return this.latest;
     } catch (e) {
       // A busy or dropped host misses one read; the next poll tries again.
