@@ -31,7 +31,7 @@ test('start the lab, drag the VM to lab-b, preflight, migrate, see it complete',
   const view = page.locator('section.migration');
   await expect(view).toBeVisible();
   // the charts receive points while it runs
-  await expect(view.locator('path.series-line[data-series=transferred]')).toBeVisible({ timeout: 20_000 });
+  await expect(view.locator('path.series-line[data-series=transferred]').first()).toBeVisible({ timeout: 20_000 });
   await page.screenshot({ path: shot('live-migration') });
   await expect(page.getByTestId('phase')).toHaveText('completed', { timeout: 90_000 });
   await expect(page.getByTestId('downtime')).toHaveText(/\d+ ms/);
@@ -50,14 +50,14 @@ test('any tab shows the whole story: one opened mid-migration, and one opened af
   await page.getByRole('dialog').getByLabel('bandwidth in MB/s').fill('40');
   await page.getByRole('button', { name: 'Start migration' }).click();
   const live = 'section.migration';
-  await expect(page.locator(`${live} path.series-line[data-series=transferred]`)).toBeVisible({ timeout: 20_000 });
+  await expect(page.locator(`${live} path.series-line[data-series=transferred]`).first()).toBeVisible({ timeout: 20_000 });
   await expect(page.getByTestId('progress-text')).toContainText('pass', { timeout: 20_000 });
 
   // A second tab, opened while it runs: before its history it would have empty charts and one log line.
   const late = await context.newPage();
   await late.goto(server.url);
   await expect(late.getByTestId('phase')).toHaveText(/setup|precopy/, { timeout: 20_000 });
-  await expect(late.locator(`${live} path.series-line[data-series=transferred]`)).toBeVisible();
+  await expect(late.locator(`${live} path.series-line[data-series=transferred]`).first()).toBeVisible();
   await expect(late.locator(`${live} ol.log li`).filter({ hasText: '→ precopy' })).toHaveCount(1);
   expect(await late.locator(`${live} ol.log li`).count()).toBeGreaterThanOrEqual(3);
   await late.screenshot({ path: shot('late-tab-mid-migration') });

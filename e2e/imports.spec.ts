@@ -23,8 +23,8 @@ test('a Proxmox task log and a guestperf report open as timelines, with what the
   await expect(view.getByTestId('downtime')).toHaveText('61 ms');
   await expect(view.getByTestId('imported')).toContainText('Imported from a Proxmox VE migration task log (proxmox-migrate-100.log)');
   await expect(view.getByTestId('imported-absent')).toContainText('remaining memory');
-  await expect(view.locator('path.series-line[data-series=xfer]')).toBeVisible();
-  await expect(view.locator('path.series-line[data-series=transferred]')).toBeVisible();
+  await expect(view.locator('path.series-line[data-series=xfer]').first()).toBeVisible();
+  await expect(view.locator('path.series-line[data-series=transferred]').first()).toBeVisible();
   await expect(view.locator('path.series-line[data-series=remaining]')).toHaveCount(0);
   await expect(view.getByTestId('cursor-values').locator('[data-field=pass] dd')).toHaveText('?');
   await page.screenshot({ path: shot('import-proxmox'), fullPage: true });
@@ -40,7 +40,7 @@ test('a Proxmox task log and a guestperf report open as timelines, with what the
   await page.getByTestId('timeline-file').setInputFiles(GUESTPERF);
   await expect(view.locator('h2')).toHaveText('postcopy-iters-2: localhost → localhost');
   await expect(view.getByTestId('imported')).toContainText('Imported from a QEMU guestperf report');
-  await expect(view.locator('path.series-line[data-series=remaining]')).toBeVisible();
+  await expect(view.locator('path.series-line[data-series=remaining]').first()).toBeVisible();
   await expect(view.getByTestId('downtime')).toHaveText('22 ms');
 
   // A timeline with a broken line opens, and says which line and why.

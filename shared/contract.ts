@@ -39,6 +39,19 @@ export const HostInfoSchema = z.object({
     libvirtVersion: z.string().optional(),
     /** Why some facts could not be read just now (e.g. "host busy"): shown instead of a guess. */
     unavailable: z.string().optional(),
+    /** What switchovers from this host taught Ferry, per destination (kept in Ferry's config dir, shared by console and CLI). */
+    switchovers: z.array(z.object({
+      to: z.string(),
+      /** Switchovers learned from (on the link as last measured). */
+      count: z.number(),
+      /** Speed of the final copy (bytes/s). */
+      finalCopyRate: z.number().optional(),
+      /** Fixed cost of a switchover besides RAM (ms). */
+      overheadMs: z.number().optional(),
+      /** The migration connection's speed last measured (bytes/s). */
+      linkRate: z.number().optional(),
+      lastAt: z.number().optional(),
+    })).optional(),
   }).optional(),
 });
 export type HostInfo = z.infer<typeof HostInfoSchema>;

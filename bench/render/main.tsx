@@ -95,10 +95,11 @@ const nextFrame = () => new Promise<void>((r) => requestAnimationFrame(() => set
   const t0 = performance.now();
   flushSync(() => root.render(<Chart mode={mode} rows={chartRows} />));
   // First draw: until every series line is on screen (recharts sizes itself a frame later).
-  const lines = mode === 'raw' ? 'path.recharts-curve' : 'path.series-line';
+  // Lines drawn: recharts' curves, or the distinct series of ours (a line may be drawn in several chunks).
+  const drawn = () => (mode === 'raw' ? el.querySelectorAll('path.recharts-curve').length : new Set(Array.from(el.querySelectorAll('path.series-line'), (p) => p.getAttribute('data-series'))).size);
   const deadline = t0 + 30_000;
   do await nextFrame();
-  while (el.querySelectorAll(lines).length < 6 && performance.now() < deadline);
+  while (drawn() < 6 && performance.now() < deadline);
   const firstMs = performance.now() - t0;
   const updatesMs: number[] = [];
   for (let k = 0; k < updates; k++) {

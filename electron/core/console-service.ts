@@ -23,6 +23,7 @@ import { SshTransport } from './transport/ssh-transport';
 import type { SshTransportOptions } from './transport/ssh-transport';
 import { appendKnownHost, formatKnownHostsLine } from './transport/known-hosts';
 import { FERRY_VERSION, MigrationEngine } from './migration/migration-engine';
+import { SwitchoverStore } from './migration/switchover-store';
 import type { Migration } from './migration/migration-engine';
 import { QmpDriver } from './migration/drivers/qmp-driver';
 import { LibvirtDriver } from './migration/drivers/libvirt-driver';
@@ -108,6 +109,8 @@ export class ConsoleService {
   readonly libvirt = new LibvirtPool();
   /** Destination QEMUs of failed migrations still to be stopped (when their host is reachable). */
   readonly cleanups: CleanupLedger;
+  /** What switchovers taught about each host pair, shared with every Ferry process of this user. */
+  readonly switchovers: SwitchoverStore;
   readonly labRoot: string;
   /** Where the engine records timelines (and what `timelines:*` may read). */
   readonly timelineDir: string;
@@ -129,9 +132,11 @@ export class ConsoleService {
     this.timelineDir = path.join(this.configDir, 'timelines');
     this.secrets = new SecretStore(path.join(this.configDir, 'secrets.json'), options.secretCipher);
     this.cleanups = new CleanupLedger(path.join(this.configDir, 'pending-cleanups.json'));
+    this.switchovers = new SwitchoverStore(path.join(this.configDir, 'switchovers.json'));
     // The hypervisor drivers this console uses; the QMP driver (last) takes every host no other claims.
     this.engine = new MigrationEngine(this.engineHosts, {
       timelineDir: this.timelineDir,
+      switchovers: this.switchovers,
       drivers: [new LibvirtDriver(this.libvirt), new QmpDriver({ cleanups: this.cleanups, vmStates: this.vmStates })],
     });
     this.engine.onStarted((m) => {
@@ -538,8 +543,10 @@ export class ConsoleService {
     const label = rt?.transport.label ?? (host.transport.kind === 'local' ? 'local' : host.transport.ssh.host);
     const info: HostInfo = rt?.lastError ? { config: host, state, label, lastError: rt.lastError } : { config: host, state, label };
     if (state === 'connected') {
-      const facts = await this.factsOf(host).catch((e: unknown) => ({ unavailable: toFerryError(e).message }));
-      info.facts = facts;
+      const facts: NonNullable<HostInfo['facts']> = await this.factsOf(host).catch((e: unknown) => ({ unavailable: toFerryError(e).message }));
+      // Learned here, not read from the host: always current, never cached with the host's facts.
+      const learned = this.switchovers.summaries().filter((x) => x.from === host.id).map(({ from: _from, ...rest }) => rest);
+      info.facts = learned.length ? { ...facts, switchovers: learned } : facts;
     }
     return info;
   }

@@ -1,6 +1,6 @@
 import { memo, useCallback, useId, useLayoutEffect, useMemo, useState, useSyncExternalStore } from 'react';
 import { CartesianGrid, LineChart, ReferenceArea, ReferenceLine, ResponsiveContainer, Tooltip, XAxis, YAxis, usePlotArea, useXAxisScale, useYAxisScale } from 'recharts';
-import { lttb } from '../../shared/analysis/lttb';
+import { lttbStable } from '../../shared/analysis/lttb';
 import { formatUnit, PHASE_COLORS } from '../../shared/report/picture';
 import type { ChartRow, ChartSpec, PhaseSpan, SeriesDef } from '../../shared/report/picture';
 import { niceStep } from '../../shared/report/svg-chart';
@@ -64,6 +64,10 @@ function windowOf(rows: Seq<ChartRow>, from: number, to: number): Seq<ChartRow> 
  */
 interface Live {
   rows: readonly ChartRow[];
+  /** Per row, the LTTB bucket it stands for (stable as the run grows): rows are drawn in chunks of buckets. */
+  buckets: readonly number[];
+  /** Bucket width (0: every row kept). */
+  width: number;
   phases: readonly PhaseSpan[];
   passes: readonly number[];
   /** Where the frame's axes put [x0, x1] and [0, yTop], and the plot area: read from recharts by <Geometry>. */
@@ -101,13 +105,13 @@ function makeRowsStore(initial: Omit<Live, 'geo'>): RowsStore {
   return {
     get: () => live,
     set: (next) => {
-      if (next.rows === live.rows && next.phases === live.phases && next.passes === live.passes) return;
+      if (next.rows === live.rows && next.buckets === live.buckets && next.phases === live.phases && next.passes === live.passes) return;
       live = { ...next, ...(live.geo ? { geo: live.geo } : {}) };
       emit();
     },
     setGeo: (geo) => {
       if (sameGeo(geo, live.geo)) return;
-      live = { rows: live.rows, phases: live.phases, passes: live.passes, ...(geo ? { geo } : {}) };
+      live = { rows: live.rows, buckets: live.buckets, width: live.width, phases: live.phases, passes: live.passes, ...(geo ? { geo } : {}) };
       emit();
     },
     subscribe: (l) => {
@@ -156,6 +160,65 @@ export function tenths(q: number): string {
   return r === 0 ? String(q / 10) : `${(q - r) / 10}.${r}`;
 }
 
+/** LTTB buckets per drawn chunk: a live update re-sets only the last chunk or two of each line. */
+export const CHUNK_BUCKETS = 48;
+
+interface Chunk {
+  key: string;
+  /** The rows drawn (the previous chunk's last point first, so the line runs on) and the frame they were drawn in. */
+  rows: ChartRow[];
+  frame: string;
+  d: string;
+}
+
+/**
+ * One series as paths of CHUNK_BUCKETS buckets each, "M x y x y ..." (pairs after a moveto
+ * are implicit linetos, coordinates to 0.1 px). A chunk whose rows and frame are those it was
+ * last drawn with keeps its string, so React leaves its element alone and the browser parses
+ * no path but the growing tail: the cost of a live update no longer grows with the run.
+ */
+function chunksOf(cache: Map<string, Chunk>, s: SeriesDef, data: readonly ChartRow[], buckets: readonly number[], width: number, geo: Geo): Chunk[] {
+  const { x0, x1, yTop, xa, xb, ya, yb } = geo;
+  const kx = (xb - xa) / (x1 - x0);
+  const ky = (yb - ya) / yTop;
+  const frame = `${x0} ${x1} ${yTop} ${xa} ${xb} ${ya} ${yb}`;
+  const mode = width === 0 ? 'i' : `w${width}`;
+  const out: Chunk[] = [];
+  let lastDefined: ChartRow | undefined;
+  let i = 0;
+  while (i < data.length) {
+    const c = Math.floor(buckets[i]! / CHUNK_BUCKETS);
+    const rows: ChartRow[] = lastDefined ? [lastDefined] : [];
+    let added = 0;
+    for (; i < data.length && Math.floor(buckets[i]! / CHUNK_BUCKETS) === c; i++) {
+      // A row without this series is skipped: the line runs on to the next one that has it.
+      if (data[i]![s.key] === undefined) continue;
+      rows.push(data[i]!);
+      lastDefined = data[i]!;
+      added++;
+    }
+    if (added === 0) continue;
+    const key = `${mode}${c}`;
+    const id = `${s.key}/${key}`;
+    const hit = cache.get(id);
+    if (hit && hit.frame === frame && hit.rows.length === rows.length && hit.rows.every((r, k) => r === rows[k])) {
+      out.push(hit);
+      continue;
+    }
+    let d = '';
+    for (const r of rows) d += `${d ? ' ' : 'M'}${tenths(Math.round((xa + (r.t - x0) * kx) * 10))} ${tenths(Math.round((ya + r[s.key]! * ky) * 10))}`;
+    const chunk = { key, rows, frame, d };
+    cache.set(id, chunk);
+    out.push(chunk);
+  }
+  // Chunks no longer drawn (the run moved on, or the width doubled) are forgotten.
+  if (cache.size > 4 * (out.length + 8)) {
+    const live = new Set(out.map((c) => `${s.key}/${c.key}`));
+    for (const k of cache.keys()) if (k.startsWith(`${s.key}/`) && !live.has(k)) cache.delete(k);
+  }
+  return out;
+}
+
 /**
  * The series themselves, one SVG path each, and the phase bands behind them, drawn with the
  * chart's own scales. Recharts draws axes, grid, marks and tooltip; handing it the lines
@@ -163,12 +226,12 @@ export function tenths(q: number): string {
  * point and every reference item through its store), this costs well under one.
  */
 function SeriesPaths({ store, series }: { store: RowsStore; series: readonly SeriesDef[] }) {
-  const { rows: data, phases, passes, geo } = useSyncExternalStore(store.subscribe, store.get);
+  const { rows: data, buckets, width, phases, passes, geo } = useSyncExternalStore(store.subscribe, store.get);
+  const [cache] = useState(() => new Map<string, Chunk>());
   const clipId = `clip-${useId().replace(/[^A-Za-z0-9_-]/g, '')}`;
   if (!geo) return null;
-  const { x0, x1, yTop, xa, xb, ya, yb, area } = geo;
+  const { x0, x1, xa, xb, area } = geo;
   const kx = (xb - xa) / (x1 - x0);
-  const ky = (yb - ya) / yTop;
   return (
     <g className="series-lines" clipPath={area ? `url(#${clipId})` : undefined}>
       {area && (
@@ -192,16 +255,9 @@ function SeriesPaths({ store, series }: { store: RowsStore; series: readonly Ser
           </g>
         );
       })}
-      {series.map((s) => {
-        // "M x y x y ...": pairs after a moveto are implicit linetos; coordinates to 0.1 px.
-        let d = '';
-        for (const r of data) {
-          const v = r[s.key];
-          if (v === undefined) continue;
-          d += `${d ? ' ' : 'M'}${tenths(Math.round((xa + (r.t - x0) * kx) * 10))} ${tenths(Math.round((ya + v * ky) * 10))}`;
-        }
-        return d ? <path key={s.key} className="series-line" data-series={s.key} d={d} fill="none" stroke={s.color} strokeWidth={1.6} strokeDasharray={s.dashed ? '5 4' : undefined} strokeLinejoin="round" /> : null;
-      })}
+      {series.map((s) => chunksOf(cache, s, data, buckets, width, geo).map((c) => (
+        <path key={`${s.key}-${c.key}`} className="series-line" data-series={s.key} d={c.d} fill="none" stroke={s.color} strokeWidth={1.6} strokeDasharray={s.dashed ? '5 4' : undefined} strokeLinejoin="round" strokeLinecap="round" />
+      )))}
     </g>
   );
 }
@@ -248,12 +304,13 @@ function HoverValues({ active, label, store, spec }: { active?: boolean; label?:
 export const TimeChart = memo(function TimeChart({ spec, rows, phases = NO_PHASES, passes = NO_PASSES, maxPoints = 600, height = 180, domain, cursor, onCursor, onZoom, xMarks = NO_MARKS }: Props) {
   const [drag, setDrag] = useState<{ from: number; to: number }>();
   const visible = useMemo(() => (domain ? windowOf(rows, domain[0], domain[1]) : rows), [rows, domain]);
-  const data = useMemo(() => {
+  const pick = useMemo(() => {
     const first = spec.series[0]?.key ?? 't';
-    return lttb(visible, maxPoints, (r) => r.t, (r) => r[first] ?? 0, { x: 't', y: first });
+    return lttbStable(visible, maxPoints, (r) => r.t, (r) => r[first] ?? 0, { x: 't', y: first });
   }, [visible, spec.series, maxPoints]);
-  const [store] = useState(() => makeRowsStore({ rows: data, phases, passes }));
-  useLayoutEffect(() => store.set({ rows: data, phases, passes }), [store, data, phases, passes]);
+  const data = pick.rows;
+  const [store] = useState(() => makeRowsStore({ rows: data, buckets: pick.buckets, width: pick.width, phases, passes }));
+  useLayoutEffect(() => store.set({ rows: data, buckets: pick.buckets, width: pick.width, phases, passes }), [store, data, pick, phases, passes]);
   // Over the drawn (downsampled) rows: the axis fits what is on screen, at a fraction of the cost.
   const yTop = yTopOf(data, spec);
   const x0 = domain?.[0] ?? 0;

@@ -5,6 +5,7 @@ import { AddHostForm } from './host-dialogs';
 import type { VmInfo } from '../../shared/model/vm';
 import type { MigrationSample } from '../../shared/model/migration';
 import { SavedStates } from './beyond-views';
+import { formatMs, formatRate } from '../../shared/analysis/units';
 
 function Workload({ vm }: { vm: VmInfo }) {
   const guestCommand = useConsole((s) => s.guestCommand);
@@ -155,6 +156,11 @@ function HostColumn({ host, hosts }: { host: HostInfo; hosts: HostInfo[] }) {
           {host.facts.unavailable && <span className="warn small" title={host.facts.unavailable}> · {/HOST_BUSY|host busy/i.test(host.facts.unavailable) ? 'host busy' : 'facts unavailable'}</span>}
         </p>
       )}
+      {host.facts?.switchovers?.map((l) => (
+        <p key={l.to} className="meta small" data-testid={`learned-${host.config.id}-${l.to}`} title={`Learned from the switchovers of earlier migrations to ${l.to}${l.linkRate ? `; link last measured at ${formatRate(l.linkRate)}` : ''}${l.overheadMs !== undefined ? `; fixed cost ${formatMs(l.overheadMs)}` : ''}`}>
+          → {l.to}: final copy ≈ {formatRate(l.finalCopyRate)}, learned from {l.count} switchover{l.count === 1 ? '' : 's'}
+        </p>
+      ))}
       {host.state !== 'connected' && (
         <button type="button" onClick={() => void connectHost(host.config.id)}>Connect</button>
       )}

@@ -49,6 +49,8 @@ export interface ProjectionInput {
    * are zero pages that cost almost nothing in the bulk pass, and bound the dirty set.
    */
   touchedBytes?: number;
+  /** avail-switchover-bandwidth in force (QEMU 8.2+): QEMU's switchover test uses it instead of its measured bandwidth. */
+  switchoverBandwidth?: number;
 }
 
 /** Exponentially weighted mean with a time constant, over (t, value) points. */
@@ -67,18 +69,32 @@ export function ewma(points: { t: number; v: number }[], tauMs = 1500): number |
   return acc;
 }
 
-/** Transfer rate from transferred-bytes deltas during pre-copy (setup and switchover excluded). */
-export function transferRateOf(samples: readonly MigrationSample[], windowMs = 3000): number | undefined {
-  const pts: { t: number; v: number }[] = [];
+/**
+ * Transfer rate during pre-copy (setup and switchover excluded): bytes over time across the
+ * last `windowMs` of samples — a ratio of sums, so a sample that arrived late (a busy host, an
+ * SSH hop) does not inflate it the way averaging per-interval rates would. Falls back to
+ * smoothed per-interval rates while the window holds too little time.
+ */
+export function transferRateOf(samples: readonly MigrationSample[], windowMs = 1500): number | undefined {
   const last = samples.at(-1);
   if (!last) return undefined;
-  for (let i = 1; i < samples.length; i++) {
-    const a = samples[i - 1]!;
-    const b = samples[i]!;
-    if (b.t < last.t - windowMs) continue;
-    if (a.transferredBytes === undefined || b.transferredBytes === undefined || b.t <= a.t) continue;
-    if (b.phase !== 'precopy' && b.phase !== 'postcopy') continue;
-    pts.push({ t: b.t, v: ((b.transferredBytes - a.transferredBytes) * 1000) / (b.t - a.t) });
+  const moving = (s: MigrationSample) => (s.phase === 'precopy' || s.phase === 'postcopy') && s.transferredBytes !== undefined;
+  // The run of moving samples ending at the last one, within the window.
+  let end = samples.length - 1;
+  while (end >= 0 && !moving(samples[end]!)) end--;
+  if (end < 0) return last.transferRate;
+  let start = end;
+  while (start > 0 && moving(samples[start - 1]!) && samples[start - 1]!.t >= samples[end]!.t - windowMs) start--;
+  const a = samples[start]!;
+  const b = samples[end]!;
+  // The first moving sample's bytes may include setup: it is the window's base, never a point.
+  if (b.t - a.t >= 500 && b.transferredBytes! >= a.transferredBytes!) return ((b.transferredBytes! - a.transferredBytes!) * 1000) / (b.t - a.t);
+  const pts: { t: number; v: number }[] = [];
+  for (let i = Math.max(1, start); i <= end; i++) {
+    const p = samples[i - 1]!;
+    const q = samples[i]!;
+    if (!moving(p) || !moving(q) || q.t <= p.t) continue;
+    pts.push({ t: q.t, v: ((q.transferredBytes! - p.transferredBytes!) * 1000) / (q.t - p.t) });
   }
   if (pts.length === 0) return last.transferRate;
   return ewma(pts, 1000);
@@ -116,8 +132,13 @@ export function remainingDropRate(samples: readonly MigrationSample[], windowMs 
   return pts.length ? ewma(pts, 800) : undefined;
 }
 
-/** How fast QEMU gets through zero pages when it has not measured it yet (bytes/s, measured here ~450 MB/s). */
-export const DEFAULT_ZERO_SCAN_RATE = 450e6;
+/**
+ * How fast QEMU gets through zero pages when it has not measured it yet (bytes/s). Sampled at
+ * 1 kHz on the lab (QEMU 7.2, KVM, 2 busy cores): 92 MB of zero pages went by in at most 35 ms,
+ * 1.4–2.6 GB/s with some real pages among them. Usually a migration's zero tail passes between
+ * two 10 Hz samples, so this default is what the bulk pass's end is projected with.
+ */
+export const DEFAULT_ZERO_SCAN_RATE = 2e9;
 
 /**
  * How fast zero pages go by in the bulk pass (bytes of guest RAM per second), from samples
@@ -149,13 +170,90 @@ export function passSizes(samples: readonly MigrationSample[]): number[] {
   return out;
 }
 
+/** QEMU checks whether to switch over once per rate-limit window when a cap binds, else every MAX_WAIT (50 ms) of sending. */
+const CAPPED_CHECK_S = 0.1;
+const UNCAPPED_CHECK_S = 0.05;
+
+export interface EndgameInput {
+  /** Dirty bytes still to send in the current pass (QEMU's `remaining`, real data). */
+  remaining: number;
+  /** Distinct bytes dirtied since the last bitmap sync (they join `remaining` at the next one). */
+  accumulated: number;
+  /** Pre-copy send rate, bytes/s. */
+  rate: number;
+  /** QEMU's switchover threshold, bytes: its bandwidth (or avail-switchover-bandwidth) × downtime limit. */
+  threshold: number;
+  /** Distinct bytes the guest dirties per second. */
+  dirtyRate: number;
+  /** Bound on the dirty set (memory the guest ever touched). */
+  dirtyBound?: number;
+  /** Seconds between two of QEMU's switchover checks. */
+  checkS: number;
+}
+
+export interface EndgameResult {
+  converges: boolean;
+  /** Bytes left for the stop-and-copy. */
+  finalBytes: number;
+  /** Time from now until the VM stops. */
+  ms: number;
+  /** Bitmap syncs until then (QEMU's pass counter advances by this much). */
+  passes: number;
+  /** Bytes sent in pre-copy until then. */
+  sentBytes: number;
+}
+
+const ENDGAME_STEPS = 4000;
+
+/**
+ * How QEMU's pre-copy gets to its switchover from here, step by step as QEMU does it
+ * (migration_iteration_run + ram_save_pending): it sends until `remaining` falls below the
+ * threshold, then syncs the dirty bitmap (a new pass: what the guest dirtied meanwhile joins
+ * in) and switches over only if the result is still below the threshold; otherwise it sends
+ * one more check's worth and syncs again. So passes end near the threshold, not at zero, and a
+ * guest dirtying at 60–95 % of the rate ends with a final set just under the threshold, after
+ * an end game of short passes that each gain (rate − dirty rate) × check interval.
+ */
+export function simulateEndgame(o: EndgameInput): EndgameResult {
+  const bound = o.dirtyBound ?? Infinity;
+  const step = o.rate * o.checkS;
+  let s = o.remaining;
+  let acc = Math.min(bound, o.accumulated);
+  let t = 0;
+  let passes = 0;
+  let sent = 0;
+  if (!(step > 0) || !(o.threshold > 0)) return { converges: false, finalBytes: s, ms: Infinity, passes: 0, sentBytes: 0 };
+  for (let i = 0; i < ENDGAME_STEPS; i++) {
+    if (s < o.threshold) {
+      s = Math.min(bound, s + acc);
+      acc = 0;
+      passes++;
+      if (s < o.threshold) return { converges: true, finalBytes: s, ms: t * 1000, passes, sentBytes: sent };
+    }
+    // Checks until `remaining` is below the threshold again.
+    const k = Math.max(1, Math.floor((s - o.threshold) / step) + 1);
+    const out = Math.min(s, k * step);
+    s -= out;
+    sent += out;
+    acc = Math.min(bound, acc + o.dirtyRate * k * o.checkS);
+    t += k * o.checkS;
+  }
+  // Still going after thousands of passes: a net gain of (rate − dirty) per check, ending just under the threshold.
+  const gain = (o.rate - o.dirtyRate) * o.checkS;
+  if (!(gain > 0)) return { converges: false, finalBytes: s, ms: Infinity, passes, sentBytes: sent };
+  const more = Math.max(0, s + acc - o.threshold) / gain;
+  return { converges: true, finalBytes: Math.max(0, o.threshold - gain / 2), ms: (t + more * o.checkS) * 1000, passes: passes + Math.ceil(more), sentBytes: sent + more * step };
+}
+
 export function project(samples: readonly MigrationSample[], input: ProjectionInput): Projection {
   // The last sample QEMU filled in (a final status sample may carry no RAM figures).
   const last = [...samples].reverse().find((s) => s.remainingBytes !== undefined) ?? samples.at(-1);
   if (!last) return { verdict: 'unknown' };
   const overhead = input.switchoverOverheadMs ?? 3;
   const dirty = dirtyRateOf(samples);
-  const xfer = transferRateOf(samples);
+  // QEMU never sends faster than its cap (a few % over within one of its windows).
+  const measured = transferRateOf(samples);
+  const xfer = measured !== undefined && input.maxBandwidth !== undefined ? Math.min(measured, input.maxBandwidth * 1.03) : measured;
   // The final copy runs uncapped over the same link, so never slower than pre-copy did: a
   // learned rate below that is stale (a slower link then, a busier host) and yields to it.
   const final = input.finalCopyRate !== undefined && xfer !== undefined ? Math.max(input.finalCopyRate, xfer) : (input.finalCopyRate ?? xfer);
@@ -180,75 +278,81 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
   }
   if (dirty === undefined || !xfer || remaining === undefined) return out;
   const finalRate = final ?? xfer;
-  const downtimeFor = (bytes: number) => (bytes * 1000) / finalRate + overhead;
-  const r = dirty / xfer;
-  out.ratio = r;
-  // QEMU's switchover test uses its measured bandwidth (the capped one).
-  const threshold = (xfer * input.downtimeLimitMs) / 1000;
+  const zeroRate = zeroScanRate(samples) ?? DEFAULT_ZERO_SCAN_RATE;
+  const downtimeFor = (bytes: number, zeroBytes = 0) => (bytes * 1000) / finalRate + (zeroBytes * 1000) / zeroRate + overhead;
+  // What QEMU sends real pages at: the cap where the link carries more (the measured rate
+  // dips below it while zero pages go by, which cost a scan, not bandwidth), else what it gets.
+  // Until the link is known, a cap is taken to be what binds (why else set one).
+  const sendRate = input.maxBandwidth !== undefined ? Math.max(xfer, Math.min(input.maxBandwidth, input.finalCopyRate ?? input.maxBandwidth)) : xfer;
+  const r = dirty / sendRate;
+  out.ratio = dirty / xfer;
+  // QEMU's switchover test: its measured bandwidth (the capped one), or avail-switchover-bandwidth where set.
+  const threshold = ((input.switchoverBandwidth ?? sendRate) * input.downtimeLimitMs) / 1000;
+  const capped = input.maxBandwidth !== undefined && sendRate >= 0.8 * input.maxBandwidth;
+  const checkS = capped ? CAPPED_CHECK_S : UNCAPPED_CHECK_S;
   const inBulk = (last.pass ?? 1) <= 1;
-  if (!inBulk && remaining <= threshold) {
-    out.verdict = 'converging';
-    out.remainingPasses = 0;
-    out.switchoverDowntimeMs = downtimeFor(remaining);
-    out.etaMs = out.switchoverDowntimeMs;
-    out.projectedTotalBytes = (last.transferredBytes ?? 0) + remaining;
-    return out;
-  }
+  const bound = input.touchedBytes;
+  const passStart = samples.find((x) => x.pass === last.pass)?.t ?? last.t;
   // The dirty set the iterative passes start from, and the time until then.
-  let dirtySet = remaining;
+  let endgame: EndgameInput;
   let leadMs = 0;
   if (inBulk) {
-    // Bulk pass: it ends when `remaining` runs out, at the pace it is falling (zero pages are
-    // nearly free); by then the guest will have dirtied about dirty rate x the pass's length.
     const raw = last.remainingBytes ?? remaining;
-    if (input.touchedBytes !== undefined && last.normalPages !== undefined && last.pageSize !== undefined) {
-      // What is left to send for real: touched memory not yet sent, at the transfer rate; the
-      // rest is zero pages, which cost a scan (hundreds of MB/s), not the link.
-      const sent = last.normalPages * last.pageSize;
-      const real = Math.max(0, Math.min(raw, input.touchedBytes - sent));
-      leadMs = (real * 1000) / xfer + ((raw - real) * 1000) / (zeroScanRate(samples) ?? DEFAULT_ZERO_SCAN_RATE);
-    } else {
+    // What is left to send for real (touched memory not yet sent) costs the link; the rest is
+    // zero pages, which cost a scan (hundreds of MB/s).
+    let real = remaining;
+    if (bound !== undefined && last.normalPages !== undefined && last.pageSize !== undefined) {
+      real = Math.max(0, Math.min(raw, bound - last.normalPages * last.pageSize));
+    }
+    const zero = Math.max(0, raw - real);
+    const dirtiedSoFar = (dirty * (last.t - passStart)) / 1000;
+    if (raw < threshold) {
+      // Everything left fits the threshold: QEMU switches over at its next check.
+      const finalBytes = Math.min(bound ?? Infinity, real + dirtiedSoFar);
+      out.verdict = 'converging';
+      out.remainingPasses = 1;
+      out.switchoverDowntimeMs = downtimeFor(finalBytes, zero);
+      out.etaMs = out.switchoverDowntimeMs;
+      out.projectedTotalBytes = (last.transferredBytes ?? 0) + finalBytes;
+      return out;
+    }
+    if (bound === undefined || last.normalPages === undefined || last.pageSize === undefined) {
       const drop = remainingDropRate(samples);
       if (!drop) return out;
       leadMs = (raw * 1000) / drop;
+    } else {
+      leadMs = (real * 1000) / sendRate + (zero * 1000) / zeroRate;
     }
-    const passStart = samples.find((x) => x.pass === last.pass)?.t ?? last.t;
-    const passMs = last.t - passStart + leadMs;
-    dirtySet = Math.min(input.touchedBytes ?? last.totalBytes ?? Infinity, (dirty * passMs) / 1000);
-    if (dirtySet <= threshold) {
-      out.verdict = 'converging';
-      out.remainingPasses = 1;
-      out.switchoverDowntimeMs = downtimeFor(dirtySet);
-      out.etaMs = leadMs + out.switchoverDowntimeMs;
-      out.projectedTotalBytes = (last.transferredBytes ?? 0) + remaining + dirtySet;
-      return out;
-    }
+    // The bulk pass ends once the zero tail has gone by (QEMU scans it in 50 ms gulps, so
+    // little is left over): the next pass starts from what the guest dirtied during it.
+    endgame = { remaining: 0, accumulated: (dirty * (last.t - passStart + leadMs)) / 1000, rate: sendRate, threshold, dirtyRate: dirty, checkS, ...(bound !== undefined ? { dirtyBound: bound } : {}) };
+  } else {
+    endgame = { remaining, accumulated: (dirty * (last.t - passStart)) / 1000, rate: sendRate, threshold, dirtyRate: dirty, checkS, ...(bound !== undefined ? { dirtyBound: bound } : {}) };
   }
   // Rates can mislead when the working set saturates (QEMU counts distinct pages per pass):
-  // a dirty set that stops shrinking from pass to pass is the other sign of "never".
-  const sizes = passSizes(samples);
-  const stuck = sizes.length >= 3 && Math.min(...sizes.slice(-2)) > 0.8 * Math.min(...sizes.slice(0, -2)) && remaining > threshold;
-  if (r >= 1 || stuck) {
+  // a dirty set that stays well above the threshold from pass to pass is the other sign of "never".
+  const excess = passSizes(samples).map((x) => x - threshold);
+  const stuck = excess.length >= 3 && Math.min(...excess.slice(-2)) > Math.max(sendRate * checkS, 0.95 * Math.min(...excess.slice(0, -2)));
+  const sim = stuck ? undefined : simulateEndgame(endgame);
+  if (!sim || !sim.converges) {
     out.verdict = 'never';
     return out;
   }
-  if (input.touchedBytes !== undefined) dirtySet = Math.min(dirtySet, input.touchedBytes);
-  // Pass k sends dirtySet·r^k; stop when it fits under the threshold.
-  const n = Math.max(1, Math.ceil(Math.log(threshold / dirtySet) / Math.log(r)));
-  const geometric = (1 - r ** n) / (1 - r);
-  const precopyBytes = dirtySet * geometric;
-  const finalBytes = dirtySet * r ** n;
   out.verdict = r < 0.8 ? 'converging' : 'slow';
-  out.remainingPasses = n + (inBulk ? 1 : 0);
-  out.switchoverDowntimeMs = downtimeFor(finalBytes);
-  out.etaMs = leadMs + (precopyBytes * 1000) / xfer + out.switchoverDowntimeMs;
-  out.projectedTotalBytes = (last.transferredBytes ?? 0) + (inBulk ? remaining : 0) + precopyBytes + finalBytes;
+  out.remainingPasses = sim.passes + (inBulk ? 1 : 0);
+  out.switchoverDowntimeMs = downtimeFor(sim.finalBytes);
+  out.etaMs = leadMs + sim.ms + out.switchoverDowntimeMs;
+  out.projectedTotalBytes = (last.transferredBytes ?? 0) + (inBulk ? remaining : 0) + sim.sentBytes + sim.finalBytes;
   return out;
 }
 
 export interface SwitchoverPoint {
   bytes: number;
   downtimeMs: number;
+  /** The migration connection's measured speed during that migration (bytes/s), when it was measured. */
+  linkRate?: number;
+  /** When it happened (ms since the epoch). */
+  at?: number;
 }
 
 /**
@@ -271,4 +375,68 @@ export function fitSwitchover(points: readonly SwitchoverPoint[]): { overheadMs?
   // Sizes too alike to separate: the smallest switchover bounds the fixed cost.
   const smallest = pts.reduce((a, p) => (p.bytes < a.bytes ? p : a));
   return { overheadMs: smallest.bytes < 1_000_000 ? smallest.downtimeMs : undefined };
+}
+
+/**
+ * Two link measurements further apart than this factor are two different links. Generous on
+ * purpose: a CPU-bound path (loopback, a fast LAN) measures 2–4× apart from one migration to
+ * the next on a busy host; a real change (1 → 10 Gbit/s, a shaped or a failed-over link) is larger.
+ */
+export const LINK_CHANGE_FACTOR = 3;
+
+export function sameLink(a: number, b: number): boolean {
+  return a > 0 && b > 0 && Math.max(a / b, b / a) <= LINK_CHANGE_FACTOR;
+}
+
+export interface SwitchoverModel {
+  /** Speed of the final copy (bytes/s). */
+  finalCopyRate?: number;
+  /** Fixed cost of a switchover besides RAM (ms). */
+  overheadMs?: number;
+  /** How many earlier switchovers (on this link) the model learned from; 0 = the live measurement alone. */
+  learnedFrom: number;
+}
+
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2 : NaN;
+};
+
+/**
+ * What a switchover between two hosts will cost, from the link measured now (`linkRate`,
+ * the migration connection's own speed) and the switchovers seen before on the same link:
+ * downtime = overhead + scale × bytes / link rate. Each earlier switchover carries the link
+ * rate measured during it, so sizes that barely differ (QEMU switches near its threshold
+ * every time) still teach the overhead; a spread of sizes teaches the scale too. Switchovers
+ * measured on a different link (a rate more than {@link LINK_CHANGE_FACTOR} away) are not used.
+ * Without any measurement, the plain fit over sizes and downtimes ({@link fitSwitchover}).
+ */
+export function switchoverModel(points: readonly SwitchoverPoint[], linkRate?: number): SwitchoverModel {
+  const measured = points.filter((p) => p.linkRate !== undefined && p.linkRate > 0 && p.downtimeMs > 0);
+  const ref = linkRate ?? measured.at(-1)?.linkRate;
+  const here = ref === undefined ? [] : measured.filter((p) => sameLink(p.linkRate!, ref));
+  if (here.length === 0) {
+    if (linkRate !== undefined) return { finalCopyRate: linkRate, learnedFrom: 0 };
+    const fit = fitSwitchover(points);
+    return { ...(fit.rate !== undefined ? { finalCopyRate: fit.rate } : {}), ...(fit.overheadMs !== undefined ? { overheadMs: fit.overheadMs } : {}), learnedFrom: fit.rate !== undefined || fit.overheadMs !== undefined ? points.length : 0 };
+  }
+  // x: ms the final copy takes at the measured speed; y: the downtime QEMU reported.
+  const xs = here.map((p) => (p.bytes * 1000) / p.linkRate!);
+  const ys = here.map((p) => p.downtimeMs);
+  let scale = 1;
+  let overhead = Math.max(0, median(ys.map((y, i) => y - xs[i]!)));
+  const n = here.length;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const sxx = xs.reduce((a, x) => a + (x - mx) ** 2, 0);
+  if (n >= 3 && Math.max(...xs) - Math.min(...xs) >= 5) {
+    const my = ys.reduce((a, b) => a + b, 0) / n;
+    const slope = xs.reduce((a, x, i) => a + (x - mx) * (ys[i]! - my), 0) / sxx;
+    const o = my - slope * mx;
+    if (slope >= 0.25 && slope <= 4 && o >= 0) {
+      scale = slope;
+      overhead = o;
+    }
+  }
+  const rate = ref! / scale;
+  return { finalCopyRate: rate, overheadMs: overhead, learnedFrom: n };
 }

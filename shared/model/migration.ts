@@ -202,6 +202,12 @@ export interface MigrationSample {
   downtimeMs?: number;
   errorDesc?: string;
   guest?: GuestFigures;
+  /**
+   * Speed of the migration connection when it has data to send (bytes/s): its bytes acked ÷
+   * the time its send queue was busy, from the source host's TCP_INFO. The cap paces
+   * pre-copy; this is what the uncapped final copy gets.
+   */
+  linkRate?: number;
   /** copyStorage: disk copy progress. */
   storage?: StorageFigures;
   /** Ferry's own projection at this moment (next to QEMU's expectedDowntimeMs). */

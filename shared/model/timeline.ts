@@ -138,7 +138,7 @@ const SampleSchema = z.looseObject({
   pass: optNum, transferredBytes: optNum, remainingBytes: optNum, totalBytes: optNum, dirtyRate: optNum, transferRate: optNum,
   normalPages: optNum, duplicatePages: optNum, pageSize: optNum, precopyBytes: optNum, downtimeBytes: optNum, postcopyBytes: optNum,
   multifdBytes: optNum, postcopyRequests: optNum, cpuThrottlePct: optNum, expectedDowntimeMs: optNum, setupTimeMs: optNum,
-  totalTimeMs: optNum, downtimeMs: optNum, errorDesc: z.string().optional(),
+  totalTimeMs: optNum, downtimeMs: optNum, linkRate: optNum, errorDesc: z.string().optional(),
   xbzrle: z.looseObject({ cacheSize: optNum, bytes: num, pages: num, cacheMiss: optNum, cacheMissRate: optNum, encodingRate: optNum, overflow: optNum }).optional(),
   guest: z.looseObject({ side: Side, seq: num, achievedBytesPerS: num, stallMs: num }).optional(),
   storage: z.looseObject({ copiedBytes: num, totalBytes: num, remainingBytes: num, rate: optNum, dirtyRate: optNum, ready: z.boolean(), disks: num }).optional(),

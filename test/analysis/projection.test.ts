@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseTimeline } from '../../shared/model/timeline';
-import { DEFAULT_ZERO_SCAN_RATE, ewma, fitSwitchover, learnFinalCopyRate, project, zeroScanRate } from '../../shared/analysis/projection';
+import { DEFAULT_ZERO_SCAN_RATE, ewma, transferRateOf, fitSwitchover, learnFinalCopyRate, project, simulateEndgame, switchoverModel, zeroScanRate } from '../../shared/analysis/projection';
 import type { MigrationSample } from '../../shared/model/migration';
 
 const fixture = (name: string) => parseTimeline(readFileSync(`test/fixtures/timelines/${name}.ferry.jsonl`, 'utf8'));
@@ -114,5 +114,104 @@ describe('projection helpers', () => {
     expect(stale.downtimeMs).toBeCloseTo(now.downtimeMs!, 6);
     const faster = project(pre, { downtimeLimitMs: 100, finalCopyRate: now.transferRate! * 4 });
     expect(faster.finalCopyRate).toBeCloseTo(now.transferRate! * 4, 0);
+  });
+});
+
+describe("QEMU's end game, as QEMU plays it", () => {
+  // A pass measured on the lab (cap 40 MB/s, 20 MiB/s dirtied, 300 ms limit): pass 2 began with
+  // 16.73 MB, pass 3 with 14.13 MB, pass 4 with 11.87 MB: under the 12 MB threshold, so QEMU
+  // switched over with 12.2 MB.
+  const lab = { rate: 40e6, threshold: 12e6, dirtyRate: 20 * 1048576, checkS: 0.1 };
+
+  it('passes end once remaining is below the threshold, and the final set is just under it', () => {
+    const r = simulateEndgame({ ...lab, remaining: 16.73e6, accumulated: 0 });
+    expect(r.converges).toBe(true);
+    expect(r.finalBytes).toBeLessThan(12e6);
+    expect(r.finalBytes).toBeGreaterThan(12e6 - 40e6 * 0.1);
+    expect(r.passes).toBeGreaterThanOrEqual(2);
+    expect(r.ms).toBeGreaterThan(200);
+    expect(r.ms).toBeLessThan(600);
+  });
+
+  it('a dirty set already under the threshold switches at the next check', () => {
+    const r = simulateEndgame({ ...lab, remaining: 1e6, accumulated: 3e6 });
+    expect(r).toMatchObject({ converges: true, finalBytes: 4e6, passes: 1, ms: 0 });
+  });
+
+  it('dirtying at 90 % of the rate: a long end game ending just under the threshold (not at threshold × r^n)', () => {
+    const r = simulateEndgame({ rate: 70e6, threshold: 21e6, dirtyRate: 0.9 * 70e6, checkS: 0.1, remaining: 96e6, accumulated: 0 });
+    expect(r.converges).toBe(true);
+    expect(r.finalBytes).toBeGreaterThan(21e6 - 0.1 * 70e6 * 0.1 - 1);
+    expect(r.finalBytes).toBeLessThan(21e6);
+    // The excess over the threshold shrinks by ~0.9 per pass: many passes, seconds of pre-copy.
+    expect(r.passes).toBeGreaterThan(8);
+    expect(r.ms).toBeGreaterThan(5000);
+  });
+
+  it('never converges when the guest dirties as fast as the link sends, unless its working set fits the threshold', () => {
+    expect(simulateEndgame({ ...lab, dirtyRate: 45e6, remaining: 30e6, accumulated: 0 }).converges).toBe(false);
+    const small = simulateEndgame({ ...lab, dirtyRate: 45e6, remaining: 30e6, accumulated: 0, dirtyBound: 8e6 });
+    expect(small.converges).toBe(true);
+    expect(small.finalBytes).toBeLessThanOrEqual(8e6);
+  });
+
+  it('a projection uses the threshold of avail-switchover-bandwidth where QEMU does', () => {
+    const all = lastPrecopy(fixture('slow').samples);
+    const pre = all.slice(0, Math.ceil(all.length / 3));
+    const plain = project(pre, { downtimeLimitMs: 100 });
+    expect(plain.etaMs).toBeGreaterThan(plain.switchoverDowntimeMs! + 100);
+    const wide = project(pre, { downtimeLimitMs: 100, switchoverBandwidth: plain.transferRate! * 10 });
+    expect(wide.etaMs!).toBeLessThan(plain.etaMs!);
+  });
+});
+
+describe('the switchover model: link measured now, calibrated by earlier switchovers on it', () => {
+  it('cold: the measured link alone', () => {
+    expect(switchoverModel([], 1.2e9)).toEqual({ finalCopyRate: 1.2e9, learnedFrom: 0 });
+    expect(switchoverModel([])).toEqual({ learnedFrom: 0 });
+  });
+
+  it('similar sizes (QEMU switches near its threshold each time) still teach the overhead', () => {
+    const pts = [20e6, 21e6, 20.5e6].map((bytes, i) => ({ bytes, downtimeMs: 30 + (bytes * 1000) / 1e9, linkRate: 1e9, at: i }));
+    const m = switchoverModel(pts, 1.1e9);
+    expect(m.learnedFrom).toBe(3);
+    expect(m.overheadMs).toBeCloseTo(30, 5);
+    expect(m.finalCopyRate).toBeCloseTo(1.1e9, -3);
+    // The plain fit over sizes cannot separate them.
+    expect(fitSwitchover(pts).rate).not.toBeCloseTo(1e9, -8);
+  });
+
+  it('a spread of sizes teaches how the final copy compares with the measured link', () => {
+    const pts = [2e6, 10e6, 20e6, 40e6].map((bytes, i) => ({ bytes, downtimeMs: 5 + (bytes * 1000) / 0.5e9, linkRate: 1e9, at: i }));
+    const m = switchoverModel(pts, 1e9);
+    expect(m.finalCopyRate).toBeCloseTo(0.5e9, -6);
+    expect(m.overheadMs).toBeCloseTo(5, 5);
+  });
+
+  it('switchovers measured on another link are not used', () => {
+    const slow = [1, 2, 3].map((i) => ({ bytes: 10e6, downtimeMs: 280, linkRate: 37e6, at: i }));
+    expect(switchoverModel(slow, 1e9)).toEqual({ finalCopyRate: 1e9, learnedFrom: 0 });
+    // Without a live measurement, the newest link's entries.
+    const mixed = [...slow, { bytes: 10e6, downtimeMs: 40, linkRate: 0.9e9, at: 9 }];
+    expect(switchoverModel(mixed).learnedFrom).toBe(1);
+  });
+
+  it('old entries without a measurement: the plain fit, as before', () => {
+    expect(switchoverModel([{ bytes: 0, downtimeMs: 60 }, { bytes: 20e6, downtimeMs: 80 }]).finalCopyRate).toBeCloseTo(1e9, -6);
+  });
+});
+
+describe('transfer rate', () => {
+  const at = (t: number, bytes: number): MigrationSample => ({ t, elapsedMs: t, phase: 'precopy', status: 'active', transferredBytes: bytes } as MigrationSample);
+  it('is bytes over time across the window: a late sample and the one after it do not inflate it', () => {
+    // 40 MB/s, sampled every 100 ms; one reply came back 90 ms late (stamped late, counted on
+    // time): one interval reads 21 MB/s, the next 400 MB/s; over the window it is still 40 MB/s.
+    const s: MigrationSample[] = [];
+    for (let i = 0; i <= 20; i++) s.push(at(1000 + i * 100 + (i === 19 ? 90 : 0), i * 4e6));
+    expect(transferRateOf(s)! / 40e6).toBeCloseTo(1, 1);
+  });
+  it('never takes setup bytes as a rate: the first moving sample is the base', () => {
+    const s = [{ ...at(900, 50e6), phase: 'setup' } as MigrationSample, at(1000, 60e6), at(1100, 64e6), at(1200, 68e6)];
+    expect(transferRateOf(s)).toBeCloseTo(40e6, -4);
   });
 });

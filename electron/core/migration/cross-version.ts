@@ -20,16 +20,19 @@ import { compareVersions, firmwareDirOf, machineTypeOfOption, parseQemuVersion, 
 import type { QemuInstall } from '../hosts/qemu-install';
 import type { ArgvRecord, VmSpec } from '../hosts/vm-launcher';
 import { has } from '../qmp/qmp-schema';
-import { fitSwitchover, learnFinalCopyRate } from '../../../shared/analysis/projection';
+import { fitSwitchover, learnFinalCopyRate, switchoverModel } from '../../../shared/analysis/projection';
 import type { SwitchoverPoint } from '../../../shared/analysis/projection';
 
 /**
  * Ferry's estimate of the link's speed for a final copy between two hosts, from the
- * switchovers it has seen there: the fitted rate when sizes differ enough to fit one, else
- * the best single switchover's bytes over its time (less the fixed cost). Undefined until
- * one switchover of at least 1 MB was seen.
+ * switchovers it has seen there: the switchover model's (the link measured during them,
+ * calibrated by what they cost), else the fitted rate when sizes differ enough to fit one,
+ * else the best single switchover's bytes over its time (less the fixed cost). Undefined
+ * until one switchover of at least 1 MB was seen.
  */
 export function linkEstimate(points: readonly SwitchoverPoint[]): number | undefined {
+  const model = switchoverModel(points);
+  if (model.learnedFrom > 0 && model.finalCopyRate !== undefined && points.some((p) => p.linkRate !== undefined)) return model.finalCopyRate;
   const fit = fitSwitchover(points);
   if (fit.rate !== undefined) return fit.rate;
   const rates = points.map((p) => learnFinalCopyRate(p.bytes, p.downtimeMs, fit.overheadMs ?? 3)).filter((r): r is number => r !== undefined);

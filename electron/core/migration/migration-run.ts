@@ -22,8 +22,8 @@ import type { GuestFigures, MigrationFinal, MigrationPhase, MigrationPlan, Migra
 import { TIMELINE_FORMAT, TIMELINE_VERSION } from '../../../shared/model/timeline';
 import type { TimelineHeader, TimelineRecord } from '../../../shared/model/timeline';
 import type { PreflightResult } from '../../../shared/model/preflight';
-import { fitSwitchover, project } from '../../../shared/analysis/projection';
-import type { SwitchoverPoint } from '../../../shared/analysis/projection';
+import { project, switchoverModel } from '../../../shared/analysis/projection';
+import type { SwitchoverMemory } from './switchover-store';
 import { GuestConsole } from '../lab/demo-guest';
 import { TimelineWriter } from '../recorder/timeline-writer';
 import { readTimeline } from '../recorder/timeline-reader';
@@ -43,7 +43,7 @@ export interface RunOptions {
   /** Where timelines go when the plan names no file. */
   timelineDir: string;
   /** What finished switchovers taught about each pair of hosts (shared by the engine's runs). */
-  switchovers?: Map<string, SwitchoverPoint[]>;
+  switchovers?: SwitchoverMemory;
 }
 
 export interface MigrationSummary {
@@ -191,6 +191,8 @@ export class MigrationRun {
   /** Settings in force after the controls so far (the projection and the policies read them). */
   private downtimeLimitMs: number;
   private maxBandwidth: number | undefined;
+  /** The migration connection's speed as the driver last measured it (bytes/s), if it measures it. */
+  private linkRate: number | undefined;
   private postcopySwitched = false;
   private timer: NodeJS.Timeout | undefined;
   private sampling = false;
@@ -560,15 +562,20 @@ export class MigrationRun {
   }
 
   private projectionFor(samples: readonly MigrationSample[]) {
-    const fit = fitSwitchover(this.options.switchovers?.get(this.pairKey) ?? []);
-    const touched = this.dm?.facts().vm.touchedBytes;
+    // The link as the driver measured it now (samples' linkRate), calibrated by what earlier
+    // switchovers on the same link cost.
+    const fit = switchoverModel(this.options.switchovers?.get(this.pairKey) ?? [], this.linkRate);
+    const facts = this.dm?.facts();
+    const touched = facts?.vm.touchedBytes;
+    const avail = facts?.parameters?.['avail-switchover-bandwidth'];
     // Every estimator looks back seconds, not hours: keep the per-sample work bounded.
     return project(samples.slice(-PROJECTION_WINDOW), {
       downtimeLimitMs: this.downtimeLimitMs,
       ...(this.maxBandwidth !== undefined ? { maxBandwidth: this.maxBandwidth } : {}),
-      ...(fit.rate !== undefined ? { finalCopyRate: fit.rate } : {}),
+      ...(fit.finalCopyRate !== undefined ? { finalCopyRate: fit.finalCopyRate } : {}),
       ...(fit.overheadMs !== undefined ? { switchoverOverheadMs: fit.overheadMs } : {}),
       ...(touched !== undefined ? { touchedBytes: touched } : {}),
+      ...(typeof avail === 'number' && avail > 0 ? { switchoverBandwidth: avail } : {}),
     });
   }
 
@@ -578,6 +585,7 @@ export class MigrationRun {
 
   private pushSample(ds: DriverSample, phase: MigrationPhase): MigrationSample {
     const sample: MigrationSample = { ...ds, elapsedMs: ds.t - this.startedAt, phase };
+    if (ds.linkRate !== undefined) this.linkRate = ds.linkRate;
     if (this.lastGuest) sample.guest = this.lastGuest;
     this.samples.push(sample);
     if (!TERMINAL_PHASES.includes(phase) && phase !== 'activation' && phase !== 'commitment') sample.projection = this.projectionFor(this.samples);
@@ -674,8 +682,8 @@ export class MigrationRun {
       put(final, 'postcopyRequests', sample.postcopyRequests || undefined);
       if (sample.errorDesc) final.reason = sample.errorDesc;
       if (outcome === 'completed' && this.mode === 'engine' && sample.downtimeMs && sample.downtimeBytes !== undefined) {
-        const list = this.options.switchovers?.get(this.pairKey) ?? [];
-        list.push({ bytes: sample.downtimeBytes, downtimeMs: sample.downtimeMs });
+        const list = [...(this.options.switchovers?.get(this.pairKey) ?? [])];
+        list.push({ bytes: sample.downtimeBytes, downtimeMs: sample.downtimeMs, at: Date.now(), ...(this.linkRate !== undefined ? { linkRate: this.linkRate } : {}) });
         this.options.switchovers?.set(this.pairKey, list.slice(-20));
       }
     }

@@ -337,6 +337,12 @@ class LibvirtMigration implements DriverMigration {
     return undefined; // an ended job: the migrate command's exit says how it ended
   }
 
+  /**
+   * One reading of libvirt's job statistics. No `linkRate` here: libvirt's daemons open the
+   * migration connection themselves (its port is theirs to choose and not reported), so
+   * Ferry's link probe (link-probe.ts) has no connection to read; the projection falls back
+   * to the measured transfer rate and what earlier switchovers on the pair taught.
+   */
   async sample(): Promise<DriverReading | undefined> {
     let text: string;
     try {

@@ -43,6 +43,8 @@ import { openStreamTunnel } from '../stream-tunnel';
 import type { StreamTunnel } from '../stream-tunnel';
 import { StorageCopy, planDiskCopies } from '../storage-copy';
 import { preflight } from '../preflight';
+import { LinkProbe } from '../link-probe';
+import { touchedGuestBytes } from '../guest-memory';
 import { capabilitiesFor, featuresOf, parametersFor } from '../../qmp/qmp-schema';
 import { checkDirection, destinationSpec, linkEstimate, newerFeatureSettings, sourceIdentity } from '../cross-version';
 import { qemuOf, qemuVersionOf } from '../../hosts/qemu-install';
@@ -104,6 +106,9 @@ const versionOf = (q: QmpClient): string | undefined => {
   return v ? `${v.major}.${v.minor}.${v.micro}` : undefined;
 };
 
+/** Least time between two reads of the migration connection's speed until there is a figure (one `ss` on the source each). */
+const LINK_PROBE_EVERY_MS = 500;
+
 const bracket = (addr: string) => (addr.includes(':') && !addr.startsWith('[') ? `[${addr}]` : addr);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -145,8 +150,10 @@ class QmpMigration implements DriverMigration {
   private destAddress = '';
   private incomingUri = '';
   private lastStatus = 'none';
-  /** Guest memory the source QEMU has touched (its RSS less its own footprint), read at open. */
+  /** Guest memory the source QEMU has touched (guest-memory.ts), read at open. */
   private touchedBytes: number | undefined;
+  /** The migration connection's speed, read on the source host while pre-copy runs (transport tcp). */
+  private link: LinkProbe | undefined;
   /** transport ssh-tunnel: the relays (the first, then one per postcopy recovery). */
   private tunnels: StreamTunnel[] = [];
   /** copyStorage: the disk copy; 'storage' until the RAM migration is issued. */
@@ -204,10 +211,7 @@ class QmpMigration implements DriverMigration {
   /** Opens the source's monitor and reads what every mode needs: run state, QEMU version, what it can do. */
   async openSource(): Promise<void> {
     const { transport: t, vm } = this.source;
-    const status = await t.readFile(`/proc/${vm.pid}/status`).then((b) => b.toString()).catch(log.dropped(`reading /proc/${vm.pid}/status`, 'debug'));
-    const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status ?? '')?.[1] ?? NaN);
-    // QEMU's own footprint (binary, heap, TCG or KVM structures) is a few tens of MiB.
-    if (Number.isFinite(rssKiB)) this.touchedBytes = Math.max(16 << 20, rssKiB * 1024 - (40 << 20));
+    this.touchedBytes = await touchedGuestBytes(t, vm.pid, memoryMiBFromArgv(vm.argv));
     const q = await openQmp(t, vm.qmpSockets);
     this.source.qmp = q;
     try {
@@ -361,8 +365,19 @@ class QmpMigration implements DriverMigration {
       const port = incoming['socket-address']?.find((a) => a.port)?.port ?? (plan.port ? String(plan.port) : undefined);
       if (!port) throw new FerryException('INTERNAL', 'the destination did not say which port it listens on');
       this.incomingUri = `tcp:${bracket(this.destAddress)}:${port}`;
+      this.probeLink();
       this.ctx.note(`destination listening on ${this.incomingUri}`);
     }
+  }
+
+  /**
+   * Measures the migration connection from the source host (transport tcp). Through the SSH
+   * tunnel the source's connection ends at a local relay: nothing of the link to read there.
+   */
+  private probeLink(): void {
+    const port = /^tcp:.*:(\d+)$/.exec(this.incomingUri)?.[1];
+    if (this.plan.transport === 'ssh-tunnel' || !port || !this.destAddress) return;
+    this.link = new LinkProbe(this.source.transport, { address: this.destAddress, port: Number(port) }, LINK_PROBE_EVERY_MS, (text) => this.ctx.note(text));
   }
 
   private tunnelDestUri(name: string): string {
@@ -531,8 +546,12 @@ class QmpMigration implements DriverMigration {
     // Before the RAM migration begins, query-migrate can only tell of an earlier one.
     const copying = this.stage === 'storage';
     const raw = copying ? { status: 'none' } : await q.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 5000 });
-    const sample = toDriverSample(raw, Date.now());
-    if (this.ctx.phase().startsWith('postcopy') && this.dest?.qmp && !this.dest.qmp.closed) {
+    const now = Date.now();
+    const sample = toDriverSample(raw, now);
+    const phase = this.ctx.phase();
+    if (phase === 'setup' || phase === 'precopy') this.link?.poll(now);
+    if (this.link?.rate !== undefined) sample.linkRate = this.link.rate;
+    if (phase.startsWith('postcopy') && this.dest?.qmp && !this.dest.qmp.closed) {
       const d = await this.dest.qmp.execute<Record<string, unknown>>('query-migrate', undefined, { timeoutMs: 2000 }).catch(log.dropped('the destination\'s page requests', 'debug'));
       const req = (d?.ram as Record<string, unknown> | undefined)?.['postcopy-requests'];
       if (typeof req === 'number' && sample.postcopyRequests === undefined) sample.postcopyRequests = req;
@@ -800,6 +819,7 @@ class QmpMigration implements DriverMigration {
     this.incomingUri = state.incomingUri;
     this.destLaunched = true;
     this.resumed = true;
+    this.probeLink();
     const dest = this.dest!;
     dest.qmp = await openVmQmp(dest.transport, dest.files).catch(log.dropped(`opening the destination's monitor on ${this.plan.to}`));
     if (this.plan.copyStorage && !['completed', 'failed', 'cancelled'].includes(phase)) {
