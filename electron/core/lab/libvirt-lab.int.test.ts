@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +84,18 @@ describe.skipIf(missing !== undefined)(`ferry lab up --libvirt${missing ? ` (ski
     for (const pid of pids) expect(isAlive(pid)).toBe(false);
     expect(processesMentioning(root)).toEqual([]);
     expect(existsSync(root)).toBe(false);
+  });
+
+  it('lab down stops the domain\'s QEMU by pid when its daemon cannot be asked to (its socket gone)', async () => {
+    expect(await main(['lab', 'up', '--libvirt'], capture().stream, capture().stream)).toBe(0);
+    const a = readLabState(root)!.libvirt!.daemons[0]!;
+    const pidFiles = readdirSync(path.join(a.dir, 'run', 'qemu')).filter((f) => f.endsWith('.pid'));
+    const qemu = Number(readFileSync(path.join(a.dir, 'run', 'qemu', pidFiles[0]!), 'utf8'));
+    expect(isAlive(qemu)).toBe(true);
+    rmSync(path.join(a.dir, 'run', 'libvirt-sock'));
+    expect(await main(['lab', 'down'], capture().stream, capture().stream)).toBe(0);
+    expect(isAlive(qemu)).toBe(false);
+    expect(processesMentioning(root)).toEqual([]);
   });
 
   it('refuses --libvirt with --netns, in one line', async () => {

@@ -367,21 +367,27 @@ export async function stopLibvirtLab(state: LibvirtLabState): Promise<string[]> 
         sh?.close();
       }
     }
+    // The daemon's QEMUs, by pid, before it goes (their pid files go with its run dir).
+    const qemus = readdirSafe(path.join(d.dir, 'run', 'qemu')).filter((n) => n.endsWith('.pid')).map((f) => pidOf(path.join(d.dir, 'run', 'qemu', f))).filter((q): q is number => q !== undefined);
+    const killLeftQemus = async () => {
+      // A QEMU libvirt did not stop (the domains could not be listed, or destroy failed)
+      // outlives its daemon, as libvirt's QEMUs do: stop it by pid, nothing is left running.
+      for (const q of qemus.filter(pidAlive)) {
+        log.warn(`${d.hostId}: QEMU ${q} outlived its daemon: SIGKILL`);
+        process.kill(q, 'SIGKILL');
+        await waitGone(q, 3000);
+      }
+    };
     if (pid !== undefined && pidAlive(pid)) {
       process.kill(pid, 'SIGTERM');
       if (!(await waitGone(pid, 10_000))) {
         // Something keeps the subreaper waiting: a QEMU libvirt did not stop.
-        for (const f of readdirSafe(path.join(d.dir, 'run', 'qemu')).filter((n) => n.endsWith('.pid'))) {
-          const q = pidOf(path.join(d.dir, 'run', 'qemu', f));
-          if (q !== undefined && pidAlive(q)) {
-            log.warn(`${d.hostId}: QEMU ${q} outlived its daemon: SIGKILL`);
-            process.kill(q, 'SIGKILL');
-          }
-        }
+        await killLeftQemus();
         if (!(await waitGone(pid, 3000))) process.kill(pid, 'SIGKILL');
         await waitGone(pid, 3000);
       }
     }
+    await killLeftQemus();
   }
   for (const d of state.daemons) await fs.rm(d.dir, { recursive: true, force: true });
   for (const dir of state.createdDirs) {
