@@ -97,7 +97,7 @@ try {
   const r = await runDriver(driver, MigrationPlanSchema.parse({ vm: 'demo', from: 'lab-a', to: 'lab-b', maxBandwidth: 40e6, sampleIntervalMs: 20 }), hosts, { intervalMs: 20 });
   const t0 = Date.now();
   // 512 MiB at 40 MB/s with 20 MiB/s dirtied converges in ~20 s; a bench never hangs.
-  const guard = setTimeout(() => void r.dm.control({ action: 'cancel' }, r.phase()).catch(() => undefined), 90_000);
+  const guard = setTimeout(() => void r.dm.control({ action: 'cancel' }, r.phase()).catch((e: unknown) => console.error(`bench libvirt: cancelling a run past 90 s failed: ${String(e)}`)), 90_000);
   const end = await r.done;
   clearTimeout(guard);
   const seconds = (Date.now() - t0) / 1000;

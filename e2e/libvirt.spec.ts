@@ -86,7 +86,7 @@ test('drag a libvirt domain to the other libvirt host: preflight through libvirt
       await server.stop();
     }
   } finally {
-    await labDown({ root: labRoot }).catch(() => undefined);
+    await labDown({ root: labRoot }).catch(() => undefined); // cleanup: killPidsMentioning below stops whatever lab down could not
     killPidsMentioning(labRoot);
     rmSync(labRoot, { recursive: true, force: true });
   }

@@ -48,7 +48,7 @@ describe.skipIf(skip !== undefined)('ferry CLI across QEMU versions (real QEMU 7
     process.env.XDG_CONFIG_HOME = config;
   });
   afterAll(async () => {
-    await labDown({ root }).catch(() => undefined);
+    await labDown({ root }).catch(() => undefined); // cleanup after the test: its own failure is what matters
     for (const pid of processesMentioning(root)) await killPid(pid);
     rmSync(root, { recursive: true, force: true });
     rmSync(config, { recursive: true, force: true });

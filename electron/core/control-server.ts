@@ -60,8 +60,8 @@ export async function startControlServer(configDir: string, invoke: (channel: st
     let msg: { channel?: unknown; request?: unknown; who?: unknown };
     try {
       msg = JSON.parse(line) as typeof msg;
-    } catch {
-      return { ok: false, error: { code: 'INVALID_REQUEST', message: 'not JSON' } };
+    } catch (e) {
+      return { ok: false, error: { code: 'INVALID_REQUEST', message: `not JSON: ${(e as Error).message}` } };
     }
     if (!CONTROL_CHANNELS.includes(msg.channel as ControlChannel)) return { ok: false, error: { code: 'INVALID_REQUEST', message: `not offered here: ${JSON.stringify(msg.channel)}` } };
     const who = typeof msg.who === 'string' ? msg.who.slice(0, 100) : 'another process';
@@ -92,6 +92,7 @@ async function removeStale(dir: string): Promise<void> {
     try {
       process.kill(pid, 0);
     } catch {
+      // no such process: its socket is stale
       await fs.rm(path.join(dir, f), { force: true });
     }
   }
@@ -103,6 +104,7 @@ export function controlPeers(configDir: string): number[] {
   try {
     names = readdirSync(controlDir(configDir));
   } catch {
+    // no control directory: no Ferry process has answered here yet
     return [];
   }
   return names.map((f) => Number(/^(\d+)\.sock$/.exec(f)?.[1])).filter((pid) => pid > 0 && pid !== process.pid);

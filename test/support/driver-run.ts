@@ -63,8 +63,8 @@ export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, h
     await dm.start();
   } catch (e) {
     // As the run does: a failed reserve or start is rolled back, then closed.
-    await dm.rollback().catch(() => undefined);
-    await dm.close().catch(() => undefined);
+    await dm.rollback().catch(() => undefined); // cleanup after a test run: the test's own failure is what matters
+    await dm.close().catch(() => undefined); // likewise: the start's error is thrown
     throw e;
   }
   const timer = setInterval(() => {

@@ -116,11 +116,12 @@ function qemuConf(portBase: number): string {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function pidOf(pidFile: string): number | undefined {
+export function pidOf(pidFile: string): number | undefined {
   try {
     const n = Number(readFileSync(pidFile, 'utf8').trim());
     return Number.isInteger(n) && n > 0 ? n : undefined;
   } catch {
+    // no pid file: the daemon never started or has cleaned up; "no pid" is the answer
     return undefined;
   }
 }
@@ -132,6 +133,7 @@ export function pidAlive(pid: number): boolean {
     const state = stat.slice(stat.lastIndexOf(')') + 2).charAt(0);
     return state !== '' && state !== 'Z' && state !== 'X';
   } catch {
+    // no /proc entry: the process is gone, which is what was asked
     return false;
   }
 }
@@ -149,6 +151,7 @@ function tail(file: string, lines = 5): string {
   try {
     return readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join(' | ');
   } catch {
+    // for an error message only: a daemon that wrote no log says so
     return '(no log)';
   }
 }
@@ -400,10 +403,12 @@ export async function stopLibvirtLab(state: LibvirtLabState): Promise<string[]> 
   return stopped;
 }
 
-function readdirSafe(dir: string): string[] {
+/** A directory's entries; none when it does not exist (yet, or any more). */
+export function readdirSafe(dir: string): string[] {
   try {
     return readdirSync(dir);
   } catch {
+    // no such directory: nothing in it, which is the answer callers need
     return [];
   }
 }

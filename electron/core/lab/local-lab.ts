@@ -4,7 +4,7 @@
  * with the demo guest running on lab-a. Optionally (root + `ip`), the two hosts are network
  * namespaces joined by a veth pair that can be shaped with tc, cut and restored.
  */
-import { existsSync, promises as fs, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,7 @@ import { GuestConsole } from './demo-guest';
 import { rootLog } from '../log';
 
 const labLog = rootLog.child('lab');
-import { LAB_LIBVIRT_SOCKET, demoSerialPath, pidAlive, startLibvirtLab, stopLibvirtLab } from './libvirt-lab';
+import { LAB_LIBVIRT_SOCKET, demoSerialPath, pidAlive, pidOf, readdirSafe, startLibvirtLab, stopLibvirtLab } from './libvirt-lab';
 import type { LibvirtLabState } from './libvirt-lab';
 import { LibvirtConnection } from '../libvirt/libvirt-connection';
 import { listLibvirtVms } from '../libvirt/libvirt-domains';
@@ -360,26 +360,15 @@ async function labUpLibvirt(root: string, state: LabState, options: LabUpOptions
     const [a] = labHosts(root);
     await waitGuestReady(transportFor(a!), demoSerialPath(lv.domain!.uuid));
   } catch (e) {
-    await labDown({ root }).catch(() => undefined);
+    await labDown({ root }).catch(labLog.dropped('stopping the libvirt lab that did not come up (the first error is thrown)'));
     throw e;
   }
   return { status: await labStatus(root), vm: undefined, domain: lv.domain!, bootMs: Date.now() - t0 };
 }
 
 function daemonRunning(pidFile: string): boolean {
-  try {
-    return pidAlive(Number(readFileSync(pidFile, 'utf8').trim()));
-  } catch {
-    return false;
-  }
-}
-
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
+  const pid = pidOf(pidFile);
+  return pid !== undefined && pidAlive(pid);
 }
 
 /** A libvirt lab host's domains, through a connection made for this one listing. */
@@ -395,7 +384,7 @@ async function labDomains(h: HostConfig): Promise<Awaited<ReturnType<typeof list
 export async function labStatus(root = labRoot()): Promise<LabStatus> {
   const state = readLabState(root);
   const hosts = await Promise.all(labHosts(root).map(async (h) => {
-    const vms = h.libvirt ? await labDomains(h).catch(() => []) : existsSync(h.runtimeDir!) ? await listVms(h, transportFor(h)) : [];
+    const vms = h.libvirt ? await labDomains(h).catch((e: unknown) => (labLog.dropped(`listing ${h.id}'s domains (its daemon is shown down)`)(e), [])) : existsSync(h.runtimeDir!) ? await listVms(h, transportFor(h)) : [];
     return {
       id: h.id,
       runtimeDir: h.runtimeDir!,

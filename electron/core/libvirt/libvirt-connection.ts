@@ -176,7 +176,7 @@ export class LibvirtConnection {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const sh = await this.shellP?.catch(() => undefined);
+    const sh = await this.shellP?.catch(() => undefined); // a shell that never opened was reported to whoever waited for it
     sh?.close();
     await this.relay.close();
   }

@@ -185,7 +185,7 @@ export async function libvirtPreflight(plan: MigrationPlan, hosts: EngineHosts, 
       ...(await xpathTexts(S.conn, uuid, '/domain/os/loader/text()')),
     ];
     const size = async (t: HostTransport, f: string) => {
-      const r = await t.exec(['stat', '-L', '-c', '%s', '--', f]).catch(() => undefined);
+      const r = await t.exec(['stat', '-L', '-c', '%s', '--', f]).catch(() => undefined); // no size: the check reports the file missing
       return r?.code === 0 ? Number(r.stdout.trim()) : undefined;
     };
     const missing: string[] = [];
@@ -216,9 +216,9 @@ export async function libvirtPreflight(plan: MigrationPlan, hosts: EngineHosts, 
   if (planAllowsPostcopy(plan)) {
     tasks.push((async () => {
       // libvirt's QEMU runs as qemu.conf's user: userfaultfd needs root, or the sysctl.
-      const conf = await D.t.readFile('/etc/libvirt/qemu.conf').then((b) => b.toString()).catch(() => '');
+      const conf = await D.t.readFile('/etc/libvirt/qemu.conf').then((b) => b.toString()).catch(() => ''); // unreadable: libvirt's default user, and the check says so
       const user = /^\s*user\s*=\s*"([^"]*)"/m.exec(conf)?.[1];
-      const unpriv = await D.t.readFile('/proc/sys/vm/unprivileged_userfaultfd').then((b) => b.toString().trim()).catch(() => undefined);
+      const unpriv = await D.t.readFile('/proc/sys/vm/unprivileged_userfaultfd').then((b) => b.toString().trim()).catch(() => undefined); // shown as "unknown" in the warning
       const recover = cmp(dv.daemon ?? '0', '8.5.0') >= 0 && cmp(sv.daemon ?? '0', '8.5.0') >= 0;
       const tail = recover ? '; pause and recovery available (libvirt 8.5+)' : '; no pause/recovery (needs libvirt 8.5 on both ends)';
       if (user === 'root' || user === '+0') add('postcopy', 'Postcopy possible (userfaultfd)', pass(`QEMU runs as root on ${plan.to}${tail}`));

@@ -43,6 +43,7 @@ const promtool = (() => {
     execFileSync('promtool', ['--version'], { stdio: 'ignore' });
     return true;
   } catch {
+    // no promtool on this machine: the import check is skipped, saying so
     return false;
   }
 })();

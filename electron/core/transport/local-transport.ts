@@ -212,6 +212,7 @@ export class MountNsTransport extends LocalTransport {
     try {
       pid = Number(readFileSync(this.pidFile, 'utf8').trim());
     } catch {
+      // reported as the clearer error below
       throw new FerryException('TRANSPORT_CLOSED', `${this.label}: ${this.pidFile} is missing (is the lab up?)`);
     }
     if (!Number.isInteger(pid) || pid <= 0 || !existsSync(`/proc/${pid}/ns/mnt`)) {

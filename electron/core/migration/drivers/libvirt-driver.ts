@@ -510,7 +510,7 @@ class LibvirtMigration implements DriverMigration {
   private async clearDestination(): Promise<void> {
     const dst = this.dst;
     if (!dst) return;
-    const left = await domainInfo(dst.conn, this.uuid).catch(() => undefined);
+    const left = await domainInfo(dst.conn, this.uuid).catch(log.dropped('looking for the domain on the destination (not found: nothing to clear)', 'debug'));
     if (left && left.state !== 'shut off') {
       await dst.conn.run(['destroy', this.uuid]).catch(log.dropped('destroying the half-migrated domain on the destination'));
       this.ctx.note(`destroyed the incoming domain libvirt left ${left.state} on ${this.plan.to}`);
