@@ -48,6 +48,27 @@ export function lttbIndex(xs: ArrayLike<number>, ys: ArrayLike<number>, offset: 
 }
 
 /**
+ * The x and y columns LTTB reads: a ring's cached columns (computed once per sample, under
+ * `keys`), or fresh arrays. `offset` is where row 0 of `data` sits in the columns.
+ */
+function columnsOf<T>(data: Seq<T>, rows: ReturnType<typeof spanOf<T>>, x: (d: T) => number, y: (d: T) => number, keys?: { x: string; y: string }): { xs: ArrayLike<number>; ys: ArrayLike<number>; offset: number } {
+  if (keys && data instanceof Ring) {
+    const xc = spanOf(data.map(`lttb-x:${keys.x}`, x));
+    const yc = spanOf(data.map(`lttb-y:${keys.y}`, (d) => y(d) || 0));
+    return { xs: xc.items, ys: yc.items, offset: xc.start };
+  }
+  const n = data.length;
+  const fx = new Float64Array(n);
+  const fy = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const d = rows.items[rows.start + i]!;
+    fx[i] = x(d);
+    fy[i] = y(d) || 0;
+  }
+  return { xs: fx, ys: fy, offset: 0 };
+}
+
+/**
  * `keys` names the accessors (same keys, same functions): a ring then keeps each column
  * per item, computed once per sample instead of once per sample per redraw.
  */
@@ -55,27 +76,7 @@ export function lttb<T>(data: Seq<T>, threshold: number, x: (d: T) => number, y:
   const n = data.length;
   if (threshold >= n || threshold < 3) return Array.from(data);
   const rows = spanOf(data);
-  let xs: ArrayLike<number>;
-  let ys: ArrayLike<number>;
-  let offset: number;
-  if (keys && data instanceof Ring) {
-    const xc = spanOf(data.map(`lttb-x:${keys.x}`, x));
-    const yc = spanOf(data.map(`lttb-y:${keys.y}`, (d) => y(d) || 0));
-    xs = xc.items;
-    ys = yc.items;
-    offset = xc.start;
-  } else {
-    const fx = new Float64Array(n);
-    const fy = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const d = rows.items[rows.start + i]!;
-      fx[i] = x(d);
-      fy[i] = y(d) || 0;
-    }
-    xs = fx;
-    ys = fy;
-    offset = 0;
-  }
+  const { xs, ys, offset } = columnsOf(data, rows, x, y, keys);
   const shift = rows.start - offset;
   return lttbIndex(xs, ys, offset, n, threshold).map((i) => rows.items[i + shift]!);
 }
@@ -101,27 +102,7 @@ export function lttbStable<T>(data: Seq<T>, threshold: number, x: (d: T) => numb
   const n = data.length;
   const rows = spanOf(data);
   if (threshold >= n || threshold < 3) return { rows: Array.from(data), buckets: Array.from({ length: n }, (_, i) => i), width: 0 };
-  let xs: ArrayLike<number>;
-  let ys: ArrayLike<number>;
-  let offset: number;
-  if (keys && data instanceof Ring) {
-    const xc = spanOf(data.map(`lttb-x:${keys.x}`, x));
-    const yc = spanOf(data.map(`lttb-y:${keys.y}`, (d) => y(d) || 0));
-    xs = xc.items;
-    ys = yc.items;
-    offset = xc.start;
-  } else {
-    const fx = new Float64Array(n);
-    const fy = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const d = rows.items[rows.start + i]!;
-      fx[i] = x(d);
-      fy[i] = y(d) || 0;
-    }
-    xs = fx;
-    ys = fy;
-    offset = 0;
-  }
+  const { xs, ys, offset } = columnsOf(data, rows, x, y, keys);
   const first = offset;
   const last = offset + n - 1;
   let width = quantum;

@@ -811,14 +811,19 @@ class QmpMigration implements DriverMigration {
     }
   }
 
-  /** resume(): the state a previous Ferry saved, the destination's monitor, the storage copy if one runs. */
-  async adopt(state: MigrationState, phase: MigrationPhase): Promise<void> {
+  /** What a previous Ferry saved of this migration, taken back on resume (source running or gone). */
+  private restoreState(state: MigrationState): void {
     this.sourceWasRunning = state.sourceWasRunning;
     this.stoppedByControl = state.stoppedByControl;
     this.destAddress = state.destAddress;
     this.incomingUri = state.incomingUri;
     this.destLaunched = true;
     this.resumed = true;
+  }
+
+  /** resume(): the state a previous Ferry saved, the destination's monitor, the storage copy if one runs. */
+  async adopt(state: MigrationState, phase: MigrationPhase): Promise<void> {
+    this.restoreState(state);
     this.probeLink();
     const dest = this.dest!;
     dest.qmp = await openVmQmp(dest.transport, dest.files).catch(log.dropped(`opening the destination's monitor on ${this.plan.to}`));
@@ -836,12 +841,7 @@ class QmpMigration implements DriverMigration {
    * destination, if any, is torn down). Reported so that the run ends it as usual.
    */
   async adoptGone(state: MigrationState): Promise<void> {
-    this.sourceWasRunning = state.sourceWasRunning;
-    this.stoppedByControl = state.stoppedByControl;
-    this.destAddress = state.destAddress;
-    this.incomingUri = state.incomingUri;
-    this.destLaunched = true;
-    this.resumed = true;
+    this.restoreState(state);
     this.sourceGone = true;
     this.describe();
     const dest = this.dest!;
