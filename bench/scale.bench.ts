@@ -16,6 +16,7 @@
  * migration sources boot, fill a 4 MiB working set, and are paused before migrating under a
  * 100 kB/s cap (each runs ~40 s at 10 Hz, as long as the window needs). `SCALE_RUNNING=1` keeps
  * the 8 sources running (dirtying 1 MiB/s), for machines with cores to spare.
+ * `SCALE_CPU_PROF=DIR` writes a V8 CPU profile of the console process into DIR.
  * Last line: one JSON object. Targets: CPU <= 5 % of one core, RSS <= 200 MB, sample to screen p95 <= 150 ms.
  */
 import { spawn } from 'node:child_process';
@@ -95,7 +96,9 @@ try {
   }
   console.log(`${launches.length} VMs on ${HOSTS} hosts up in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 
-  child = spawn(process.execPath, ['--import', 'tsx', 'bench/scale/console.ts'], { env: { ...process.env, SCALE_HOSTS: path.join(root, 'hosts.json'), SCALE_CONFIG: configDir, SCALE_STATIC: staticDir }, stdio: ['pipe', 'pipe', 'pipe'] });
+  // SCALE_CPU_PROF=DIR: a V8 CPU profile of the console process, written there when it quits.
+  const prof = process.env.SCALE_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.SCALE_CPU_PROF)}`] : [];
+  child = spawn(process.execPath, [...prof, '--import', 'tsx', 'bench/scale/console.ts'], { env: { ...process.env, SCALE_HOSTS: path.join(root, 'hosts.json'), SCALE_CONFIG: configDir, SCALE_STATIC: staticDir }, stdio: ['pipe', 'pipe', 'pipe'] });
   const lines = createInterface({ input: child.stdout });
   lines.on('line', (l) => {
     if (/^(FAILED|NOTE)/.test(l)) console.log(`console: ${l}`);

@@ -11,7 +11,7 @@ import { FerryException, toFerryError } from '../../shared/errors';
 import type { FerryError } from '../../shared/errors';
 import { err, ok } from '../../shared/result';
 import type { Result } from '../../shared/result';
-import type { HostConfig, HostConnectionState } from '../../shared/model/host';
+import type { HostConfig, HostConnectionState, QemuInstall } from '../../shared/model/host';
 import { HostRegistry, defaultConfigDir } from './hosts/host-registry';
 import { VmStateCache } from './hosts/vm-discovery';
 import { CleanupLedger } from './hosts/cleanup-ledger';
@@ -42,7 +42,7 @@ import { GuestConsole } from './lab/demo-guest';
 import { configureLog, logFile, rootLog } from './log';
 import { diagnosticsText } from './diagnostics';
 import { detectAccel, vmFiles } from './hosts/vm-launcher';
-import { probeQemu, qemuOf, qemuVersionOf } from './hosts/qemu-install';
+import { parseQemuVersion, probeQemu, qemuOf, qemuVersionLine } from './hosts/qemu-install';
 import { optionalFeatures } from './qmp/qmp-schema';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
@@ -94,6 +94,14 @@ type Handlers = { [C in InvokeChannel]: (req: never) => Promise<InvokeResponse<C
 
 /** How long a preflight shown in the plan dialog counts as the one a migration started from. */
 const PREFLIGHT_KEPT_MS = 10 * 60_000;
+/** How long a host's software facts (QEMU, KVM, libvirt) and its available memory are kept (see factsOf). */
+const SOFTWARE_FACTS_MS = 60_000;
+const MEMORY_FACT_MS = 10_000;
+
+function pickSoftwareFacts(f: NonNullable<HostInfo['facts']>): NonNullable<HostInfo['facts']> {
+  const { qemuVersion, qemuFeatures, kvm, libvirtVersion } = f;
+  return { ...(qemuVersion !== undefined ? { qemuVersion } : {}), ...(qemuFeatures ? { qemuFeatures } : {}), ...(kvm !== undefined ? { kvm } : {}), ...(libvirtVersion ? { libvirtVersion } : {}) };
+}
 const preflightKey = (p: MigrationPlan) => `${p.vm}\n${p.from}\n${p.to}`;
 
 export class ConsoleService {
@@ -232,7 +240,7 @@ export class ConsoleService {
         configDir: this.configDir,
         hosts: hosts.map((h) => {
           const rt = this.runtimes.get(h.id);
-          const facts = this.factCache.get(h.id)?.facts;
+          const facts = this.factCache.get(h.id)?.facts; // the last facts read, whatever their age
           return {
             id: h.id, label: rt?.transport.label ?? (h.transport.kind === 'local' ? 'local' : h.transport.ssh.host), state: h.transport.kind === 'local' ? 'connected' : (rt?.state ?? 'disconnected'),
             ...(rt?.lastError ? { lastError: `${rt.lastError.message} [${rt.lastError.code}]` } : {}),
@@ -554,32 +562,60 @@ export class ConsoleService {
   /** QMP run states of listed VMs (cleared when a migration changes one). */
   private readonly vmStates = new VmStateCache();
   private readonly vmListings = new Map<string, Promise<InvokeResponse<'vms:list'>>>();
-  private readonly factCache = new Map<string, { at: number; facts: NonNullable<HostInfo['facts']> }>();
+  /** Per host: its facts, when its software was last read (`softwareAt`) and when its memory was (`at`). */
+  private readonly factCache = new Map<string, { binary: string; at: number; softwareAt: number; facts: NonNullable<HostInfo['facts']> }>();
 
   /**
-   * QEMU version and newer features (its schema), available memory and KVM, cached for 10 s
-   * (the board refreshes often). A fact the host could not be asked for (busy, dropped) is
-   * never guessed: the last known one stays, and `unavailable` says why the rest is missing.
+   * QEMU version and newer features (its schema), KVM and libvirt's version, kept for a
+   * minute: software changes when someone installs it, not between two board refreshes, and
+   * asking spawns processes (each a fork of this whole process on a local host: with 20
+   * hosts refreshed every 5 s that was most of the console's idle CPU). Available memory,
+   * which moves as VMs start and stop, is read again after 10 s. A fact the host could not be
+   * asked for (busy, dropped) is never guessed: the last known one stays, `unavailable` says
+   * why the rest is missing, and nothing is kept, so the next refresh asks again.
    */
   private async factsOf(host: HostConfig): Promise<NonNullable<HostInfo['facts']>> {
-    const key = `${host.id}\n${host.qemu?.binary ?? ''}`;
-    const hit = this.factCache.get(key);
-    if (hit && Date.now() - hit.at < 10_000) return hit.facts;
-    const t = await this.transportOf(host.id);
     const qemu = qemuOf(host);
+    const hit = this.factCache.get(host.id);
+    const known = hit?.binary === qemu.binary ? hit : undefined;
+    const now = Date.now();
+    if (known && now - known.at < MEMORY_FACT_MS) return known.facts;
+    const t = await this.transportOf(host.id);
+    const failures: string[] = [];
+    const softwareFresh = known !== undefined && now - known.softwareAt < SOFTWARE_FACTS_MS;
+    const [software, mem] = await Promise.all([
+      softwareFresh ? pickSoftwareFacts(known.facts) : this.softwareFactsOf(host, t, qemu, known?.facts, failures),
+      t.readFile('/proc/meminfo').then((b) => b.toString(), (e: unknown) => {
+        failures.push(toFerryError(e).message);
+        return undefined;
+      }),
+    ]);
+    const facts: NonNullable<HostInfo['facts']> = { qemuBinary: qemu.binary, ...software };
+    const avail = mem === undefined ? undefined : /MemAvailable:\s+(\d+)/.exec(mem)?.[1];
+    if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
+    else if (mem === undefined && known?.facts.memAvailableMiB !== undefined) facts.memAvailableMiB = known.facts.memAvailableMiB;
+    if (failures.length) {
+      facts.unavailable = failures[0]!;
+      hostLog.warn(`${host.id}: facts not read: ${[...new Set(failures)].join('; ')}`);
+      return facts; // not kept: asked again on the next refresh
+    }
+    this.factCache.set(host.id, { binary: qemu.binary, at: now, softwareAt: softwareFresh ? known.softwareAt : now, facts });
+    return facts;
+  }
+
+  /** What runs on the host: QEMU's version and features, KVM, libvirt's version. A fact it could not be asked for keeps its last known value and adds to `failures`. */
+  private async softwareFactsOf(host: HostConfig, t: HostTransport, qemu: QemuInstall, known: NonNullable<HostInfo['facts']> | undefined, failures: string[]): Promise<NonNullable<HostInfo['facts']>> {
     const qemuFacts = async () => {
-      const version = await qemuVersionOf(t, qemu); // throws when the host could not be asked
-      if (!version) return undefined;
-      const probe = await probeQemu(t, qemu).catch((e: unknown) => {
+      const line = await qemuVersionLine(t, qemu); // throws when the host could not be asked
+      if (!parseQemuVersion(line)) return undefined;
+      const probe = await probeQemu(t, qemu, line).catch((e: unknown) => {
         hostLog.warn(`${host.id}: ${toFerryError(e).message}`, { host: host.id });
         return undefined;
       });
-      return { version: probe?.version ?? version.join('.'), features: probe ? optionalFeatures(probe.features) : undefined };
+      return { version: probe?.version ?? parseQemuVersion(line)!.join('.'), features: probe ? optionalFeatures(probe.features) : undefined };
     };
-    const [v, mem, kvm] = await Promise.allSettled([qemuFacts(), t.readFile('/proc/meminfo'), detectAccel(t)]);
-    const facts: NonNullable<HostInfo['facts']> = { qemuBinary: qemu.binary };
-    const failures: string[] = [];
-    const known = hit?.facts;
+    const [v, kvm] = await Promise.allSettled([qemuFacts(), detectAccel(t)]);
+    const facts: NonNullable<HostInfo['facts']> = {};
     if (v.status === 'fulfilled') {
       if (v.value) facts.qemuVersion = v.value.version;
       if (v.value?.features) facts.qemuFeatures = v.value.features;
@@ -588,28 +624,16 @@ export class ConsoleService {
       if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
       if (known?.qemuFeatures) facts.qemuFeatures = known.qemuFeatures;
     }
-    if (host.libvirt) {
-      const lv = await this.libvirt.get(host, t).then((c) => c.run(['version', '--daemon'])).then(parseVersion).catch(hostLog.dropped(`libvirt's version on ${host.id}`, 'debug'));
-      const version = lv?.daemon ?? lv?.library;
-      if (version) facts.libvirtVersion = version;
-    }
-    const avail = mem.status === 'fulfilled' ? /MemAvailable:\s+(\d+)/.exec(mem.value.toString())?.[1] : undefined;
-    if (avail) facts.memAvailableMiB = Math.round(Number(avail) / 1024);
-    else if (mem.status === 'rejected') {
-      failures.push(toFerryError(mem.reason).message);
-      if (known?.memAvailableMiB !== undefined) facts.memAvailableMiB = known.memAvailableMiB;
-    }
     if (kvm.status === 'fulfilled') facts.kvm = kvm.value === 'kvm';
     else {
       failures.push(toFerryError(kvm.reason).message);
       if (known?.kvm !== undefined) facts.kvm = known.kvm;
     }
-    if (failures.length) {
-      facts.unavailable = failures[0]!;
-      hostLog.warn(`${host.id}: facts not read: ${[...new Set(failures)].join('; ')}`);
-      return facts; // not cached: asked again on the next refresh
+    if (host.libvirt) {
+      const lv = await this.libvirt.get(host, t).then((c) => c.run(['version', '--daemon'])).then(parseVersion).catch(hostLog.dropped(`libvirt's version on ${host.id}`, 'debug'));
+      const version = lv?.daemon ?? lv?.library;
+      if (version) facts.libvirtVersion = version;
     }
-    this.factCache.set(key, { at: Date.now(), facts });
     return facts;
   }
 

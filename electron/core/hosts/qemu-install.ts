@@ -52,7 +52,8 @@ export const compareVersions = (a: readonly number[], b: readonly number[]) => a
  * The QEMU's version line (`QEMU emulator version 10.0.2 (Debian …)`), or undefined when it
  * does not run there. A host that could not be asked (busy, disconnected) is an error, never "no QEMU".
  */
-async function versionLine(transport: HostTransport, q: QemuInstall): Promise<string | undefined> {
+/** The first line `BINARY --version` prints on the host, or undefined when it has no such QEMU that runs. */
+export async function qemuVersionLine(transport: HostTransport, q: QemuInstall): Promise<string | undefined> {
   const r = await transport.exec([q.binary, '--version'], { timeoutMs: 10_000 }).catch((e: unknown) => {
     if (isFerryException(e) && e.code === 'EXEC_FAILED' && e.details?.errno === 'ENOENT') return undefined; // local: not installed
     throw e;
@@ -62,7 +63,7 @@ async function versionLine(transport: HostTransport, q: QemuInstall): Promise<st
 
 /** The host's QEMU version as [major, minor, micro], or undefined when it has none that runs. */
 export async function qemuVersionOf(transport: HostTransport, q: QemuInstall = { binary: DEFAULT_QEMU_BINARY }): Promise<QemuVersion | undefined> {
-  return parseQemuVersion(await versionLine(transport, q));
+  return parseQemuVersion(await qemuVersionLine(transport, q));
 }
 
 export interface MachineType {
@@ -88,8 +89,9 @@ const probes = new Map<string, Promise<QemuProbe>>();
  * Version, machine types and migration surface of a host's QEMU (cached per host, binary
  * and version line). Throws NOT_FOUND when the binary does not run there.
  */
-export async function probeQemu(transport: HostTransport, q: QemuInstall = { binary: DEFAULT_QEMU_BINARY }): Promise<QemuProbe> {
-  const line = await versionLine(transport, q);
+export async function probeQemu(transport: HostTransport, q: QemuInstall = { binary: DEFAULT_QEMU_BINARY }, knownVersionLine?: string): Promise<QemuProbe> {
+  // A caller that has just read the version line passes it: one process fewer on the host.
+  const line = knownVersionLine ?? await qemuVersionLine(transport, q);
   if (!line) throw new FerryException('NOT_FOUND', `${q.binary} does not run on ${transport.label}`, { binary: q.binary });
   const key = `${transport.label}\n${q.binary}\n${q.dataDir ?? ''}\n${line}`;
   let p = probes.get(key);

@@ -55,17 +55,65 @@ export function vcpusFromArgv(argv: readonly string[]): number | undefined {
 /**
  * One shell pass over the runtime dir: for each `<dir>/<name>/argv.json`, the name, the pid
  * in its pid file, that process's state letter, and the record itself on one line (JSON
- * strings never hold a raw newline, so dropping the pretty-printer's newlines is safe).
+ * strings never hold a raw newline, so dropping the pretty-printer's newlines is safe). Only
+ * shell builtins but the one `tr` per VM: the board lists every few seconds, and a host with
+ * 50 VMs should not fork 200 processes each time.
  */
 const LIST_SCRIPT = [
   'for f in "$1"/*/argv.json; do',
   '  [ -f "$f" ] || continue',
-  '  d=${f%/argv.json}; n=${d##*/}',
-  '  pid=$(cat "$d/pid" 2>/dev/null); st=-',
-  '  case "$pid" in ""|*[!0-9]*) pid=-;; *) [ -r "/proc/$pid/stat" ] && st=$(sed "s/.*) //" "/proc/$pid/stat" | cut -c1);; esac',
+  '  d=${f%/argv.json}; n=${d##*/}; pid=; st=-',
+  '  [ -r "$d/pid" ] && { read -r pid < "$d/pid" || :; }',
+  '  case "$pid" in',
+  '    ""|*[!0-9]*) pid=-;;',
+  '    *) if [ -r "/proc/$pid/stat" ] && read -r s < "/proc/$pid/stat"; then s=${s##*) }; st=${s%"${s#?}"}; fi;;',
+  '  esac',
   '  printf "%s\\t%s\\t%s\\t" "$n" "$pid" "$st"; tr -d "\\n" < "$f"; printf "\\n"',
   'done; true',
 ].join('\n');
+
+/** The runtime dir's rows (name, pid, state letter, record; tab-separated) as LIST_SCRIPT prints them, by one shell on the host. */
+export async function runtimeRowsByShell(transport: HostTransport, runtimeDir: string): Promise<string[]> {
+  const found = await transport.exec(['sh', '-c', LIST_SCRIPT, 'ferry-list', runtimeDir], { timeoutMs: 10_000 });
+  if (found.code !== 0) throw new FerryException('EXEC_FAILED', `${transport.label}: cannot list ${runtimeDir}: ${found.stderr.trim() || `exit ${found.code}`}`);
+  return found.stdout.split('\n').filter(Boolean).sort();
+}
+
+/**
+ * The same rows read as files, with no process: on this machine a spawn forks the whole
+ * console (milliseconds each), and 20 local hosts listed every 5 s made that most of its
+ * idle CPU. A transport without `readDir` gets the shell.
+ */
+export async function runtimeRowsByFiles(transport: HostTransport & Required<Pick<HostTransport, 'readDir'>>, runtimeDir: string): Promise<string[]> {
+  const text = (p: string) => transport.readFile(p).then((b) => b.toString('utf8'), (e: unknown) => {
+    if (e instanceof FerryException && e.code === 'NOT_FOUND') return undefined;
+    throw e;
+  });
+  let names: string[];
+  try {
+    names = await transport.readDir(runtimeDir);
+  } catch (e) {
+    if (e instanceof FerryException && e.code === 'NOT_FOUND') return []; // no runtime dir yet: no VMs (the shell's glob matches nothing)
+    throw e;
+  }
+  const rows = await Promise.all(names.filter((n) => !n.startsWith('.')).map(async (n) => {
+    const d = `${runtimeDir.replace(/\/+$/, '')}/${n}`;
+    const record = await text(`${d}/argv.json`).catch((e: unknown) => {
+      if (e instanceof FerryException && /^(EISDIR|ENOTDIR)$/.test(String(e.details?.errno))) return undefined; // not a VM directory, or its argv.json not a file: the shell skips it too
+      throw e;
+    });
+    if (record === undefined) return undefined;
+    const first = ((await text(`${d}/pid`).catch(() => undefined)) ?? '').split('\n')[0]!.trim(); // unreadable: as absent, like `[ -r ]`
+    const pid = /^\d+$/.test(first) ? first : '-';
+    let st = '-';
+    if (pid !== '-') {
+      const stat = await text(`/proc/${pid}/stat`).catch(() => undefined); // gone meanwhile: no state, as in the shell
+      if (stat) st = stat.slice(stat.lastIndexOf(') ') + 2, stat.lastIndexOf(') ') + 3) || '-';
+    }
+    return `${n}\t${pid}\t${st}\t${record.replace(/\n/g, '')}`;
+  }));
+  return rows.filter((r): r is string => r !== undefined).sort();
+}
 
 /**
  * QEMU run states learned over QMP, kept for a while: the board refreshes every few seconds
@@ -113,9 +161,7 @@ const noCache = { get: (t: HostTransport, sockets: string[]) => runStateVia(t, s
 
 export async function listVms(host: HostConfig, transport: HostTransport, cache: Pick<VmStateCache, 'get' | 'socketFacts'> = noCache): Promise<VmInfo[]> {
   const runtimeDir = runtimeDirOf(host);
-  const found = await transport.exec(['sh', '-c', LIST_SCRIPT, 'ferry-list', runtimeDir], { timeoutMs: 10_000 });
-  if (found.code !== 0) throw new FerryException('EXEC_FAILED', `${transport.label}: cannot list ${runtimeDir}: ${found.stderr.trim() || `exit ${found.code}`}`);
-  const rows = found.stdout.split('\n').filter(Boolean).sort();
+  const rows = transport.readDir ? await runtimeRowsByFiles(transport as Parameters<typeof runtimeRowsByFiles>[0], runtimeDir) : await runtimeRowsByShell(transport, runtimeDir);
   const managed = await Promise.all(rows.map(async (row): Promise<VmInfo | undefined> => {
     const [name = '', pidText = '-', stateLetter = '-', ...rest] = row.split('\t');
     let files;

@@ -60,6 +60,12 @@ export interface HostTransport {
   /** A byte stream to a TCP port, connected from the host's point of view. */
   openTcp(host: string, port: number): Promise<Duplex>;
   readFile(path: string): Promise<Buffer>;
+  /**
+   * The names in a directory, where reading them costs no process (this machine): callers
+   * that would otherwise run a shell script per call (the board's VM listing) use it when
+   * present. Throws NOT_FOUND when there is no such directory.
+   */
+  readDir?(path: string): Promise<string[]>;
   /** Writes atomically where the host allows it (temp file + rename). */
   writeFile(path: string, data: string | Uint8Array, mode?: number): Promise<void>;
   onStateChange(listener: (change: TransportStateChange) => void): () => void;

@@ -114,6 +114,14 @@ export class LocalTransport implements HostTransport {
     }
   }
 
+  async readDir(dirPath: string): Promise<string[]> {
+    try {
+      return await fs.readdir(dirPath);
+    } catch (e) {
+      throw ioError('read', dirPath, e);
+    }
+  }
+
   async writeFile(filePath: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
     await writeFileAtomic(filePath, data, mode);
   }
@@ -246,6 +254,10 @@ export class MountNsTransport extends LocalTransport {
 
   override readFile(filePath: string): Promise<Buffer> {
     return super.readFile(this.rooted(filePath));
+  }
+
+  override readDir(dirPath: string): Promise<string[]> {
+    return super.readDir(this.rooted(dirPath));
   }
 
   override writeFile(filePath: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
