@@ -53,20 +53,28 @@ export interface ProjectionInput {
   switchoverBandwidth?: number;
 }
 
+/**
+ * Exponentially weighted mean with a time constant, fed one (t, value) point at a time. The
+ * estimators below run on every sample of every migration over the last minute of samples:
+ * folding as they go, they allocate nothing per sample.
+ */
+class Ewma {
+  value: number | undefined;
+  private lastT: number | undefined;
+  constructor(private readonly tauMs: number) {}
+
+  add(t: number, v: number): void {
+    if (this.value === undefined || this.lastT === undefined) this.value = v;
+    else this.value += (1 - Math.exp(-Math.max(0, t - this.lastT) / this.tauMs)) * (v - this.value);
+    this.lastT = t;
+  }
+}
+
 /** Exponentially weighted mean with a time constant, over (t, value) points. */
 export function ewma(points: { t: number; v: number }[], tauMs = 1500): number | undefined {
-  let acc: number | undefined;
-  let lastT: number | undefined;
-  for (const p of points) {
-    if (acc === undefined || lastT === undefined) {
-      acc = p.v;
-    } else {
-      const a = 1 - Math.exp(-Math.max(0, p.t - lastT) / tauMs);
-      acc = acc + a * (p.v - acc);
-    }
-    lastT = p.t;
-  }
-  return acc;
+  const e = new Ewma(tauMs);
+  for (const p of points) e.add(p.t, p.v);
+  return e.value;
 }
 
 /**
@@ -100,12 +108,12 @@ export function transferRateOf(samples: readonly MigrationSample[], windowMs = 1
   return ewma(pts, 1000);
 }
 
+/** Older points weigh less than e^-10 in a mean with this time constant: a dirty rate last reported longer ago than this is gone. */
+const DIRTY_TAU_MS = 2000;
+const DIRTY_HORIZON_MS = 10 * DIRTY_TAU_MS;
+
 export function dirtyRateOf(samples: readonly MigrationSample[]): number | undefined {
-  const pts = samples.filter((s) => s.dirtyRate !== undefined && s.dirtyRate > 0).map((s) => ({ t: s.t, v: s.dirtyRate! }));
-  if (pts.length > 0) return ewma(pts, 2000);
-  // QEMU reports dirty-pages-rate only after ~1 s: until then, the guest's own figure.
-  const g = samples.filter((s) => s.guest && s.guest.side === 'source').map((s) => ({ t: s.t, v: s.guest!.achievedBytesPerS }));
-  return g.length > 0 ? ewma(g, 2000) : samples.some((s) => s.dirtyRate === 0) ? 0 : undefined;
+  return SampleDigest.of(samples).dirtyRate();
 }
 
 /**
@@ -121,15 +129,17 @@ export function learnFinalCopyRate(downtimeBytes: number | undefined, downtimeMs
 export function remainingDropRate(samples: readonly MigrationSample[], windowMs = 2000): number | undefined {
   const last = samples.at(-1);
   if (!last) return undefined;
-  const pts: { t: number; v: number }[] = [];
-  for (let i = 1; i < samples.length; i++) {
+  const e = new Ewma(800);
+  let i = samples.length - 1;
+  while (i > 1 && samples[i - 1]!.t >= last.t - windowMs) i--; // the window's first sample
+  for (i = Math.max(1, i); i < samples.length; i++) {
     const a = samples[i - 1]!;
     const b = samples[i]!;
     if (b.t < last.t - windowMs || a.pass !== b.pass || b.phase !== 'precopy' || a.remainingBytes === undefined || b.remainingBytes === undefined || b.t <= a.t) continue;
     const drop = ((a.remainingBytes - b.remainingBytes) * 1000) / (b.t - a.t);
-    if (drop > 0) pts.push({ t: b.t, v: drop });
+    if (drop > 0) e.add(b.t, drop);
   }
-  return pts.length ? ewma(pts, 800) : undefined;
+  return e.value;
 }
 
 /**
@@ -145,29 +155,99 @@ export const DEFAULT_ZERO_SCAN_RATE = 2e9;
  * where QEMU mostly found zero pages (duplicate pages rising, normal pages nearly still).
  */
 export function zeroScanRate(samples: readonly MigrationSample[]): number | undefined {
-  const pts: { t: number; v: number }[] = [];
-  for (let i = 1; i < samples.length; i++) {
-    const a = samples[i - 1]!;
-    const b = samples[i]!;
-    if (a.duplicatePages === undefined || b.duplicatePages === undefined || a.normalPages === undefined || b.normalPages === undefined || !b.pageSize || b.t <= a.t) continue;
-    const dup = b.duplicatePages - a.duplicatePages;
-    const normal = b.normalPages - a.normalPages;
-    if (dup > 4 * Math.max(1, normal) && dup * b.pageSize > 1_000_000) pts.push({ t: b.t, v: (dup * b.pageSize * 1000) / (b.t - a.t) });
-  }
-  return pts.length ? ewma(pts, 2000) : undefined;
+  return SampleDigest.of(samples).zeroScanRate();
 }
 
 /** The dirty set at the start of each pass after the first (remaining when the pass count ticks). */
 export function passSizes(samples: readonly MigrationSample[]): number[] {
-  const out: number[] = [];
-  for (let i = 1; i < samples.length; i++) {
-    const a = samples[i - 1]!;
-    const b = samples[i]!;
+  return SampleDigest.of(samples).passSizes();
+}
+
+/**
+ * What project() needs from a migration's whole history, folded in one sample at a time: a
+ * migration sampled at 10 Hz would otherwise have every estimator walk its last minute of
+ * samples again on every sample (with 8 migrations, most of the console's CPU). The
+ * estimators that look back only a second or two (transfer rate, remaining's fall) read the
+ * newest samples themselves. `SampleDigest.of(samples)` folds an array in one go.
+ */
+export class SampleDigest {
+  private prev: MigrationSample | undefined;
+  /** The newest sample QEMU filled RAM figures in (a final status sample may carry none). */
+  lastWithRemaining: MigrationSample | undefined;
+  private readonly dirtyQemu = new Ewma(DIRTY_TAU_MS);
+  // QEMU reports dirty-pages-rate only after ~1 s: until then, the guest's own figure.
+  private readonly dirtyGuest = new Ewma(DIRTY_TAU_MS);
+  private lastT = -Infinity;
+  private dirtyQemuAt = -Infinity;
+  private dirtyGuestAt = -Infinity;
+  private dirtyZeroAt = -Infinity;
+  private readonly zeroScan = new Ewma(2000);
+  private readonly passes: number[] = [];
+  /** The smallest pass size but the newest two (kept as passes are added: a long end game has thousands). */
+  private minEarlierPass = Infinity;
+  private pass: number | undefined;
+  private passStartT: number | undefined;
+
+  static of(samples: readonly MigrationSample[]): SampleDigest {
+    const d = new SampleDigest();
+    for (const x of samples) d.push(x);
+    return d;
+  }
+
+  push(b: MigrationSample): void {
+    const a = this.prev;
+    this.prev = b;
+    this.lastT = b.t;
+    if (b.remainingBytes !== undefined) this.lastWithRemaining = b;
+    if (b.dirtyRate !== undefined && b.dirtyRate > 0) {
+      this.dirtyQemu.add(b.t, b.dirtyRate);
+      this.dirtyQemuAt = b.t;
+    } else if (b.dirtyRate === 0) this.dirtyZeroAt = b.t;
+    if (b.guest && b.guest.side === 'source') {
+      this.dirtyGuest.add(b.t, b.guest.achievedBytesPerS);
+      this.dirtyGuestAt = b.t;
+    }
+    if (b.pass !== this.pass) {
+      this.pass = b.pass;
+      this.passStartT = b.t;
+    }
+    if (!a) return;
+    if (a.duplicatePages !== undefined && b.duplicatePages !== undefined && a.normalPages !== undefined && b.normalPages !== undefined && b.pageSize && b.t > a.t) {
+      const dup = b.duplicatePages - a.duplicatePages;
+      const normal = b.normalPages - a.normalPages;
+      if (dup > 4 * Math.max(1, normal) && dup * b.pageSize > 1_000_000) this.zeroScan.add(b.t, (dup * b.pageSize * 1000) / (b.t - a.t));
+    }
     if (b.pass !== undefined && a.pass !== undefined && b.pass > a.pass && b.pass >= 2 && b.remainingBytes !== undefined && b.phase === 'precopy') {
-      out.push(b.remainingBytes);
+      this.passes.push(b.remainingBytes);
+      if (this.passes.length >= 3) this.minEarlierPass = Math.min(this.minEarlierPass, this.passes[this.passes.length - 3]!);
     }
   }
-  return out;
+
+  /** Distinct bytes dirtied per second: QEMU's figure, else the guest's, smoothed; 0 when QEMU says 0; none reported for DIRTY_HORIZON_MS is none. */
+  dirtyRate(): number | undefined {
+    const since = this.lastT - DIRTY_HORIZON_MS;
+    if (this.dirtyQemuAt >= since) return this.dirtyQemu.value;
+    if (this.dirtyGuestAt >= since) return this.dirtyGuest.value;
+    return this.dirtyZeroAt >= since ? 0 : undefined;
+  }
+
+  zeroScanRate(): number | undefined {
+    return this.zeroScan.value;
+  }
+
+  passSizes(): number[] {
+    return this.passes.slice();
+  }
+
+  /** How many passes have a size, the newest two, and the smallest of the others. */
+  passSummary(): { count: number; lastTwo: number[]; minEarlier: number } {
+    return { count: this.passes.length, lastTwo: this.passes.slice(-2), minEarlier: this.minEarlierPass };
+  }
+
+  /** When the pass the newest sample is in began (its first sample). */
+  passStart(pass: number | undefined): number | undefined {
+    return pass === this.pass ? this.passStartT : undefined;
+  }
 }
 
 /** QEMU checks whether to switch over once per rate-limit window when a cap binds, else every MAX_WAIT (50 ms) of sending. */
@@ -245,12 +325,12 @@ export function simulateEndgame(o: EndgameInput): EndgameResult {
   return { converges: true, finalBytes: Math.max(0, o.threshold - gain / 2), ms: (t + more * o.checkS) * 1000, passes: passes + Math.ceil(more), sentBytes: sent + more * step };
 }
 
-export function project(samples: readonly MigrationSample[], input: ProjectionInput): Projection {
+export function project(samples: readonly MigrationSample[], input: ProjectionInput, digest: SampleDigest = SampleDigest.of(samples)): Projection {
   // The last sample QEMU filled in (a final status sample may carry no RAM figures).
-  const last = [...samples].reverse().find((s) => s.remainingBytes !== undefined) ?? samples.at(-1);
+  const last = digest.lastWithRemaining ?? samples.at(-1);
   if (!last) return { verdict: 'unknown' };
   const overhead = input.switchoverOverheadMs ?? 3;
-  const dirty = dirtyRateOf(samples);
+  const dirty = digest.dirtyRate();
   // QEMU never sends faster than its cap (a few % over within one of its windows).
   const measured = transferRateOf(samples);
   const xfer = measured !== undefined && input.maxBandwidth !== undefined ? Math.min(measured, input.maxBandwidth * 1.03) : measured;
@@ -278,7 +358,7 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
   }
   if (dirty === undefined || !xfer || remaining === undefined) return out;
   const finalRate = final ?? xfer;
-  const zeroRate = zeroScanRate(samples) ?? DEFAULT_ZERO_SCAN_RATE;
+  const zeroRate = digest.zeroScanRate() ?? DEFAULT_ZERO_SCAN_RATE;
   const downtimeFor = (bytes: number, zeroBytes = 0) => (bytes * 1000) / finalRate + (zeroBytes * 1000) / zeroRate + overhead;
   // What QEMU sends real pages at: the cap where the link carries more (the measured rate
   // dips below it while zero pages go by, which cost a scan, not bandwidth), else what it gets.
@@ -292,7 +372,7 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
   const checkS = capped ? CAPPED_CHECK_S : UNCAPPED_CHECK_S;
   const inBulk = (last.pass ?? 1) <= 1;
   const bound = input.touchedBytes;
-  const passStart = samples.find((x) => x.pass === last.pass)?.t ?? last.t;
+  const passStart = digest.passStart(last.pass) ?? samples.find((x) => x.pass === last.pass)?.t ?? last.t;
   // The dirty set the iterative passes start from, and the time until then.
   let endgame: EndgameInput;
   let leadMs = 0;
@@ -331,8 +411,8 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
   }
   // Rates can mislead when the working set saturates (QEMU counts distinct pages per pass):
   // a dirty set that stays well above the threshold from pass to pass is the other sign of "never".
-  const excess = passSizes(samples).map((x) => x - threshold);
-  const stuck = excess.length >= 3 && Math.min(...excess.slice(-2)) > Math.max(sendRate * checkS, 0.95 * Math.min(...excess.slice(0, -2)));
+  const ps = digest.passSummary();
+  const stuck = ps.count >= 3 && Math.min(...ps.lastTwo) - threshold > Math.max(sendRate * checkS, 0.95 * (ps.minEarlier - threshold));
   const sim = stuck ? undefined : simulateEndgame(endgame);
   if (!sim || !sim.converges) {
     out.verdict = 'never';

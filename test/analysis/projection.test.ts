@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseTimeline } from '../../shared/model/timeline';
-import { DEFAULT_ZERO_SCAN_RATE, ewma, transferRateOf, fitSwitchover, learnFinalCopyRate, project, simulateEndgame, switchoverModel, zeroScanRate } from '../../shared/analysis/projection';
+import { DEFAULT_ZERO_SCAN_RATE, SampleDigest, ewma, transferRateOf, fitSwitchover, learnFinalCopyRate, project, simulateEndgame, switchoverModel, zeroScanRate } from '../../shared/analysis/projection';
 import type { MigrationSample } from '../../shared/model/migration';
 
 const fixture = (name: string) => parseTimeline(readFileSync(`test/fixtures/timelines/${name}.ferry.jsonl`, 'utf8'));
@@ -13,6 +13,59 @@ const lastPrecopy = (samples: MigrationSample[]) => {
 };
 
 describe('projection on recorded lab migrations', () => {
+  it('the digest a running migration folds samples into agrees with the estimators written out over the whole history', () => {
+    // Written out the plain way, over arrays: what each estimator means.
+    const ref = (xs: MigrationSample[]) => {
+      const pts = (f: (a: MigrationSample, b: MigrationSample) => number | undefined) => {
+        const out: { t: number; v: number }[] = [];
+        for (let i = 1; i < xs.length; i++) {
+          const v = f(xs[i - 1]!, xs[i]!);
+          if (v !== undefined) out.push({ t: xs[i]!.t, v });
+        }
+        return out;
+      };
+      const recent = xs.filter((x) => x.t >= xs.at(-1)!.t - 20_000);
+      const qemu = recent.filter((x) => (x.dirtyRate ?? 0) > 0).map((x) => ({ t: x.t, v: x.dirtyRate! }));
+      const guest = recent.filter((x) => x.guest?.side === 'source').map((x) => ({ t: x.t, v: x.guest!.achievedBytesPerS }));
+      const last = xs.findLast((x) => x.remainingBytes !== undefined);
+      return {
+        dirty: qemu.length ? ewma(qemu, 2000) : guest.length ? ewma(guest, 2000) : recent.some((x) => x.dirtyRate === 0) ? 0 : undefined,
+        zero: ewma(pts((a, b) => {
+          if (a.duplicatePages === undefined || b.duplicatePages === undefined || a.normalPages === undefined || b.normalPages === undefined || !b.pageSize || b.t <= a.t) return undefined;
+          const dup = b.duplicatePages - a.duplicatePages;
+          return dup > 4 * Math.max(1, b.normalPages - a.normalPages) && dup * b.pageSize > 1e6 ? (dup * b.pageSize * 1000) / (b.t - a.t) : undefined;
+        }), 2000),
+        passes: pts((a, b) => (b.pass !== undefined && a.pass !== undefined && b.pass > a.pass && b.pass >= 2 && b.remainingBytes !== undefined && b.phase === 'precopy' ? b.remainingBytes : undefined)).map((p) => p.v),
+        last,
+        passStart: last && last === xs.at(-1) ? xs.find((x) => x.pass === last.pass)!.t : undefined,
+      };
+    };
+    let compared = 0;
+    let withPasses = 0;
+    for (const name of ['converging', 'never', 'slow', 'postcopy']) {
+      const t = fixture(name);
+      const digest = new SampleDigest();
+      for (let i = 0; i < t.samples.length; i++) {
+        digest.push(t.samples[i]!);
+        const r = ref(t.samples.slice(0, i + 1));
+        const at = `${name}, sample ${i}`;
+        if (r.dirty === undefined || r.dirty === 0) expect(digest.dirtyRate(), at).toBe(r.dirty);
+        else expect(digest.dirtyRate()! / r.dirty, at).toBeCloseTo(1, 3); // the digest's mean reaches back further: by less than e^-10
+        expect(digest.zeroScanRate(), at).toEqual(r.zero);
+        expect(digest.passSizes(), at).toEqual(r.passes);
+        const ps = digest.passSummary();
+        expect(ps.count, at).toBe(r.passes.length);
+        if (r.passes.length >= 3) expect(ps.minEarlier, at).toBe(Math.min(...r.passes.slice(0, -2)));
+        expect(digest.lastWithRemaining, at).toBe(r.last);
+        if (r.passStart !== undefined) expect(digest.passStart(r.last!.pass), at).toBe(r.passStart);
+        compared++;
+        if (r.passes.length >= 3) withPasses++;
+      }
+    }
+    expect(compared).toBeGreaterThan(100);
+    expect(withPasses).toBeGreaterThan(10);
+  });
+
   it('converging: says so, and projects few passes and an ETA that shrinks as it goes', () => {
     const t = fixture('converging');
     const plan = t.header!.plan!;

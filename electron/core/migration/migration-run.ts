@@ -22,7 +22,7 @@ import type { GuestFigures, MigrationFinal, MigrationPhase, MigrationPlan, Migra
 import { TIMELINE_FORMAT, TIMELINE_VERSION } from '../../../shared/model/timeline';
 import type { TimelineHeader, TimelineRecord } from '../../../shared/model/timeline';
 import type { PreflightResult } from '../../../shared/model/preflight';
-import { project, switchoverModel } from '../../../shared/analysis/projection';
+import { project, SampleDigest, switchoverModel } from '../../../shared/analysis/projection';
 import type { SwitchoverMemory } from './switchover-store';
 import { GuestConsole } from '../lab/demo-guest';
 import { TimelineWriter } from '../recorder/timeline-writer';
@@ -156,9 +156,6 @@ export const CONTROLS: Record<MigrationControlAction, { words: string; in: reado
   continue: { words: 'continue', in: ['setup', 'precopy', 'stop-and-copy'], otherwise: () => 'the migration is not paused before switchover' },
 };
 
-/** Samples the projection looks at (60 s at 10 Hz): enough for rates and pass sizes. */
-const PROJECTION_WINDOW = 600;
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class MigrationRun {
@@ -170,6 +167,8 @@ export class MigrationRun {
   readonly mode: 'engine' | 'attach';
   phase: MigrationPhase = 'preflight';
   readonly samples: MigrationSample[] = [];
+  /** The samples as the projection needs them, folded in as they arrive (see SampleDigest). */
+  private readonly digest = new SampleDigest();
   final: MigrationFinal | undefined;
   /** Impossible transitions the guard refused (also logged and noted in the timeline). */
   readonly refused: { from: MigrationPhase; on: Trigger; t: number }[] = [];
@@ -396,6 +395,7 @@ export class MigrationRun {
       // Restored, not a transition: the phase the previous process had reached.
       if (lastPhase?.phase) this.phase = lastPhase.phase;
       this.samples.push(...previous.samples);
+      for (const x of previous.samples) this.digest.push(x);
       this.story.push(...previous.records.filter(isStory));
     } catch (e) {
       this.log.warn(`the previous timeline is gone or unreadable, carrying on in a fresh one: ${toFerryError(e).message}`);
@@ -568,15 +568,15 @@ export class MigrationRun {
     const facts = this.dm?.facts();
     const touched = facts?.vm.touchedBytes;
     const avail = facts?.parameters?.['avail-switchover-bandwidth'];
-    // Every estimator looks back seconds, not hours: keep the per-sample work bounded.
-    return project(samples.slice(-PROJECTION_WINDOW), {
+    // What needs the whole history is folded into the digest as samples arrive; the rest looks back seconds.
+    return project(samples, {
       downtimeLimitMs: this.downtimeLimitMs,
       ...(this.maxBandwidth !== undefined ? { maxBandwidth: this.maxBandwidth } : {}),
       ...(fit.finalCopyRate !== undefined ? { finalCopyRate: fit.finalCopyRate } : {}),
       ...(fit.overheadMs !== undefined ? { switchoverOverheadMs: fit.overheadMs } : {}),
       ...(touched !== undefined ? { touchedBytes: touched } : {}),
       ...(typeof avail === 'number' && avail > 0 ? { switchoverBandwidth: avail } : {}),
-    });
+    }, this.digest);
   }
 
   private get pairKey(): string {
@@ -588,6 +588,7 @@ export class MigrationRun {
     if (ds.linkRate !== undefined) this.linkRate = ds.linkRate;
     if (this.lastGuest) sample.guest = this.lastGuest;
     this.samples.push(sample);
+    this.digest.push(sample);
     if (!TERMINAL_PHASES.includes(phase) && phase !== 'activation' && phase !== 'commitment') sample.projection = this.projectionFor(this.samples);
     this.rec({ type: 'sample', ...sample });
     for (const l of [...this.sampleListeners]) l(sample);
