@@ -57,6 +57,8 @@ test('drag a libvirt domain to the other libvirt host: preflight through libvirt
       await page.screenshot({ path: shot('libvirt-live') });
       await expect(view.getByTestId('phase')).toHaveText('completed', { timeout: 90_000 });
       await expect(view.getByTestId('downtime')).toHaveText(/\d+ ms/);
+      // the daemons' own events reach the live log as they are recorded, not only the timeline
+      await expect(view.locator('.log')).toContainText('source: job-completed', { timeout: 10_000 });
       await expect(view.locator('.pass-marker').first()).toBeAttached();
       await expect(page.getByTestId('vm-lab-b-demo').locator('.badge-libvirt')).toBeVisible({ timeout: 20_000 });
       await expect(page.getByTestId('vm-lab-a-demo')).toHaveCount(0);

@@ -10,6 +10,7 @@ import { VmInfoSchema } from './model/vm';
 import { MIGRATION_PHASES, MigrationPlanSchema } from './model/migration';
 import { PreflightResultSchema } from './model/preflight';
 import { RestoreRequestSchema, SaveRequestSchema, SavedStateEntrySchema, StateResultSchema } from './model/saved-state';
+import { LiveRecordSchema } from './model/timeline';
 import { ERROR_CODES } from './errors';
 import type { Result } from './result';
 
@@ -232,6 +233,8 @@ export const events = {
   'migration:started': MigrationSummarySchema,
   'migration:phase': z.object({ id: z.string(), phase: PhaseSchema, from: PhaseSchema, reason: z.string().optional(), t: z.number().optional() }),
   'migration:ended': z.object({ id: z.string(), final: MigrationFinalSchema }),
+  /** A hypervisor event, sampling gap, note or policy decision, as the migration's timeline records it. */
+  'migration:record': z.object({ id: z.string(), record: LiveRecordSchema }),
   /** A save or restore's query-migrate sample (the same shape as a migration's). */
   'state:sample': z.object({ id: z.string(), op: z.enum(['save', 'restore']), sample: MigrationSampleSchema }),
   'evacuation:progress': EvacuationSummarySchema,

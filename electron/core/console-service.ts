@@ -154,6 +154,7 @@ export class ConsoleService {
         this.vmStates.clear();
         this.emit('migration:phase', { id: m.id, ...p });
       });
+      m.onRecord((record) => this.emit('migration:record', { id: m.id, record }));
       m.onEnd((final) => this.emit('migration:ended', { id: m.id, final: final as EventPayload<'migration:ended'>['final'] }));
     });
   }

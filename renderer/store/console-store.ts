@@ -130,6 +130,8 @@ export interface ConsoleState {
   applyStarted(summary: MigrationSummaryPayload): void;
   applyPhase(id: string, phase: MigrationPhase, from: MigrationPhase, reason?: string, t?: number): void;
   applyEnded(id: string, final: MigrationFinal): void;
+  /** A hypervisor event, gap, note or policy decision as the timeline records it: a line in the live log. */
+  applyRecord(id: string, record: TimelineRecord): void;
 }
 
 type ControlFn = (id: string, control: MigrationControl) => Promise<FerryError | undefined>;
@@ -549,6 +551,20 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
     });
   },
 
+  applyRecord(id, record) {
+    const line = logLine(record);
+    if (!line) return;
+    set((s) => {
+      const e = s.migrations[id];
+      if (!e) return s;
+      const key = logKey(line);
+      if (e.log.some((l) => logKey(l) === key)) return s; // already have it (from the history)
+      // In time order: a late event (e.g. one the daemon reported with its own timestamp) goes where it belongs.
+      const log = [...e.log, line].sort((a, b) => a.t - b.t);
+      return { migrations: { ...s.migrations, [id]: { ...e, log } } };
+    });
+  },
+
   applyEnded(id, final) {
     const e = get().migrations[id];
     set((s) => {
@@ -575,6 +591,7 @@ export function wireEvents(): () => void {
     api.on('migration:started', (p) => st().applyStarted(p)),
     api.on('migration:phase', (p) => st().applyPhase(p.id, p.phase, p.from, p.reason, p.t)),
     api.on('migration:ended', (p) => st().applyEnded(p.id, p.final as unknown as MigrationFinal)),
+    api.on('migration:record', (p) => st().applyRecord(p.id, p.record as unknown as TimelineRecord)),
     api.on('hosts:state', () => void st().refresh()),
     api.on('evacuation:progress', (p) => st().applyEvacuation(p)),
     // The desktop shell's menu and native open dialog.

@@ -65,6 +65,20 @@ describe('console store', () => {
     expect(useConsole.getState().migrations.m1!.summary.phase).toBe('stop-and-copy');
     expect(useConsole.getState().migrations.m1!.log.at(-1)!.text).toBe('precopy → stop-and-copy');
   });
+
+  it('puts hypervisor events, gaps, notes and policy decisions in the live log, in time order, each once', () => {
+    const st = () => useConsole.getState();
+    st().applyRecord('m1', { type: 'event', t: t0 + 300, side: 'source', event: 'MIGRATION_PASS', data: { pass: 2 } });
+    st().applyRecord('m1', { type: 'policy', t: t0 + 200, policy: 'auto-postcopy', action: 'postcopy', why: 'not converging' });
+    st().applyRecord('m1', { type: 'event', t: t0 + 300, side: 'source', event: 'MIGRATION_PASS', data: { pass: 2 } }); // again, as a history would bring it
+    st().applyRecord('m1', { type: 'sample', ...sample(3) }); // not a log line
+    expect(st().migrations.m1!.log.map((l) => [l.kind, l.text])).toEqual([
+      ['policy', 'policy auto-postcopy: postcopy (not converging)'],
+      ['event', 'source: MIGRATION_PASS {"pass":2}'],
+    ]);
+    st().applyRecord('nope', { type: 'note', t: t0, text: 'a migration this console does not know' });
+    expect(st().migrations.nope).toBeUndefined();
+  });
 });
 
 describe('MigrationView', () => {

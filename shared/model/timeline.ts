@@ -145,16 +145,30 @@ const SampleSchema = z.looseObject({
   projection: z.looseObject({ verdict: z.enum(['converging', 'slow', 'never', 'unknown']) }).optional(),
 });
 
+const EventRecordSchema = z.looseObject({ type: z.literal('event'), t: num, side: Side, event: z.string(), data: z.record(z.string(), z.unknown()).optional() });
+const PolicyRecordSchema = z.looseObject({ type: z.literal('policy'), t: num, policy: z.string(), action: z.string(), why: z.string() });
+const GapRecordSchema = z.looseObject({ type: z.literal('gap'), t: num, side: Side, fromT: num, toT: num, reason: z.string() });
+const NoteRecordSchema = z.looseObject({ type: z.literal('note'), t: num, text: z.string() });
+
+/**
+ * The records a live console learns only from the timeline otherwise: the hypervisors'
+ * events, sampling gaps, notes and policy decisions (phases, samples and the end have events
+ * of their own). Sent as they are recorded, so the live log says what the timeline says.
+ */
+export const LiveRecordSchema = z.discriminatedUnion('type', [EventRecordSchema, PolicyRecordSchema, GapRecordSchema, NoteRecordSchema]);
+export const LIVE_RECORD_TYPES: ReadonlySet<string> = new Set(['event', 'policy', 'gap', 'note']);
+export type LiveRecord = Extract<TimelineRecord, { type: 'event' | 'policy' | 'gap' | 'note' }>;
+
 const RecordSchema = z.discriminatedUnion('type', [
   HeaderSchema,
   SampleSchema,
   z.looseObject({ type: z.literal('phase'), t: num, phase: Phase, from: Phase.optional(), reason: z.string().optional() }),
-  z.looseObject({ type: z.literal('event'), t: num, side: Side, event: z.string(), data: z.record(z.string(), z.unknown()).optional() }),
+  EventRecordSchema,
   z.looseObject({ type: z.literal('control'), t: num, who: z.string(), action: z.string(), args: z.record(z.string(), z.unknown()).optional(), result: z.looseObject({ ok: z.boolean(), error: z.string().optional() }) }),
-  z.looseObject({ type: z.literal('policy'), t: num, policy: z.string(), action: z.string(), why: z.string() }),
-  z.looseObject({ type: z.literal('gap'), t: num, side: Side, fromT: num, toT: num, reason: z.string() }),
+  PolicyRecordSchema,
+  GapRecordSchema,
   z.looseObject({ type: z.literal('guest'), t: num, side: Side, line: z.string() }),
-  z.looseObject({ type: z.literal('note'), t: num, text: z.string() }),
+  NoteRecordSchema,
   z.looseObject({
     type: z.literal('preflight'), t: num,
     result: z.looseObject({ ok: z.boolean(), tookMs: optNum, checks: z.array(z.looseObject({ id: z.string(), title: z.string(), status: z.enum(['pass', 'warn', 'fail']), reason: z.string(), fix: z.string().optional() })) }),

@@ -19,8 +19,8 @@ import path from 'node:path';
 import { toFerryError } from '../../../shared/errors';
 import { TERMINAL_PHASES, planAllowsPostcopy, put } from '../../../shared/model/migration';
 import type { GuestFigures, MigrationFinal, MigrationPhase, MigrationPlan, MigrationSample } from '../../../shared/model/migration';
-import { TIMELINE_FORMAT, TIMELINE_VERSION } from '../../../shared/model/timeline';
-import type { TimelineHeader, TimelineRecord } from '../../../shared/model/timeline';
+import { LIVE_RECORD_TYPES, TIMELINE_FORMAT, TIMELINE_VERSION } from '../../../shared/model/timeline';
+import type { LiveRecord, TimelineHeader, TimelineRecord } from '../../../shared/model/timeline';
 import type { PreflightResult } from '../../../shared/model/preflight';
 import { project, SampleDigest, switchoverModel } from '../../../shared/analysis/projection';
 import type { SwitchoverMemory } from './switchover-store';
@@ -181,6 +181,7 @@ export class MigrationRun {
   /** Every record but samples, guest lines and the header: the story a console joining late is told. */
   private readonly story: TimelineRecord[] = [];
   private readonly sampleListeners = new Set<Listener<MigrationSample>>();
+  private readonly recordListeners = new Set<Listener<LiveRecord>>();
   private readonly phaseListeners = new Set<Listener<PhaseChange>>();
   private readonly endListeners = new Set<Listener<MigrationFinal>>();
   private readonly openListeners = new Set<Listener<MigrationRun>>();
@@ -226,6 +227,11 @@ export class MigrationRun {
   onSample(l: Listener<MigrationSample>): () => void {
     this.sampleListeners.add(l);
     return () => this.sampleListeners.delete(l);
+  }
+  /** The records a live console shows in its log besides phases (hypervisor events, gaps, notes, policy decisions), as recorded. */
+  onRecord(l: Listener<LiveRecord>): () => void {
+    this.recordListeners.add(l);
+    return () => this.recordListeners.delete(l);
   }
   onPhase(l: Listener<PhaseChange>): () => void {
     this.phaseListeners.add(l);
@@ -440,6 +446,7 @@ export class MigrationRun {
     if (isStory(r)) this.story.push(r);
     if (this.writer) this.writer.append(r);
     else this.early.push(r);
+    if (LIVE_RECORD_TYPES.has(r.type)) for (const l of [...this.recordListeners]) l(r as LiveRecord);
   }
 
   /** The whole picture so far, from memory: summary, every sample, and the story records in order. */
