@@ -59,25 +59,25 @@ const pct = (xs: number[], p: number) => {
 };
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
-function procStat(pid: number): { cpuTicks: number; childTicks: number; rssKiB: number; hwmKiB: number } {
+function procStat(pid: number): { cpuTicks: number; sysTicks: number; childTicks: number; rssKiB: number; hwmKiB: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return {
-    cpuTicks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]),
+    cpuTicks: Number(f[11]) + Number(f[12]), sysTicks: Number(f[12]), childTicks: Number(f[13]) + Number(f[14]),
     rssKiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]), hwmKiB: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]),
   };
 }
 
-/** CPU ticks per thread name (main thread "node", libuv's pool "libuv-worker", V8's helpers, ...): where the console's CPU goes. */
+/** CPU ticks of the console's main thread (JavaScript) and of all its other threads (V8's GC and compiler, libuv's pool): where its CPU goes. */
 function threadTicks(pid: number): Map<string, number> {
   const out = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(comm, (out.get(comm) ?? 0) + Number(f[11]) + Number(f[12]));
+      const name = Number(tid) === pid ? 'main' : 'other';
+      out.set(name, (out.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
     } catch {
       // the thread ended between listing and reading: its time is in the process's total
     }
@@ -196,7 +196,8 @@ try {
     const page_ = await page.evaluate(() => (window as unknown as { __bench: { recv: { id: string; t: number; at: number }[]; draws: number[]; frames: number[]; longTasks: number[] } }).__bench);
     const cpuPct = ((b.cpuTicks - a.cpuTicks) * (1000 / TICK) * 100) / wall;
     const childPct = ((b.childTicks - a.childTicks) * (1000 / TICK) * 100) / wall;
-    return { label, wallMs: wall, threads, cpuPctOneCore: r1(cpuPct), childProcessesCpuPct: r1(childPct), rssMB: r1(b.rssKiB / 1024), peakRssMB: r1(b.hwmKiB / 1024), page: page_ };
+    const sysPct = ((b.sysTicks - a.sysTicks) * (1000 / TICK) * 100) / wall;
+    return { label, wallMs: wall, threads, cpuPctOneCore: r1(cpuPct), kernelPct: r1(sysPct), childProcessesCpuPct: r1(childPct), rssMB: r1(b.rssKiB / 1024), peakRssMB: r1(b.hwmKiB / 1024), page: page_ };
   };
 
   const idle = await measure('board, idle');
@@ -224,9 +225,9 @@ try {
   const frames = busy.page.frames;
   const out = {
     bench: 'scale', hosts: HOSTS, vms: launches.length, migrations: MIGRATIONS, sampleHz: 10, sourcesRunning: RUNNING, windowMs: WINDOW_MS,
-    idle: { cpuPctOneCore: idle.cpuPctOneCore, threadsCpuPct: idle.threads, childProcessesCpuPct: idle.childProcessesCpuPct, rssMB: idle.rssMB },
+    idle: { cpuPctOneCore: idle.cpuPctOneCore, kernelPct: idle.kernelPct, threadsCpuPct: idle.threads, childProcessesCpuPct: idle.childProcessesCpuPct, rssMB: idle.rssMB },
     migrating: {
-      cpuPctOneCore: busy.cpuPctOneCore, threadsCpuPct: busy.threads, childProcessesCpuPct: busy.childProcessesCpuPct, rssMB: busy.rssMB, peakRssMB: busy.peakRssMB,
+      cpuPctOneCore: busy.cpuPctOneCore, kernelPct: busy.kernelPct, threadsCpuPct: busy.threads, childProcessesCpuPct: busy.childProcessesCpuPct, rssMB: busy.rssMB, peakRssMB: busy.peakRssMB,
       samplesReceived: busy.page.recv.length,
       frameMs: { p50: r1(pct(frames, 50)), p95: r1(pct(frames, 95)), max: r1(Math.max(...frames)), longTasks: busy.page.longTasks.length, longestTaskMs: r1(Math.max(0, ...busy.page.longTasks)) },
       sampleToPageMs: { p50: r1(pct(wire, 50)), p95: r1(pct(wire, 95)) },

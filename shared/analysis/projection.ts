@@ -77,19 +77,22 @@ export function ewma(points: { t: number; v: number }[], tauMs = 1500): number |
   return e.value;
 }
 
+/** A sample of pre-copy or post-copy with a byte count: one the transfer rate is measured over. */
+const moving = (s: MigrationSample) => (s.phase === 'precopy' || s.phase === 'postcopy') && s.transferredBytes !== undefined;
+
 /**
  * Transfer rate during pre-copy (setup and switchover excluded): bytes over time across the
  * last `windowMs` of samples — a ratio of sums, so a sample that arrived late (a busy host, an
  * SSH hop) does not inflate it the way averaging per-interval rates would. Falls back to
  * smoothed per-interval rates while the window holds too little time.
  */
-export function transferRateOf(samples: readonly MigrationSample[], windowMs = 1500): number | undefined {
+export function transferRateOf(samples: readonly MigrationSample[], windowMs = 1500, lastMovingIndex?: number): number | undefined {
   const last = samples.at(-1);
   if (!last) return undefined;
-  const moving = (s: MigrationSample) => (s.phase === 'precopy' || s.phase === 'postcopy') && s.transferredBytes !== undefined;
-  // The run of moving samples ending at the last one, within the window.
-  let end = samples.length - 1;
-  while (end >= 0 && !moving(samples[end]!)) end--;
+  // The run of moving samples ending at the newest one (a digest knows where that is: a
+  // migration of a paused VM, all stop-and-copy, has none, and the search went back to the start).
+  let end = lastMovingIndex ?? samples.length - 1;
+  if (lastMovingIndex === undefined) while (end >= 0 && !moving(samples[end]!)) end--;
   if (end < 0) return last.transferRate;
   let start = end;
   while (start > 0 && moving(samples[start - 1]!) && samples[start - 1]!.t >= samples[end]!.t - windowMs) start--;
@@ -183,6 +186,10 @@ export class SampleDigest {
   private dirtyZeroAt = -Infinity;
   private readonly zeroScan = new Ewma(2000);
   private readonly passes: number[] = [];
+  /** Samples pushed: a digest speaks for an array of exactly this many. */
+  size = 0;
+  /** Index of the newest sample the transfer rate is measured over (-1: none yet). */
+  lastMovingIndex = -1;
   /** The smallest pass size but the newest two (kept as passes are added: a long end game has thousands). */
   private minEarlierPass = Infinity;
   private pass: number | undefined;
@@ -197,6 +204,8 @@ export class SampleDigest {
   push(b: MigrationSample): void {
     const a = this.prev;
     this.prev = b;
+    if (moving(b)) this.lastMovingIndex = this.size;
+    this.size++;
     this.lastT = b.t;
     if (b.remainingBytes !== undefined) this.lastWithRemaining = b;
     if (b.dirtyRate !== undefined && b.dirtyRate > 0) {
@@ -332,7 +341,7 @@ export function project(samples: readonly MigrationSample[], input: ProjectionIn
   const overhead = input.switchoverOverheadMs ?? 3;
   const dirty = digest.dirtyRate();
   // QEMU never sends faster than its cap (a few % over within one of its windows).
-  const measured = transferRateOf(samples);
+  const measured = transferRateOf(samples, 1500, digest.size === samples.length ? digest.lastMovingIndex : undefined);
   const xfer = measured !== undefined && input.maxBandwidth !== undefined ? Math.min(measured, input.maxBandwidth * 1.03) : measured;
   // The final copy runs uncapped over the same link, so never slower than pre-copy did: a
   // learned rate below that is stale (a slower link then, a busier host) and yields to it.

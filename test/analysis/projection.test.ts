@@ -57,6 +57,9 @@ describe('projection on recorded lab migrations', () => {
         expect(ps.count, at).toBe(r.passes.length);
         if (r.passes.length >= 3) expect(ps.minEarlier, at).toBe(Math.min(...r.passes.slice(0, -2)));
         expect(digest.lastWithRemaining, at).toBe(r.last);
+        const prefix = t.samples.slice(0, i + 1);
+        expect(digest.lastMovingIndex, at).toBe(prefix.findLastIndex((x) => (x.phase === 'precopy' || x.phase === 'postcopy') && x.transferredBytes !== undefined));
+        expect(transferRateOf(prefix, 1500, digest.lastMovingIndex), at).toBe(transferRateOf(prefix));
         if (r.passStart !== undefined) expect(digest.passStart(r.last!.pass), at).toBe(r.passStart);
         compared++;
         if (r.passes.length >= 3) withPasses++;

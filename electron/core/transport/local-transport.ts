@@ -1,6 +1,6 @@
 import { spawn as spawnChild } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
@@ -106,9 +106,16 @@ export class LocalTransport implements HostTransport {
     });
   }
 
+  /**
+   * Read at once, not through libuv's thread pool: what Ferry reads through a transport is
+   * small (/proc entries, pid files, argv and state records), and an async read costs four
+   * round trips to the pool (open, stat, read, close), each a futex wake and an event-loop
+   * wake-up. The board reads three such files per VM every few seconds; with 200 VMs that
+   * was most of the console's idle CPU.
+   */
   async readFile(filePath: string): Promise<Buffer> {
     try {
-      return await fs.readFile(filePath);
+      return readFileSync(filePath);
     } catch (e) {
       throw ioError('read', filePath, e);
     }
@@ -116,7 +123,7 @@ export class LocalTransport implements HostTransport {
 
   async readDir(dirPath: string): Promise<string[]> {
     try {
-      return await fs.readdir(dirPath);
+      return readdirSync(dirPath);
     } catch (e) {
       throw ioError('read', dirPath, e);
     }
