@@ -152,8 +152,13 @@ try {
           const at = Date.now();
           const s = String(e.data);
           if (!s.includes('"migration:sample"')) return;
-          const m = JSON.parse(s) as { payload: { id: string; sample: { t: number } } };
-          recv.push({ id: m.payload.id, t: m.payload.sample.t, at });
+          // one event, or a batch of them
+          const m = JSON.parse(s) as { channel?: string; payload?: unknown; events?: { channel: string; payload: unknown }[] };
+          for (const ev of m.events ?? [m]) {
+            if (ev.channel !== 'migration:sample') continue;
+            const p = ev.payload as { id: string; sample: { t: number } };
+            recv.push({ id: p.id, t: p.sample.t, at });
+          }
         });
       }
     } as typeof WebSocket;

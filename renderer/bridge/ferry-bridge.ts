@@ -43,12 +43,15 @@ class WebSocketBridge implements FerryApi {
       this.queue = [];
     };
     ws.onmessage = (ev) => {
-      const msg = JSON.parse(String(ev.data)) as { type: string; id?: number; result?: Result<unknown>; channel?: string; payload?: unknown };
+      const msg = JSON.parse(String(ev.data)) as { type: string; id?: number; result?: Result<unknown>; channel?: string; payload?: unknown; events?: { channel: string; payload: unknown }[] };
       if (msg.type === 'result' && typeof msg.id === 'number') {
         this.pending.get(msg.id)?.(msg.result!);
         this.pending.delete(msg.id);
       } else if (msg.type === 'event' && msg.channel) {
-        for (const l of this.listeners.get(msg.channel) ?? []) l(msg.payload);
+        this.deliver(msg.channel, msg.payload);
+      } else if (msg.type === 'events' && Array.isArray(msg.events)) {
+        // a batch (the server sends events that arrive within a few ms of one another together), in order
+        for (const e of msg.events) this.deliver(e.channel, e.payload);
       }
     };
     ws.onclose = () => {
@@ -58,6 +61,10 @@ class WebSocketBridge implements FerryApi {
       setTimeout(() => this.open(), this.retry);
       this.retry = Math.min(this.retry * 2, 10_000);
     };
+  }
+
+  private deliver(channel: string, payload: unknown): void {
+    for (const l of this.listeners.get(channel) ?? []) l(payload);
   }
 
   invoke<C extends InvokeChannel>(channel: C, request: InvokeRequest<C>): Promise<Result<InvokeResponse<C>>> {

@@ -539,14 +539,26 @@ export class MigrationRun {
 
   // ---- sampling, projection, policies ---------------------------------------------------------
 
+  /**
+   * Samples on the clock's multiples of the interval (every 100 ms at .000, .100, ...):
+   * migrations running together sample together, so their samples leave for the consoles in
+   * one message (see browser-server's batching) instead of one network write each.
+   */
   private startSampling(): void {
     if (this.timer || this.final) return;
-    this.timer = setInterval(() => void this.tick(), this.plan.sampleIntervalMs ?? 100);
-    this.timer.unref?.();
+    const every = this.plan.sampleIntervalMs ?? 100;
+    const next = () => {
+      this.timer = setTimeout(() => {
+        next();
+        void this.tick();
+      }, every - (Date.now() % every));
+      this.timer.unref?.();
+    };
+    next();
   }
 
   private stopSampling(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
 
