@@ -54,9 +54,8 @@ describe('browser server: events to the page', () => {
   });
 
   it('an event sent before a reply arrives before it', async () => {
-    let f: ReturnType<typeof fakeService> | undefined;
-    f = fakeService(async () => {
-      f!.emit('migration:sample', { n: 1 }); // e.g. a sample taken while the history was read
+    const f: ReturnType<typeof fakeService> = fakeService(async () => {
+      f.emit('migration:sample', { n: 1 }); // e.g. a sample taken while the history was read
       return { history: true };
     });
     server = await startBrowserServer(f.service, { staticDir: dir });
