@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConsoleService } from './console-service';
 import { LocalTransport } from './transport/local-transport';
+import type { HostInfo } from '../../shared/contract';
 
 describe('host facts: what the board asks a host, and how often', () => {
   const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-facts-'));
@@ -32,7 +33,7 @@ describe('host facts: what the board asks a host, and how often', () => {
     const facts = async () => {
       const r = await service.invoke('hosts:list', {});
       if (!r.ok) throw new Error(r.error.message);
-      return r.value[0]!.facts!;
+      return (r.value as HostInfo[])[0]!.facts!;
     };
     const versions = () => asked.filter((a) => / --version$/.test(a)).length;
     const memory = () => reads.filter((p) => p === '/proc/meminfo').length;
