@@ -63,8 +63,15 @@ class WebSocketBridge implements FerryApi {
     };
   }
 
+  /** To every listener of the channel; one that throws does not keep the event (or the rest of its batch) from the others. */
   private deliver(channel: string, payload: unknown): void {
-    for (const l of this.listeners.get(channel) ?? []) l(payload);
+    for (const l of this.listeners.get(channel) ?? []) {
+      try {
+        l(payload);
+      } catch (e) {
+        console.error(`ferry: a ${channel} listener failed`, e);
+      }
+    }
   }
 
   invoke<C extends InvokeChannel>(channel: C, request: InvokeRequest<C>): Promise<Result<InvokeResponse<C>>> {

@@ -8,6 +8,7 @@ import { create } from 'zustand';
 import type { HostInfo, MigrationControl, MigrationSummaryPayload } from '../../shared/contract';
 import type { VmInfo } from '../../shared/model/vm';
 import type { MigrationFinal, MigrationPhase, MigrationPlanInput, MigrationSample } from '../../shared/model/migration';
+import { TERMINAL_PHASES } from '../../shared/model/migration';
 import type { PreflightResult } from '../../shared/model/preflight';
 import type { FerryError } from '../../shared/errors';
 import type { EvacuationSummary, MigrationHistory, TimelineFile } from '../../shared/contract';
@@ -312,9 +313,13 @@ export const useConsole = create<ConsoleState>()((set, get) => ({
         const migrations = { ...s.migrations };
         const order = [...s.order];
         for (const m of migs.value) {
-          if (!migrations[m.id]) {
+          const known = migrations[m.id];
+          if (!known) {
             migrations[m.id] = emptyEntry(m);
             order.push(m.id);
+            joined.push(m.id);
+          } else if (!known.final && TERMINAL_PHASES.includes(m.phase as MigrationPhase)) {
+            // Ended, and this console missed the end (an event lost on the way): its story again.
             joined.push(m.id);
           }
         }

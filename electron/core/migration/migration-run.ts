@@ -446,7 +446,15 @@ export class MigrationRun {
     if (isStory(r)) this.story.push(r);
     if (this.writer) this.writer.append(r);
     else this.early.push(r);
-    if (LIVE_RECORD_TYPES.has(r.type)) for (const l of [...this.recordListeners]) l(r as LiveRecord);
+    if (!LIVE_RECORD_TYPES.has(r.type)) return;
+    for (const l of [...this.recordListeners]) {
+      try {
+        l(r as LiveRecord);
+      } catch (e) {
+        // a console that cannot take it must not stop the migration or its recording: logged, the timeline has it
+        this.log.warn(`a ${r.type} record was not sent to the consoles: ${toFerryError(e).message}`);
+      }
+    }
   }
 
   /** The whole picture so far, from memory: summary, every sample, and the story records in order. */
