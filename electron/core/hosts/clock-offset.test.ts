@@ -32,4 +32,20 @@ describe('measureClock', () => {
     expect(Math.abs(r.offsetMs)).toBeLessThanOrEqual(r.uncertaintyMs + 1);
     await expect(measureClock(stalling(1), { samples: 8, timeoutMs: 800 })).rejects.toThrow(/stalling: no clock reading within 800 ms/);
   });
+
+  it('a probe shell that never answers is replaced once by a fresh one, within the same time', async () => {
+    const local = new LocalTransport();
+    let shells = 0;
+    const firstDead: HostTransport = {
+      ...local,
+      label: 'first-dead',
+      spawn: () => (shells++ === 0 ? local.spawn(['sleep', '30']) : local.spawn(['sh', '-c', 'while read -r _; do date +%s.%N; done'])),
+    } as unknown as HostTransport;
+    const t0 = Date.now();
+    const r = await measureClock(firstDead, { samples: 4, timeoutMs: 2000 });
+    expect(shells).toBe(2);
+    expect(r.samples).toBe(4);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Math.abs(r.offsetMs)).toBeLessThanOrEqual(r.uncertaintyMs + 1);
+  });
 });
