@@ -13,6 +13,9 @@ import { FerryException } from '../../../shared/errors';
 import { adoptedName, globbedQmpSockets, inspectQmpSocket } from './adopted-qemu';
 import type { QmpSocketFacts } from './adopted-qemu';
 import { memoryKiBOfArgv } from './qemu-argv';
+import { rootLog } from '../log';
+
+const log = rootLog.child('vm-discovery');
 
 export { runtimeDirOf };
 
@@ -103,11 +106,11 @@ export async function runtimeRowsByFiles(transport: HostTransport & Required<Pic
       throw e;
     });
     if (record === undefined) return undefined;
-    const first = ((await text(`${d}/pid`).catch(() => undefined)) ?? '').split('\n')[0]!.trim(); // unreadable: as absent, like `[ -r ]`
+    const first = ((await text(`${d}/pid`).catch(log.dropped(`${n}'s pid file (unreadable: listed as not running, as the shell's [ -r ] does)`, 'debug'))) ?? '').split('\n')[0]!.trim();
     const pid = /^\d+$/.test(first) ? first : '-';
     let st = '-';
     if (pid !== '-') {
-      const stat = await text(`/proc/${pid}/stat`).catch(() => undefined); // gone meanwhile: no state, as in the shell
+      const stat = await text(`/proc/${pid}/stat`).catch(log.dropped(`/proc/${pid}/stat (the process went away meanwhile: no state, as in the shell)`, 'debug'));
       if (stat) st = stat.slice(stat.lastIndexOf(') ') + 2, stat.lastIndexOf(') ') + 3) || '-';
     }
     return `${n}\t${pid}\t${st}\t${record.replace(/\n/g, '')}`;
