@@ -11,7 +11,7 @@ import { MIGRATION_PHASES, MigrationPlanSchema, TERMINAL_PHASES } from '../../..
 import type { MigrationFinal, MigrationPhase } from '../../../shared/model/migration';
 import { readTimeline } from '../recorder/timeline-reader';
 import { recentLogLines } from '../log';
-import { MigrationRun, TRANSITIONS, transitionFor } from './migration-run';
+import { MigrationRun, TRANSITIONS, nextSampleSlot, transitionFor } from './migration-run';
 import type { DriverCapability, DriverContext, DriverMigration, DriverReading, HypervisorDriver, MigrationControl, MigrationControlAction } from './drivers/hypervisor-driver';
 
 const ALL_CONTROLS: MigrationControlAction[] = ['cancel', 'set-bandwidth', 'set-downtime', 'postcopy', 'stop-vm', 'pause-postcopy', 'recover', 'continue'];
@@ -133,6 +133,17 @@ describe('the transition table', () => {
   });
 });
 
+describe('the sampling clock', () => {
+  it('takes the next multiple of the interval, never the slot just taken when a timer fires a little early', () => {
+    expect(nextSampleSlot(1_000_040, 100, -Infinity)).toEqual({ slot: 10_001, delayMs: 60 });
+    // Fired at 1 000 099.6 by the monotonic clock, read as 1 000 099 by the wall clock: not 1 ms later again.
+    expect(nextSampleSlot(1_000_099, 100, 10_001)).toEqual({ slot: 10_002, delayMs: 101 });
+    expect(nextSampleSlot(1_000_100, 100, 10_001)).toEqual({ slot: 10_002, delayMs: 100 });
+    // Late by more than an interval (a busy loop): the next one due, not a burst to catch up.
+    expect(nextSampleSlot(1_000_350, 100, 10_001)).toEqual({ slot: 10_004, delayMs: 50 });
+  });
+});
+
 describe('a run', () => {
   let dir: string;
   beforeEach(() => {
@@ -163,6 +174,24 @@ describe('a run', () => {
     expect(t.header).toMatchObject({ driver: 'scripted', source: { label: 'src' }, destination: { label: 'dst' } });
     expect(t.samples.every((s) => s.phase !== 'preflight')).toBe(true);
     expect(run.summary()).toMatchObject({ driver: 'scripted', controls: ALL_CONTROLS, phase: 'completed' });
+  });
+
+  it('gives every sample a time later than the one before, even two readings in one millisecond', async () => {
+    const driver = new ScriptedDriver();
+    const run = new MigrationRun(plan(), driver, hosts, { timelineDir: dir });
+    await run.start();
+    const m = driver.last!;
+    const frozen = Date.now();
+    m.sample = async () => ({ sample: { t: frozen, status: 'active', pass: 1, remainingBytes: 1e6, totalBytes: 1e7, transferredBytes: 1e5 } });
+    m.finalSample = async (outcome) => ({ t: frozen, status: outcome, downtimeMs: 12, totalTimeMs: 900, pass: 3 });
+    m.ctx.report('precopy');
+    await until(() => run.samples.length >= 3);
+    m.ctx.report('cancelled');
+    await run.whenDone();
+    const ts = run.samples.map((x) => x.t);
+    expect(ts.length).toBeGreaterThanOrEqual(4);
+    expect(ts.every((t, i) => i === 0 || t > ts[i - 1]!)).toBe(true);
+    expect(readTimeline(run.timelineFile).samples.map((x) => x.t)).toEqual(ts);
   });
 
   it('logs and notes an impossible report, and changes nothing', async () => {

@@ -555,11 +555,14 @@ export class MigrationRun {
   private startSampling(): void {
     if (this.timer || this.final) return;
     const every = this.plan.sampleIntervalMs ?? 100;
+    let slot = -Infinity;
     const next = () => {
+      const at = nextSampleSlot(Date.now(), every, slot);
+      slot = at.slot;
       this.timer = setTimeout(() => {
         next();
         void this.tick();
-      }, every - (Date.now() % every));
+      }, at.delayMs);
       this.timer.unref?.();
     };
     next();
@@ -611,7 +614,12 @@ export class MigrationRun {
   }
 
   private pushSample(ds: DriverSample, phase: MigrationPhase): MigrationSample {
-    const sample: MigrationSample = { ...ds, elapsedMs: ds.t - this.startedAt, phase };
+    // Sample times strictly increase: consoles take a sample no newer than their last as one
+    // they already have, so two readings in one millisecond (the end's own reading right
+    // after a tick's) would otherwise draw one point fewer live than the timeline replays.
+    const prev = this.samples.at(-1);
+    const t = prev && ds.t <= prev.t ? prev.t + 1 : ds.t;
+    const sample: MigrationSample = { ...ds, t, elapsedMs: t - this.startedAt, phase };
     if (ds.linkRate !== undefined) this.linkRate = ds.linkRate;
     if (this.lastGuest) sample.guest = this.lastGuest;
     this.samples.push(sample);
@@ -782,6 +790,17 @@ export class MigrationRun {
   async settled(): Promise<void> {
     await this.finishing;
   }
+}
+
+/**
+ * When the next sample is due: the next multiple of `every` ms on the wall clock after the
+ * slot last taken. A timer may fire a little early by the wall clock (Node's timers run on the
+ * monotonic clock), and "the next multiple" from there is the slot just taken: without the
+ * guard a second reading followed within a millisecond.
+ */
+export function nextSampleSlot(now: number, every: number, lastSlot: number): { slot: number; delayMs: number } {
+  const slot = Math.max(Math.floor(now / every) + 1, lastSlot + 1);
+  return { slot, delayMs: Math.max(0, slot * every - now) };
 }
 
 /** Records a console's history carries (samples travel on their own; guest lines and the header are not drawn). */
