@@ -9,7 +9,9 @@
  * - netns lab, where namespaces work: three dirty rates × two tc-tbf link rates, no cap;
  * - the SSH fleet (jump host + two hypervisors in namespaces, the migration on its own link),
  *   where it can be built: the issue's first-migration case (512 MiB guest, 96 MiB working set
- *   dirtied at 60 MiB/s, 70 MB/s cap, unshaped link) and its neighbours, and a shaped link.
+ *   dirtied at 60 MiB/s, 70 MB/s cap, unshaped link) and its neighbours, and a shaped link;
+ * - the libvirt lab (two libvirt daemons, the demo domain migrated by `virsh migrate`), where
+ *   libvirt is installed: three dirty rates under a 60 MB/s cap.
  *
  * Warm (default): Ferry has learned each host pair's switchovers from warm-up migrations in
  * both directions and from the cases before. `--cold`: every case also runs on a fresh pair
@@ -17,7 +19,7 @@
  * in the other direction, so cold and warm see the same machine load; both summaries are
  * printed, the warm one first, the cold one (`"cold": true`) last.
  * `BENCH_KEEP=DIR` keeps every case's timeline there. `BENCH_ONLY=loopback,near,netns,fleet`
- * picks parts. Last line: one JSON object.
+ * picks parts (and `libvirt`). Last line: one JSON object.
  * Targets: Ferry's median |error| <= 1/4 of QEMU's, never > QEMU's + 10 ms; ETA error at 50 % <= 15 %.
  */
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -25,6 +27,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeTestLab } from '../test/support/lab';
+import { libvirtLabMissing, makeLibvirtLab } from '../test/support/libvirt-lab';
 import { fleetAvailable, startFleet } from '../test/support/fleet';
 import { netnsAvailable, readLabState, shapeLink, demoVmSpec, waitGuestReady } from '../electron/core/lab/local-lab';
 import { readTimeline } from '../electron/core/recorder/timeline-reader';
@@ -169,6 +172,22 @@ async function labPart(netns: boolean): Promise<void> {
   }
 }
 
+/** The libvirt lab: libvirt picks the migration port, so the link is read from the source QEMU's own connection. */
+async function libvirtPart(): Promise<void> {
+  const lab = await makeLibvirtLab({ memoryKiB: MEM_KIB, workload: { wsMiB: 32, rateMiBs: 0 } });
+  const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-projbench-'));
+  const service = new ConsoleService({ configDir, labRoot: lab.root, builtinHosts: () => lab.hosts });
+  try {
+    const bed: Bed = { service, store: service.switchovers, hosts: ['lab-a', 'lab-b'], where: 'lab-a', guest: (h) => lab.guest(h) };
+    await warmUp(bed, { maxBandwidth: 60e6 }, 5);
+    for (const rate of RATES) await runCase(bed, 'libvirt', 'virsh, cap 60 MB/s', rate, { maxBandwidth: 60e6 });
+  } finally {
+    await service.dispose();
+    await lab.close();
+    rmSync(configDir, { recursive: true, force: true });
+  }
+}
+
 async function fleetPart(): Promise<void> {
   const fleet = await startFleet({ prefix: `fpf${process.pid % 1000}` });
   const configDir = mkdtempSync(path.join(tmpdir(), 'ferry-projbench-'));
@@ -198,6 +217,11 @@ if (want('netns')) {
   const ns = await netnsAvailable();
   if (ns.ok) await labPart(true);
   else console.log(`netns part skipped: ${ns.reason}`);
+}
+if (want('libvirt')) {
+  const missing = await libvirtLabMissing();
+  if (missing) console.log(`libvirt part skipped: ${missing}`);
+  else await libvirtPart();
 }
 if (want('fleet')) {
   const f = fleetAvailable();

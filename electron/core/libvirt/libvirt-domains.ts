@@ -6,6 +6,7 @@
 import { FerryException } from '../../../shared/errors';
 import type { LibvirtDomainInfo, VmInfo } from '../../../shared/model/vm';
 import type { LibvirtConnection } from './libvirt-connection';
+import type { HostTransport } from '../transport/host-transport';
 import { parseColonTable, parseUuidNameList, parseXpathAttributes, decodeXmlText } from './virsh-text';
 
 export interface DomainSummary extends LibvirtDomainInfo {
@@ -131,6 +132,25 @@ export async function domainDisks(conn: LibvirtConnection, uuid: string): Promis
     if (source !== undefined) d.source = source;
     if (format !== undefined) d.format = format;
     out.push(d);
+  }
+  return out;
+}
+
+/**
+ * The QEMU processes running a domain on a host: libvirt starts QEMU with `-uuid UUID`, so
+ * `pgrep -f` finds the candidates and each one's argv (/proc/PID/cmdline) must carry the two
+ * arguments side by side (the shell that ran pgrep has them inside one string, not as
+ * arguments). Both ends of a migration on one machine have the same UUID: callers ask before
+ * the destination's exists. Empty when none; `unavailable` when the host cannot say.
+ */
+export async function qemuPidsOfDomain(transport: HostTransport, uuid: string): Promise<number[] | { unavailable: string }> {
+  const r = await transport.exec(['pgrep', '-f', '--', `-uuid ${uuid}`], { timeoutMs: 3000 });
+  if (r.code === 127 || /not found/i.test(r.stderr)) return { unavailable: `pgrep (procps) is not installed on ${transport.label}` };
+  const out: number[] = [];
+  for (const pid of r.stdout.split('\n').map((l) => Number(l.trim())).filter((n) => Number.isSafeInteger(n) && n > 0)) {
+    // A candidate that ended meanwhile (pgrep's own shell) has no cmdline to read: not a QEMU of this domain.
+    const argv = await transport.readFile(`/proc/${pid}/cmdline`).then((b) => b.toString().split('\0'), () => [] as string[]);
+    if (argv.some((a, i) => a === '-uuid' && argv[i + 1] === uuid)) out.push(pid);
   }
   return out;
 }

@@ -65,20 +65,55 @@ describe.skipIf(missing !== undefined)(`libvirt host over SSH${missing ? ` (skip
     expect((await there.done).outcome).toBe('completed');
     expect(await findDomain(conn, 'demo')).toBeDefined();
 
-    // Back, with the source over SSH: every sample is a round trip through the streamlocal relay.
+    // Back, with the source over SSH: every sample is a round trip through the streamlocal
+    // relay. The only session channels are the few commands the link probe runs (ss), each
+    // held while it runs, and the host's one SFTP channel, opened once for file reads (the
+    // source QEMU's cmdline and memory map, at open).
     const peakBefore = ssh.sessions.peak;
-    const held: number[] = [];
-    const back = await runDriver(driver, MigrationPlanSchema.parse({ vm: 'demo', from: 'ssh-b', to: 'lab-a', maxBandwidth: 60e6 }), hosts, { intervalMs: 50 });
-    const probe = setInterval(() => held.push(ssh.sessions.held), 20);
-    const end = await back.done;
-    clearInterval(probe);
-    expect(end.outcome).toBe('completed');
-    expect(back.samples.length).toBeGreaterThan(5);
-    expect(held.length).toBeGreaterThan(5);
-    expect(Math.max(...held)).toBe(0);
-    expect(ssh.sessions.peak).toBe(peakBefore);
+    const held: { held: number; commands: number }[] = [];
+    let back: Awaited<ReturnType<typeof runDriver>> | undefined;
+    let commands = 0;
+    const ran: string[] = [];
+    let fileReads = 0;
+    const readFile = ssh.readFile.bind(ssh);
+    ssh.readFile = async (p) => {
+      fileReads++;
+      return readFile(p);
+    };
+    const exec = ssh.exec.bind(ssh);
+    let mostCommands = 0;
+    ssh.exec = async (argv, options) => {
+      commands++;
+      mostCommands = Math.max(mostCommands, commands);
+      ran.push(argv[0]!);
+      try {
+        return await exec(argv, options);
+      } finally {
+        commands--;
+      }
+    };
+    try {
+      back = await runDriver(driver, MigrationPlanSchema.parse({ vm: 'demo', from: 'ssh-b', to: 'lab-a', maxBandwidth: 60e6 }), hosts, { intervalMs: 50 });
+      const probe = setInterval(() => held.push({ held: ssh.sessions.held, commands }), 20);
+      const end = await back.done;
+      clearInterval(probe);
+      expect(held.length).toBeGreaterThan(5);
+      expect(end.outcome).toBe('completed');
+      expect(back.samples.length).toBeGreaterThan(5);
+      expect(fileReads).toBeGreaterThan(0);
+      expect(held.filter((h) => h.held > h.commands + 1)).toEqual([]);
+      expect(new Set(ran.slice(1))).toEqual(new Set(['ss'])); // after the source QEMU's pgrep at open
+      expect(ran.filter((c) => c === 'ss').length).toBeLessThanOrEqual(8);
+      // …and it measured the link on the SSH host too
+      expect(back.samples.some((x) => x.linkRate !== undefined)).toBe(true);
+    } finally {
+      ssh.exec = exec;
+      ssh.readFile = readFile;
+    }
+    expect(mostCommands).toBe(1);
+    expect(ssh.sessions.peak).toBeLessThanOrEqual(Math.max(peakBefore, mostCommands + 1));
     expect(conn.relayConnections).toBeGreaterThanOrEqual(3); // the shell, the event stream, the migrate client
-    const ms = [...back.sampleMs].sort((a, b) => a - b);
+    const ms = [...back!.sampleMs].sort((a, b) => a - b);
     console.log(`libvirt sample cost over SSH: ${ms.length} samples, p50 ${ms[Math.floor(ms.length / 2)]!.toFixed(2)} ms, p90 ${ms[Math.floor(ms.length * 0.9)]!.toFixed(2)} ms`);
     expect(await findDomain(await lab.conn('lab-a'), 'demo')).toBeDefined();
   });

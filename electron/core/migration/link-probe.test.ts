@@ -55,6 +55,50 @@ describe('the migration connection speed from TCP_INFO', () => {
     expect(seen).toHaveLength(4);
   });
 
+  // `ss -tinpH state established dst 127.0.0.3` as root on a libvirt source: the migration
+  // stream (the source QEMU's), and a virsh client's connection to the destination's daemon.
+  const SSP = `0      0      127.0.0.2:41112 127.0.0.3:49152 users:(("qemu-system-x86",pid=9700,fd=18))
+\t bbr wscale:10,10 rto:204 rtt:0.144/0.172 mss:65483 bytes_sent:18415739 bytes_acked:18022789 busy:92ms rwnd_limited:88ms(95.7%) minrtt:0.004
+0      0      127.0.0.2:53000 127.0.0.3:16509 users:(("virsh",pid=811,fd=3),("virsh",pid=812,fd=3))
+\t cubic rtt:0.05/0.02 bytes_sent:91234 bytes_acked:91234 busy:40ms
+`;
+
+  it('reads which processes own each connection (ss -p)', () => {
+    expect(parseSsTcpInfo(SSP)).toEqual([
+      { peer: '127.0.0.2:41112 -> 127.0.0.3:49152', bytesAcked: 18022789, busyMs: 92, pids: [9700] },
+      { peer: '127.0.0.2:53000 -> 127.0.0.3:16509', bytesAcked: 91234, busyMs: 40, pids: [811, 812] },
+    ]);
+    // Details on the socket's own line (ss not wrapping): the addresses are still the two before them.
+    expect(parseSsTcpInfo('0 0 10.0.0.1:5 10.0.0.2:6 users:(("qemu",pid=7,fd=9)) cubic rto:204 bytes_acked:3000000 busy:10ms\n')).toEqual([{ peer: '10.0.0.1:5 -> 10.0.0.2:6', bytesAcked: 3000000, busyMs: 10, pids: [7] }]);
+    expect(parseSsTcpInfo('0 0 10.0.0.1:5 10.0.0.2:6 cubic rto:204 bytes_acked:3000000 busy:10ms\n')).toEqual([{ peer: '10.0.0.1:5 -> 10.0.0.2:6', bytesAcked: 3000000, busyMs: 10 }]);
+  });
+
+  it('the port unknown (libvirt chose it), reads the connections to the destination the source QEMU owns', async () => {
+    const seen: string[][] = [];
+    let asked = 0;
+    const owner = async () => (++asked === 1 ? [] : [9700, 9650]);
+    const probe = new LinkProbe(fake([{ stdout: SSP }], seen), { address: '127.0.0.3', owner }, 0);
+    // No QEMU found yet: no ss run, no figure.
+    expect(await probe.read()).toBeUndefined();
+    expect(seen).toEqual([]);
+    expect(await probe.read()).toBeCloseTo((18022789 * 1000) / 92, 0);
+    expect(seen).toEqual([['ss', '-tinpH', 'state', 'established', 'dst', '127.0.0.3']]);
+    expect(asked).toBe(2);
+  });
+
+  it('the port unknown and ss names no owners (not root), or no pgrep: says why once and stops', async () => {
+    const notes: string[] = [];
+    const noOwners = SSP.replace(/ users:\(\(.*\)\)/g, '');
+    const probe = new LinkProbe(fake([{ stdout: noOwners }, { stdout: SSP }]), { address: 'fd00::3', owner: async () => [9700] }, 0, (t) => notes.push(t));
+    expect(await probe.read()).toBeUndefined();
+    expect(probe.unavailable).toBe('ss on hv1 does not say which process owns the connections to fd00::3 (it needs the rights to see the source QEMU\'s sockets)');
+    probe.poll();
+    expect(probe.rate).toBeUndefined();
+    const nopg = new LinkProbe(fake([]), { address: '10.0.0.3', owner: async () => ({ unavailable: 'pgrep (procps) is not installed on hv1' }) }, 0, (t) => notes.push(t));
+    expect(await nopg.read()).toBeUndefined();
+    expect(notes).toEqual([`link speed not measured: ${probe.unavailable}`, 'link speed not measured: pgrep (procps) is not installed on hv1']);
+  });
+
   it('no ss on the host: says so once and stops asking; a failed read keeps the last figure', async () => {
     const notes: string[] = [];
     const probe = new LinkProbe(fake([{ stdout: SS }, { code: 1, stderr: 'boom' }, { code: 127, stderr: 'sh: 1: ss: not found' }]), { address: '10.0.0.2', port: 1 }, 0, (t) => notes.push(t));

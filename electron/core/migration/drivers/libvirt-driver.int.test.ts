@@ -72,6 +72,10 @@ describe.skipIf(missing !== undefined)(`libvirt driver on the libvirt lab${missi
     expect(mid.totalBytes).toBeGreaterThan(500 << 20);
     expect(mid.pageSize).toBe(4096);
     expect(mid.expectedDowntimeMs).toBeGreaterThan(0);
+    // The link, read from the source QEMU's own connection (libvirt chose its port): of the
+    // order of the 200 MB/s cap or above, the speed an uncapped final copy gets (before, none).
+    expect(r.samples.find((s) => s.linkRate !== undefined)?.linkRate).toBeGreaterThan(50e6);
+    expect(r.notes.filter((n) => /link speed/.test(n))).toEqual([]);
     expect(end.final).toMatchObject({ status: 'completed' });
     expect(end.final!.downtimeMs).toBeGreaterThan(0);
     expect(end.final!.pass).toBeGreaterThanOrEqual(2);

@@ -39,7 +39,8 @@ import type { PreflightResult } from '../../../../shared/model/preflight';
 import type { VmInfo } from '../../../../shared/model/vm';
 import type { HostTransport } from '../../transport/host-transport';
 import type { LibvirtConnection, LibvirtPool } from '../../libvirt/libvirt-connection';
-import { domainDisks, domainInfo, findDomain, listLibvirtVms, requireDomain, serialSocketOf } from '../../libvirt/libvirt-domains';
+import { domainDisks, domainInfo, findDomain, listLibvirtVms, qemuPidsOfDomain, requireDomain, serialSocketOf } from '../../libvirt/libvirt-domains';
+import { touchedGuestBytes } from '../guest-memory';
 import type { DomainDisk } from '../../libvirt/libvirt-domains';
 import { libvirtPreflight } from '../../libvirt/libvirt-preflight';
 import { EventWatch, VirshProcess } from '../../libvirt/virsh-process';
@@ -50,6 +51,7 @@ import { rootLog } from '../../log';
 import { DEFAULT_DOWNTIME_MS, cmpVersion, mibPerSecond, migrateOptions, tcpMigrateUri, unsupportedByLibvirt } from '../../libvirt/libvirt-plan';
 import type { MigrateOptions } from '../../libvirt/libvirt-plan';
 import { capabilitiesNeeded, migrationAddressOf, refuseControl, requireCapabilities } from './hypervisor-driver';
+import { LINK_PROBE_EVERY_MS, LinkProbe } from '../link-probe';
 import type {
   AttachTarget, DriverCapability, DriverContext, DriverMigration, DriverReading, DriverSample, EngineHosts, HypervisorDriver,
   MigrationControl, MigrationControlAction, RecoveredMigration, ReportedState, RunFacts, SerialConsole, Side,
@@ -74,10 +76,16 @@ class LibvirtMigration implements DriverMigration {
   private name = '';
   private persistent = false;
   private memoryKiB: number | undefined;
+  /** The source QEMU's pid, when the source host would tell (see qemuPidsOfDomain). */
+  private sourcePid: number | undefined;
+  /** Guest RAM the source QEMU has touched (guest-memory.ts): untouched pages are zero pages. */
+  private touchedBytes: number | undefined;
   private serialPath: string | undefined;
   private sourceWasRunning = true;
   private options: MigrateOptions | undefined;
   private migrateUri: string | undefined;
+  /** The migration connection's speed, read on the source (see link-probe.ts). */
+  private link: LinkProbe | undefined;
   /** The process running `virsh migrate` (then `--postcopy-resume`, after a recovery). */
   private proc: VirshProcess | undefined;
   private watches: EventWatch[] = [];
@@ -123,12 +131,30 @@ class LibvirtMigration implements DriverMigration {
     this.sourceWasRunning = info.state === 'running';
     this.sourceSuspended = !this.sourceWasRunning;
     this.serialPath = await serialSocketOf(conn, d.uuid).catch(log.dropped('reading the serial console from the domain XML', 'debug'));
+    await this.findSourceQemu();
     this.src.version = parseVersion(await conn.run(['version', '--daemon']));
     const job = parseRawJobStats(await conn.run(['domjobinfo', d.uuid, '--rawstats']));
     if (!this.watching && (job.jobType === LIBVIRT_JOB_TYPE.bounded || job.jobType === LIBVIRT_JOB_TYPE.unbounded)) {
       throw new FerryException('ALREADY_EXISTS', `libvirt domain ${JSON.stringify(d.name)} on ${this.plan.from} already has a job running (operation ${job.fields.operation ?? '?'})`);
     }
     this.describe();
+  }
+
+  /**
+   * The source QEMU, before any destination QEMU with the same UUID exists: what of its
+   * guest RAM is touched (the projection's bound on real pages) and, later, whose connection
+   * the link probe reads. Neither is needed to migrate: a host that cannot tell is noted.
+   */
+  private async findSourceQemu(): Promise<void> {
+    const t = this.src.transport;
+    const found = await qemuPidsOfDomain(t, this.uuid).catch((e: unknown) => ({ unavailable: e instanceof Error ? e.message : String(e) }));
+    if (!Array.isArray(found) || found.length !== 1) {
+      log.debug(`${t.label}: the QEMU of ${this.name} not told apart (${Array.isArray(found) ? `${found.length} candidates` : found.unavailable}): no touched-memory figure`);
+      return;
+    }
+    this.sourcePid = found[0];
+    const memMiB = this.memoryKiB !== undefined ? this.memoryKiB / 1024 : undefined;
+    this.touchedBytes = await touchedGuestBytes(t, this.sourcePid!, memMiB).catch(log.dropped(`the touched memory of ${this.name}'s QEMU`, 'debug'));
   }
 
   private describe(): void {
@@ -161,7 +187,9 @@ class LibvirtMigration implements DriverMigration {
       }
       this.destHadDefinition = true;
     }
-    this.migrateUri = tcpMigrateUri(migrationAddressOf(dst.host, dst.transport), this.plan.port || undefined);
+    const address = migrationAddressOf(dst.host, dst.transport);
+    this.migrateUri = tcpMigrateUri(address, this.plan.port || undefined);
+    this.link = new LinkProbe(this.src.transport, this.plan.port ? { address, port: this.plan.port } : { address, owner: async () => (this.sourcePid !== undefined ? [this.sourcePid] : qemuPidsOfDomain(this.src.transport, this.uuid)) }, LINK_PROBE_EVERY_MS, (text) => this.ctx.note(text));
     this.options = migrateOptions(this.plan, this.persistent, this.migrateUri);
     if (this.plan.copyStorage) this.disks = (await domainDisks(this.src.conn, this.uuid)).filter((d) => d.device === 'disk' && d.source && !d.readonly && !d.shareable);
   }
@@ -169,7 +197,10 @@ class LibvirtMigration implements DriverMigration {
   facts(): RunFacts {
     const f: RunFacts = {
       source: { label: `${this.src.transport.label} · libvirt ${this.src.version?.daemon ?? this.src.version?.library ?? '?'}`, ...(this.src.version?.hypervisor ? { qemuVersion: this.src.version.hypervisor } : {}) },
-      vm: this.memoryKiB !== undefined ? { memoryMiB: Math.round((this.memoryKiB / 1024) * 100) / 100 } : {},
+      vm: {
+        ...(this.memoryKiB !== undefined ? { memoryMiB: Math.round((this.memoryKiB / 1024) * 100) / 100 } : {}),
+        ...(this.touchedBytes !== undefined ? { touchedBytes: this.touchedBytes } : {}),
+      },
     };
     if (!this.watching && this.dst) {
       f.destination = {
@@ -338,10 +369,8 @@ class LibvirtMigration implements DriverMigration {
   }
 
   /**
-   * One reading of libvirt's job statistics. No `linkRate` here: libvirt's daemons open the
-   * migration connection themselves (its port is theirs to choose and not reported), so
-   * Ferry's link probe (link-probe.ts) has no connection to read; the projection falls back
-   * to the measured transfer rate and what earlier switchovers on the pair taught.
+   * One reading of libvirt's job statistics, with the link speed while RAM is copied ahead
+   * (the uncapped final copy's speed, see link-probe.ts).
    */
   async sample(): Promise<DriverReading | undefined> {
     let text: string;
@@ -370,7 +399,11 @@ class LibvirtMigration implements DriverMigration {
   private reading(jobType: number, fields: JobFields): DriverReading {
     this.lastFields = fields;
     const state = this.stateOf(jobType, fields);
-    const sample = toDriverSample(fields, statusForJob(jobType, this.postcopy), Date.now(), false);
+    const now = Date.now();
+    const sample = toDriverSample(fields, statusForJob(jobType, this.postcopy), now, false);
+    const phase = this.ctx.phase();
+    if (phase === 'setup' || phase === 'precopy') this.link?.poll(now);
+    if (this.link?.rate !== undefined) sample.linkRate = this.link.rate;
     if (!state || state === this.lastReported) return { sample };
     this.lastReported = state;
     return { sample, state };

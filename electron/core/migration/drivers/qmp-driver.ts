@@ -43,7 +43,7 @@ import { openStreamTunnel } from '../stream-tunnel';
 import type { StreamTunnel } from '../stream-tunnel';
 import { StorageCopy, planDiskCopies } from '../storage-copy';
 import { preflight } from '../preflight';
-import { LinkProbe } from '../link-probe';
+import { LINK_PROBE_EVERY_MS, LinkProbe } from '../link-probe';
 import { touchedGuestBytes } from '../guest-memory';
 import { capabilitiesFor, featuresOf, parametersFor } from '../../qmp/qmp-schema';
 import { checkDirection, destinationSpec, linkEstimate, newerFeatureSettings, sourceIdentity } from '../cross-version';
@@ -106,14 +106,6 @@ const versionOf = (q: QmpClient): string | undefined => {
   return v ? `${v.major}.${v.minor}.${v.micro}` : undefined;
 };
 
-/**
- * Least time between two reads of the migration connection's speed until there is a figure
- * (one `ss` on the source each; doubled after each read that found too little). Short: a
- * small guest on the lab sends its RAM in under half a second, and with reads at 0.1 s and
- * 1.1 s its first migration ended before any figure, so its final copy was projected at the
- * cap (229 ms projected, 38 ms actual). Reads now come at 0.1, 0.4 and 1 s.
- */
-const LINK_PROBE_EVERY_MS = 150;
 
 const bracket = (addr: string) => (addr.includes(':') && !addr.startsWith('[') ? `[${addr}]` : addr);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
