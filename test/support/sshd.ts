@@ -19,6 +19,8 @@ export interface TestSshd {
   hostKeyBlob: Buffer;
   hostKeyPub: string;
   authorize(pubKeyLine: string): void;
+  /** What sshd has written to stderr so far (its log, at `logLevel`). */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -26,6 +28,8 @@ export interface SshdOptions {
   allowStreamLocal?: boolean;
   allowTcp?: boolean;
   sftp?: boolean;
+  /** sshd's LogLevel (default ERROR); its log is `log()`. */
+  logLevel?: string;
   extraConfig?: string[];
 }
 
@@ -78,7 +82,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
     `AllowStreamLocalForwarding ${options.allowStreamLocal === false ? 'no' : 'yes'}`,
     `AllowTcpForwarding ${options.allowTcp === false ? 'no' : 'yes'}`,
     ...(options.sftp === false ? [] : ['Subsystem sftp /usr/lib/openssh/sftp-server']),
-    'LogLevel ERROR',
+    `LogLevel ${options.logLevel ?? 'ERROR'}`,
     ...(options.extraConfig ?? []),
   ];
   const configPath = path.join(dir, 'sshd_config');
@@ -104,6 +108,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
     authorize(line: string) {
       appendFileSync(authorized, `${line}\n`);
     },
+    log: () => stderr,
     async stop() {
       await killPid(pid);
       rmSync(dir, { recursive: true, force: true });

@@ -338,4 +338,21 @@ describe('SshTransport against real sshd', () => {
     await t.close();
     relay.close();
   });
+  it('has sshd turn Nagle off on a connection that only forwards (else a reply can wait 40 ms for a delayed ACK)', async () => {
+    const verbose = await startSshd({ logLevel: 'DEBUG2' });
+    try {
+      verbose.authorize(client.pub);
+      client.trust(verbose);
+      const t = transport({ port: verbose.port });
+      await t.connect();
+      // Only a forward from here on, as a QMP tunnel is: sshd sets TCP_NODELAY on no unix socket.
+      const qmp = await QmpClient.connect(await t.openUnix(vm.qmpPath));
+      expect(await qmp.execute('query-status')).toHaveProperty('status');
+      qmp.close();
+      await waitFor(() => /fd \d+ setting TCP_NODELAY/.test(verbose.log()), 'sshd setting TCP_NODELAY');
+      await t.close();
+    } finally {
+      await verbose.stop();
+    }
+  });
 });
