@@ -113,6 +113,8 @@ test('raise the dirty rate, switch to postcopy by hand, complete; then cancel le
   await expect(page.getByRole('button', { name: 'Cancel' })).toBeEnabled({ timeout: 20_000 });
   await expect(page.getByTestId('phase')).toHaveText('precopy', { timeout: 20_000 });
   await page.getByRole('button', { name: 'Cancel' }).click();
+  // The control's answer comes first, in the live log: "cancel: done", or why it was refused.
+  await expect(page.locator('ol.log li').filter({ hasText: / cancel: / }).first()).toContainText('cancel: done', { timeout: 10_000 });
   await expect(page.getByTestId('phase')).toHaveText('cancelled', { timeout: 30_000 });
   await expect(page.getByTestId('vm-lab-b-demo')).toBeVisible();
   await expect(page.getByTestId('vm-lab-a-demo')).toHaveCount(0);
