@@ -6,7 +6,9 @@
 import { FerryException } from '../../../shared/errors';
 import type { LibvirtDomainInfo, VmInfo } from '../../../shared/model/vm';
 import type { LibvirtConnection } from './libvirt-connection';
+import { commandMissing } from '../transport/host-transport';
 import type { HostTransport } from '../transport/host-transport';
+import { readProcessArgv } from '../hosts/vm-launcher';
 import { parseColonTable, parseUuidNameList, parseXpathAttributes, decodeXmlText } from './virsh-text';
 
 export interface DomainSummary extends LibvirtDomainInfo {
@@ -145,11 +147,11 @@ export async function domainDisks(conn: LibvirtConnection, uuid: string): Promis
  */
 export async function qemuPidsOfDomain(transport: HostTransport, uuid: string): Promise<number[] | { unavailable: string }> {
   const r = await transport.exec(['pgrep', '-f', '--', `-uuid ${uuid}`], { timeoutMs: 3000 });
-  if (r.code === 127 || /not found/i.test(r.stderr)) return { unavailable: `pgrep (procps) is not installed on ${transport.label}` };
+  if (commandMissing(r)) return { unavailable: `pgrep (procps) is not installed on ${transport.label}` };
   const out: number[] = [];
   for (const pid of r.stdout.split('\n').map((l) => Number(l.trim())).filter((n) => Number.isSafeInteger(n) && n > 0)) {
-    // A candidate that ended meanwhile (pgrep's own shell) has no cmdline to read: not a QEMU of this domain.
-    const argv = await transport.readFile(`/proc/${pid}/cmdline`).then((b) => b.toString().split('\0'), () => [] as string[]);
+    // A candidate that ended meanwhile (pgrep's own shell) has no argv to read: not a QEMU of this domain.
+    const argv = await readProcessArgv(transport, pid).catch(() => [] as string[]);
     if (argv.some((a, i) => a === '-uuid' && argv[i + 1] === uuid)) out.push(pid);
   }
   return out;

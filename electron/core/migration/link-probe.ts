@@ -14,6 +14,7 @@
  * which, but the source QEMU's connections to the destination address are the migration's
  * (`ss -p` names the owner; it needs the rights to see that process's sockets, root usually).
  */
+import { commandMissing } from '../transport/host-transport';
 import type { HostTransport } from '../transport/host-transport';
 import { rootLog } from '../log';
 
@@ -137,7 +138,7 @@ export class LinkProbe {
   async read(): Promise<number | undefined> {
     try {
       const byOwner = 'owner' in this.dest;
-      if ('owner' in this.dest && this.owners.length === 0) {
+      if (byOwner && this.owners.length === 0) {
         const found = await this.dest.owner();
         if (!Array.isArray(found)) {
           this.disabled = found.unavailable;
@@ -152,7 +153,7 @@ export class LinkProbe {
       }
       const dst = ssAddress(this.dest.address, 'port' in this.dest ? this.dest.port : undefined);
       const r = await this.transport.exec(['ss', byOwner ? '-tinpH' : '-tinH', 'state', 'established', 'dst', dst], { timeoutMs: 3000 });
-      if (r.code === 127 || /not found/i.test(r.stderr)) {
+      if (commandMissing(r)) {
         this.disabled = `ss (iproute2) is not installed on ${this.transport.label}`;
         this.onNote?.(`link speed not measured: ${this.disabled}`);
         return undefined;

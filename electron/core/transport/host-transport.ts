@@ -9,6 +9,11 @@ export interface ExecResult {
   stderr: string;
 }
 
+/** The command itself was not there (the shell's 127, or its "not found"): a tool the host lacks. */
+export function commandMissing(r: ExecResult): boolean {
+  return r.code === 127 || /not found/i.test(r.stderr);
+}
+
 export interface ExecOptions {
   /** Bytes written to the command's stdin, then stdin is closed. */
   stdin?: string | Uint8Array;

@@ -106,7 +106,6 @@ const versionOf = (q: QmpClient): string | undefined => {
   return v ? `${v.major}.${v.minor}.${v.micro}` : undefined;
 };
 
-
 const bracket = (addr: string) => (addr.includes(':') && !addr.startsWith('[') ? `[${addr}]` : addr);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
