@@ -351,6 +351,21 @@ describe('SshTransport against real sshd', () => {
       qmp.close();
       await waitFor(() => /fd \d+ setting TCP_NODELAY/.test(verbose.log()), 'sshd setting TCP_NODELAY');
       await t.close();
+
+      // Through a jump host: its sshd sets it on the connection from Ferry too, besides the
+      // socket it opens to the target for the forward (which it always does).
+      const verboseJump = await startSshd({ logLevel: 'DEBUG2' });
+      try {
+        verboseJump.authorize(client.pub);
+        client.trust(verboseJump);
+        const viaJump = transport({ port: sshd.port, proxyJump: `root@127.0.0.1:${verboseJump.port}` });
+        await viaJump.connect();
+        expect((await viaJump.exec(['echo', 'through'])).stdout).toBe('through\n');
+        await waitFor(() => (verboseJump.log().match(/fd \d+ setting TCP_NODELAY/g) ?? []).length >= 2, 'the jump host setting TCP_NODELAY on both sockets');
+        await viaJump.close();
+      } finally {
+        await verboseJump.stop();
+      }
     } finally {
       await verbose.stop();
     }
