@@ -22,6 +22,34 @@ export interface DriverRun {
 
 const END: ReportedState[] = ['completed', 'failed', 'cancelled'];
 
+/** Runs whose end has not come (a test that failed half-way leaves one). */
+const unfinished = new Set<DriverRun>();
+
+/**
+ * For afterEach: brings every run a failed test left behind to an end, so the next test
+ * starts from a guest that runs somewhere. A paused postcopy is recovered, a postcopy is
+ * let finish at full speed, anything else is cancelled; failing that, the driver is closed.
+ * Says what it did (a rescue is never silent); resolves to the number of runs it met.
+ */
+export async function settleRuns(ms = 60_000): Promise<number> {
+  const runs = [...unfinished];
+  for (const r of runs) {
+    const phase = r.phase();
+    console.warn(`driver-run: a test left a migration in ${phase}: ending it`);
+    const step = phase === 'postcopy-paused' ? { action: 'recover' as const } : phase === 'postcopy' ? { action: 'set-bandwidth' as const, bytesPerSecond: 10e9 } : { action: 'cancel' as const };
+    try {
+      if (r.dm.controls.includes(step.action)) await r.dm.control(step, phase);
+      if (step.action === 'recover') await r.waitFor(() => r.phase() === 'postcopy', 'postcopy again', 20_000).then(() => r.dm.control({ action: 'set-bandwidth', bytesPerSecond: 10e9 }, 'postcopy'));
+      await Promise.race([r.done, new Promise((_, rej) => setTimeout(() => rej(new Error(`no end within ${ms} ms`)), ms).unref())]);
+    } catch (e) {
+      console.warn(`driver-run: could not end it (${(e as Error).message}); closing the driver`);
+      await r.dm.close().catch((x: unknown) => console.warn(`driver-run: closing: ${(x as Error).message}`));
+      unfinished.delete(r);
+    }
+  }
+  return runs.length;
+}
+
 export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, hosts: EngineHosts, options: { intervalMs?: number; attach?: { hostId: string; vm: string } } = {}): Promise<DriverRun> {
   let phase: MigrationPhase = 'preflight';
   let ending: { state: ReportedState; reason?: string } | undefined;
@@ -77,7 +105,7 @@ export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, h
       if (r.state) ctx.report(r.state);
     }, () => undefined); // a failed sample: the next tick tries again, as in the run
   }, options.intervalMs ?? 100);
-  const done = ended.then(async (end) => {
+  const done: DriverRun['done'] = ended.then(async (end) => {
     clearInterval(timer);
     const outcome = end.state as MigrationFinal['outcome'];
     if (options.attach) {
@@ -102,5 +130,8 @@ export async function runDriver(driver: HypervisorDriver, plan: MigrationPlan, h
     phase = outcome;
     return { outcome, ...(end.reason ? { reason: end.reason } : {}), ...(final ? { final } : {}), sourceRunning: rb.sourceRunning };
   });
-  return { ...run, dm, done } as DriverRun;
+  const r = { ...run, dm, done } as DriverRun;
+  unfinished.add(r);
+  void done.finally(() => unfinished.delete(r)).catch(() => undefined); // a failing finish is the test's to see, through r.done
+  return r;
 }

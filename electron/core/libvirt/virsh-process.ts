@@ -96,7 +96,7 @@ export class EventWatch {
       parser.flush();
       if (this.stopped) return;
       this.log.warn(`${this.conn.hostId}: virsh event ended (${signal ?? `exit ${code}`})${said.includes('error:') ? `: ${said.trim().split('\n').filter((l) => l.startsWith('error:')).join('; ')}` : ''}`);
-      if (this.restarts++ < 20) setTimeout(() => void (!this.stopped && this.open()), 500).unref?.();
+      if (this.restarts++ < 20) setTimeout(() => this.restart(), 500).unref?.();
     });
     // virsh registers for events right after it connects: wait for its connection through the relay, then a moment.
     return (async () => {
@@ -104,6 +104,17 @@ export class EventWatch {
       while (this.conn.relayConnections === connectionsBefore && proc.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       await new Promise((r) => setTimeout(r, 50));
     })();
+  }
+
+  /** Opens virsh again, unless stopped meanwhile; a connection closed since ends the watch (said once). */
+  private restart(): void {
+    if (this.stopped) return;
+    try {
+      void this.open();
+    } catch (e) {
+      this.stopped = true;
+      this.log.warn(`${this.conn.hostId}: virsh event not restarted: ${(e as Error).message}`);
+    }
   }
 
   stop(): void {

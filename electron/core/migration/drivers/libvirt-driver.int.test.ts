@@ -4,7 +4,7 @@
  * pages and libvirt aligns RAM to 1 MiB (the LAB-NOTES workaround needs an odd size), so the
  * guest's memory check is asserted under KVM only.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MigrationPlanSchema } from '../../../../shared/model/migration';
 import type { MigrationPlanInput } from '../../../../shared/model/migration';
 import { LibvirtDriver } from './libvirt-driver';
@@ -13,7 +13,7 @@ import type { EngineHosts } from './hypervisor-driver';
 import { findDomain, domainInfo } from '../../libvirt/libvirt-domains';
 import { libvirtLabMissing, makeLibvirtLab } from '../../../../test/support/libvirt-lab';
 import type { TestLibvirtLab } from '../../../../test/support/libvirt-lab';
-import { runDriver } from '../../../../test/support/driver-run';
+import { runDriver, settleRuns } from '../../../../test/support/driver-run';
 import { spawnVirsh } from '../../libvirt/virsh-shell';
 
 const missing = await libvirtLabMissing();
@@ -41,6 +41,10 @@ describe.skipIf(missing !== undefined)(`libvirt driver on the libvirt lab${missi
   beforeEach(async () => {
     if (lab) await locate();
   });
+  // A test that failed half-way must not leave its migration to the next (one failure, not five).
+  afterEach(async () => {
+    await settleRuns();
+  }, 90_000);
 
   const guest = async (hostId: string, command: string) => {
     const con = await lab.guest(hostId);
@@ -143,17 +147,20 @@ describe.skipIf(missing !== undefined)(`libvirt driver on the libvirt lab${missi
     await guest(where, 'r max');
     const r = await runDriver(driver, plan({ mode: 'postcopy', maxBandwidth: 30e6 }), hosts);
     await r.waitFor(() => r.samples.some((s) => (s.pass ?? 0) >= 2), 'a second pass');
+    // libvirt leaves postcopy unthrottled (as QEMU does): slow it so there is a stream to break.
+    // Set ahead of the switch: set after it, the working set could all be copied before the
+    // pause (seen 1 run in 30 under load).
+    await r.dm.control({ action: 'set-bandwidth', bytesPerSecond: 10e6 }, 'postcopy');
     await r.dm.control({ action: 'postcopy' }, r.phase());
     await r.waitFor(() => r.phase() === 'postcopy', 'postcopy');
-    // libvirt leaves postcopy unthrottled (as QEMU does): slow it so there is a stream to break.
-    await r.dm.control({ action: 'set-bandwidth', bytesPerSecond: 10e6 }, 'postcopy');
     await r.waitFor(() => r.events.some((e) => e.side === 'destination' && e.data?.detail === 'Resumed Post-copy'), 'the guest running on the destination');
     await r.dm.control({ action: 'pause-postcopy' }, 'postcopy');
     await r.waitFor(() => r.phase() === 'postcopy-paused', 'postcopy paused', 20_000);
     expect(r.reports.find((x) => x.state === 'postcopy-paused')).toBeDefined();
     await r.dm.control({ action: 'recover' }, 'postcopy-paused');
     await r.waitFor(() => r.phase() === 'postcopy', 'postcopy again');
-    await r.dm.control({ action: 'set-bandwidth', bytesPerSecond: 500e6 }, 'postcopy');
+    // A resumed postcopy may finish before this (libvirt has then undefined the source domain).
+    await r.dm.control({ action: 'set-bandwidth', bytesPerSecond: 500e6 }, 'postcopy').catch((e: Error) => expect(e.message).toBe('cannot set-bandwidth now (phase postcopy): the migration completed meanwhile'));
     const end = await r.done;
     expect(end.outcome).toBe('completed');
     expect(r.notes.some((n) => n.includes('--postcopy-resume'))).toBe(true);

@@ -44,6 +44,7 @@ import { touchedGuestBytes } from '../guest-memory';
 import type { DomainDisk } from '../../libvirt/libvirt-domains';
 import { libvirtPreflight } from '../../libvirt/libvirt-preflight';
 import { EventWatch, VirshProcess } from '../../libvirt/virsh-process';
+import type { VirshExit } from '../../libvirt/virsh-process';
 import { VirshError } from '../../libvirt/virsh-shell';
 import { parseColonTable, parseRawJobStats, parseVersion } from '../../libvirt/virsh-text';
 import type { VirshEvent } from '../../libvirt/virsh-text';
@@ -59,6 +60,34 @@ import type {
 
 const log = rootLog.child('libvirt-driver');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * libvirt's refusals of a postcopy resume that pass once QEMU itself has noticed the broken
+ * stream: libvirt may mark the domain "post-copy failed" (the destination told it) while the
+ * source QEMU's migration thread, asleep in its rate limit, still says postcopy-active.
+ * Seen under load: "Requested operation is not valid: QEMU reports migration is still running".
+ */
+const NOT_PAUSED_YET = /QEMU reports migration is still running|post-copy migration of domain .* has not failed/;
+
+/**
+ * Starts a postcopy resume (`launch`), again while libvirt refuses it with NOT_PAUSED_YET,
+ * for at most `waitMs`; `onRetry` hears the first such refusal. Resolves with the attempt
+ * libvirt took (still running after `takenAfterMs`, or ended well); a refusal that stays
+ * rejects with libvirt's reason.
+ */
+export async function startResume<P extends { exited: Promise<VirshExit> }>(launch: () => P, onRetry: (reason: string) => void, o = { waitMs: 10_000, takenAfterMs: 1500, retryMs: 200 }): Promise<P> {
+  const deadline = Date.now() + o.waitMs;
+  for (let attempt = 1; ; attempt++) {
+    const p = launch();
+    // A resume that libvirt refuses at once says why; one it takes runs until the migration ends.
+    const first = await Promise.race([p.exited, sleep(o.takenAfterMs).then(() => undefined)]);
+    if (!first || first.code === 0) return p;
+    const reason = first.reason ?? 'the resume failed';
+    if (!NOT_PAUSED_YET.test(reason) || Date.now() + o.retryMs > deadline) throw new FerryException('MIGRATION_FAILED', reason);
+    if (attempt === 1) onRetry(reason);
+    await sleep(o.retryMs);
+  }
+}
 
 interface End {
   host: HostConfig;
@@ -280,10 +309,15 @@ class LibvirtMigration implements DriverMigration {
     if (this.proc?.done) this.onExit(this.proc, this.proc.done);
   }
 
-  /** Runs a virsh migrate (the first, or a postcopy resume) and reports how it ends. */
-  private launch(args: string[]): void {
+  /** Runs a virsh migrate (the first, or a postcopy resume); unless told not to, reports how it ends. */
+  private launch(args: string[], reportExit = true): VirshProcess {
     const p = new VirshProcess(this.src.conn, args);
     this.proc = p;
+    if (reportExit) this.reportExit(p);
+    return p;
+  }
+
+  private reportExit(p: VirshProcess): void {
     void p.exited.then((x) => {
       if (!this.starting) this.onExit(p, x);
     });
@@ -416,8 +450,13 @@ class LibvirtMigration implements DriverMigration {
       try {
         await conn.run(argv);
       } catch (e) {
-        if (e instanceof VirshError) refuseControl(c.action, phase, `libvirt says: ${e.reason}`);
-        throw e;
+        if (!(e instanceof VirshError)) throw e;
+        // A control in the migration's last moment finds the source domain undefined by libvirt: say so.
+        if (/failed to get domain/.test(e.reason) && this.proc) {
+          const end = await Promise.race([this.proc.exited, sleep(2000).then(() => undefined)]);
+          if (end?.code === 0) refuseControl(c.action, phase, 'the migration completed meanwhile');
+        }
+        refuseControl(c.action, phase, `libvirt says: ${e.reason}`);
       }
     };
     switch (c.action) {
@@ -462,10 +501,13 @@ class LibvirtMigration implements DriverMigration {
     const flags = this.options!.flags.filter((f) => f !== '--copy-storage-all');
     const args = ['migrate', ...flags, '--postcopy-resume', '--domain', this.uuid, '--desturi', this.dst!.conn.uri];
     this.ctx.note(`recovering postcopy: virsh ${args.map((a) => (a === this.dst!.conn.uri ? `<${this.plan.to}>` : a)).join(' ')}`);
-    this.launch(args);
-    // A resume that libvirt refuses at once says why; one it takes runs until the migration ends.
-    const first = await Promise.race([this.proc!.exited, sleep(1500).then(() => undefined)]);
-    if (first && first.code !== 0) refuseControl('recover', phase, `libvirt says: ${first.reason ?? 'the resume failed'}`);
+    let p: VirshProcess;
+    try {
+      p = await startResume(() => this.launch(args, false), (reason) => this.ctx.note(`libvirt: ${reason}; trying again until QEMU has seen the broken stream on both hosts`));
+    } catch (e) {
+      refuseControl('recover', phase, `libvirt says: ${(e as Error).message}`);
+    }
+    this.reportExit(p);
   }
 
   async activate(): Promise<{ destinationRunning: boolean }> {
