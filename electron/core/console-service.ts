@@ -41,8 +41,8 @@ import type { PreflightResult } from '../../shared/model/preflight';
 import { GuestConsole } from './lab/demo-guest';
 import { configureLog, logFile, rootLog } from './log';
 import { diagnosticsText } from './diagnostics';
-import { detectAccel, vmFiles } from './hosts/vm-launcher';
-import { parseQemuVersion, probeQemu, qemuOf, qemuVersionLine } from './hosts/qemu-install';
+import { vmFiles } from './hosts/vm-launcher';
+import { parseQemuVersion, probeQemu, qemuOf, qemuVersionAndKvm } from './hosts/qemu-install';
 import { optionalFeatures } from './qmp/qmp-schema';
 import { runtimeDirOf } from './hosts/vm-discovery';
 import { listStates, restoreState, saveState } from './states/vm-state';
@@ -606,28 +606,23 @@ export class ConsoleService {
 
   /** What runs on the host: QEMU's version and features, KVM, libvirt's version. A fact it could not be asked for keeps its last known value and adds to `failures`. */
   private async softwareFactsOf(host: HostConfig, t: HostTransport, qemu: QemuInstall, known: NonNullable<HostInfo['facts']> | undefined, failures: string[]): Promise<NonNullable<HostInfo['facts']>> {
-    const qemuFacts = async () => {
-      const line = await qemuVersionLine(t, qemu); // throws when the host could not be asked
-      if (!parseQemuVersion(line)) return undefined;
-      const probe = await probeQemu(t, qemu, line).catch((e: unknown) => {
-        hostLog.warn(`${host.id}: ${toFerryError(e).message}`, { host: host.id });
-        return undefined;
-      });
-      return { version: probe?.version ?? parseQemuVersion(line)!.join('.'), features: probe ? optionalFeatures(probe.features) : undefined };
-    };
-    const [v, kvm] = await Promise.allSettled([qemuFacts(), detectAccel(t)]);
     const facts: NonNullable<HostInfo['facts']> = {};
-    if (v.status === 'fulfilled') {
-      if (v.value) facts.qemuVersion = v.value.version;
-      if (v.value?.features) facts.qemuFeatures = v.value.features;
-    } else {
-      failures.push(toFerryError(v.reason).message);
+    try {
+      const { line, kvm } = await qemuVersionAndKvm(t, qemu); // throws when the host could not be asked
+      facts.kvm = kvm;
+      const version = parseQemuVersion(line);
+      if (version) {
+        const probe = await probeQemu(t, qemu, line).catch((e: unknown) => {
+          hostLog.warn(`${host.id}: ${toFerryError(e).message}`, { host: host.id });
+          return undefined;
+        });
+        facts.qemuVersion = probe?.version ?? version.join('.');
+        if (probe) facts.qemuFeatures = optionalFeatures(probe.features);
+      }
+    } catch (e) {
+      failures.push(toFerryError(e).message);
       if (known?.qemuVersion) facts.qemuVersion = known.qemuVersion;
       if (known?.qemuFeatures) facts.qemuFeatures = known.qemuFeatures;
-    }
-    if (kvm.status === 'fulfilled') facts.kvm = kvm.value === 'kvm';
-    else {
-      failures.push(toFerryError(kvm.reason).message);
       if (known?.kvm !== undefined) facts.kvm = known.kvm;
     }
     if (host.libvirt) {

@@ -61,6 +61,22 @@ export async function qemuVersionLine(transport: HostTransport, q: QemuInstall):
   return r?.code === 0 ? r.stdout.split('\n')[0]?.trim() : undefined;
 }
 
+/**
+ * The QEMU's version line (as qemuVersionLine: undefined when it does not run there) and
+ * whether /dev/kvm is usable there, asked in one process: each process is a fork of the
+ * whole console on a local host and a session over SSH, and the board asks every host once
+ * a minute. A host that could not be asked is an error.
+ */
+export async function qemuVersionAndKvm(transport: HostTransport, q: QemuInstall): Promise<{ line: string | undefined; kvm: boolean }> {
+  const script = 'if test -r /dev/kvm -a -w /dev/kvm; then echo kvm; else echo no-kvm; fi; exec "$0" --version';
+  const r = await transport.exec(['sh', '-c', script, q.binary], { timeoutMs: 10_000 });
+  const [first, second] = r.stdout.split('\n');
+  if (first !== 'kvm' && first !== 'no-kvm') {
+    throw new FerryException('EXEC_FAILED', `asking ${transport.label} for its QEMU and KVM: sh exited ${r.code}${r.stderr.trim() ? `: ${r.stderr.trim().split('\n')[0]}` : ''}`, { code: r.code });
+  }
+  return { kvm: first === 'kvm', line: r.code === 0 ? second?.trim() || undefined : undefined };
+}
+
 /** The host's QEMU version as [major, minor, micro], or undefined when it has none that runs. */
 export async function qemuVersionOf(transport: HostTransport, q: QemuInstall = { binary: DEFAULT_QEMU_BINARY }): Promise<QemuVersion | undefined> {
   return parseQemuVersion(await qemuVersionLine(transport, q));
