@@ -438,21 +438,24 @@ function beyondPlanOf(flags: Map<string, string | true>): Partial<MigrationPlanI
 /** Prints a migration's progress until it ends; Ctrl-C cancels it when `cancelOnInterrupt`. */
 async function follow(m: MigrationRun, out: NodeJS.WritableStream, errOut: NodeJS.WritableStream, cancelOnInterrupt: boolean): Promise<number> {
   const tty = (out as NodeJS.WriteStream).isTTY === true;
-  let lastPrinted = 0;
-  let lastLine = '';
+  const logged = new LogProgress();
   m.onSample((s) => {
     const line = progressLine(s);
     if (tty) {
       out.write(`\r\x1b[K${line}`);
-    } else if (s.t - lastPrinted >= 1000 && line !== lastLine) {
-      out.write(`${line}\n`);
-      lastPrinted = s.t;
-      lastLine = line;
+      return;
     }
+    const l = logged.sample(line, s.t);
+    if (l !== undefined) out.write(`${l}\n`);
   });
   m.onPhase((ph) => {
     const text = `phase ${ph.phase}${ph.reason ? ` (${ph.reason})` : ''}`;
-    out.write(tty ? `\r\x1b[K${text}\n` : `${text}\n`);
+    if (tty) {
+      out.write(`\r\x1b[K${text}\n`);
+      return;
+    }
+    const last = logged.phaseEnds();
+    out.write(last !== undefined ? `${last}\n${text}\n` : `${text}\n`);
   });
   const onSigint = () => {
     if (!cancelOnInterrupt) process.exit(130);
@@ -468,6 +471,42 @@ async function follow(m: MigrationRun, out: NodeJS.WritableStream, errOut: NodeJ
     `${final.storage ? `; disks copied ${formatBytes(final.storage.copiedBytes)}${final.storage.readyMs !== undefined ? ` (in sync after ${formatMs(final.storage.readyMs)})` : ''}` : ''}` +
     `${final.tunnel ? `; through SSH: ${formatBytes(final.tunnel.forwardBytes)} forward, ${formatBytes(final.tunnel.backBytes)} back` : ''}\n`);
   return final.outcome === 'completed' && final.verify?.ok !== false ? 0 : 1;
+}
+
+/**
+ * Progress written to a log rather than a terminal: a line at most once a second (and only
+ * when it changed), and, as a phase ends, its last line if that was not written yet. A short
+ * phase (a small disk's copy, done in half a second) otherwise left only its first line
+ * ("0 B / 16.8 MB") in the log.
+ */
+export class LogProgress {
+  private lastAt = -Infinity;
+  private lastLine = '';
+  private pending: string | undefined;
+
+  /** The line to write now for a sample taken at `t` (ms), if any. */
+  sample(line: string, t: number): string | undefined {
+    if (line === this.lastLine) {
+      this.pending = undefined; // back to what the log shows already
+      return undefined;
+    }
+    if (t - this.lastAt >= 1000) {
+      this.lastAt = t;
+      this.lastLine = line;
+      this.pending = undefined;
+      return line;
+    }
+    this.pending = line;
+    return undefined;
+  }
+
+  /** The ending phase's last line, when it was held back. */
+  phaseEnds(): string | undefined {
+    const p = this.pending;
+    this.pending = undefined;
+    if (p !== undefined) this.lastLine = p;
+    return p;
+  }
 }
 
 export function progressLine(s: MigrationSample): string {
