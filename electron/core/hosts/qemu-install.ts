@@ -61,6 +61,9 @@ export async function qemuVersionLine(transport: HostTransport, q: QemuInstall):
   return r?.code === 0 ? r.stdout.split('\n')[0]?.trim() : undefined;
 }
 
+/** The check that this user may use KVM on the host: /dev/kvm readable and writable. */
+export const KVM_USABLE: readonly string[] = ['test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm'];
+
 /**
  * The QEMU's version line (as qemuVersionLine: undefined when it does not run there) and
  * whether /dev/kvm is usable there, asked in one process: each process is a fork of the
@@ -68,7 +71,7 @@ export async function qemuVersionLine(transport: HostTransport, q: QemuInstall):
  * a minute. A host that could not be asked is an error.
  */
 export async function qemuVersionAndKvm(transport: HostTransport, q: QemuInstall): Promise<{ line: string | undefined; kvm: boolean }> {
-  const script = 'if test -r /dev/kvm -a -w /dev/kvm; then echo kvm; else echo no-kvm; fi; exec "$0" --version';
+  const script = `if ${KVM_USABLE.join(' ')}; then echo kvm; else echo no-kvm; fi; exec "$0" --version`;
   const r = await transport.exec(['sh', '-c', script, q.binary], { timeoutMs: 10_000 });
   const [first, second] = r.stdout.split('\n');
   if (first !== 'kvm' && first !== 'no-kvm') {

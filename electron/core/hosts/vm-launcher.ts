@@ -12,7 +12,7 @@ import type { HostConfig } from '../../../shared/model/host';
 import type { HostTransport } from '../transport/host-transport';
 import { QmpClient } from '../qmp/qmp-client';
 import { accelOfArgv, machineOfArgv, rewriteArgvForRuntime, withMachineType, withOption } from './qemu-argv';
-import { DEFAULT_QEMU_BINARY, dataDirArgs, firmwareDirOf, probeQemu, qemuVersionOf, resolveMachine } from './qemu-install';
+import { DEFAULT_QEMU_BINARY, KVM_USABLE, dataDirArgs, firmwareDirOf, probeQemu, qemuVersionOf, resolveMachine } from './qemu-install';
 import type { QemuInstall } from './qemu-install';
 import { rootLog } from '../log';
 
@@ -119,7 +119,7 @@ export function vmFiles(runtimeDir: string, name: string): VmFiles {
 
 /** KVM when /dev/kvm is readable and writable on the host, otherwise TCG. */
 export async function detectAccel(transport: HostTransport): Promise<'kvm' | 'tcg'> {
-  const r = await transport.exec(['test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm']);
+  const r = await transport.exec(KVM_USABLE);
   return r.code === 0 ? 'kvm' : 'tcg';
 }
 

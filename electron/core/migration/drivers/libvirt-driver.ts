@@ -293,7 +293,7 @@ class LibvirtMigration implements DriverMigration {
     const args = ['migrate', ...opts.flags, '--domain', this.uuid, '--desturi', dst.conn.uri];
     this.ctx.note(`virsh ${args.map((a) => (a === dst.conn.uri ? `<${this.plan.to}>` : a)).join(' ')}`);
     this.starting = true;
-    this.launch(args);
+    this.reportExit(this.launch(args));
     this.report('setup');
     // The run opens the destination's console after start: wait until libvirt's Prepare made the domain there.
     const deadline = Date.now() + 60_000;
@@ -309,14 +309,14 @@ class LibvirtMigration implements DriverMigration {
     if (this.proc?.done) this.onExit(this.proc, this.proc.done);
   }
 
-  /** Runs a virsh migrate (the first, or a postcopy resume); unless told not to, reports how it ends. */
-  private launch(args: string[], reportExit = true): VirshProcess {
+  /** Runs a virsh migrate (the first, or a postcopy resume): the migration's process from now on. */
+  private launch(args: string[]): VirshProcess {
     const p = new VirshProcess(this.src.conn, args);
     this.proc = p;
-    if (reportExit) this.reportExit(p);
     return p;
   }
 
+  /** How a launched virsh migrate ends is how the migration ends (a resume attempt libvirt refused is not). */
   private reportExit(p: VirshProcess): void {
     void p.exited.then((x) => {
       if (!this.starting) this.onExit(p, x);
@@ -503,7 +503,7 @@ class LibvirtMigration implements DriverMigration {
     this.ctx.note(`recovering postcopy: virsh ${args.map((a) => (a === this.dst!.conn.uri ? `<${this.plan.to}>` : a)).join(' ')}`);
     let p: VirshProcess;
     try {
-      p = await startResume(() => this.launch(args, false), (reason) => this.ctx.note(`libvirt: ${reason}; trying again until QEMU has seen the broken stream on both hosts`));
+      p = await startResume(() => this.launch(args), (reason) => this.ctx.note(`libvirt: ${reason}; trying again until QEMU has seen the broken stream on both hosts`));
     } catch (e) {
       refuseControl('recover', phase, `libvirt says: ${(e as Error).message}`);
     }
